@@ -1,0 +1,1 @@
+//! Apply stage: the only code that talks to the kernel.

@@ -1,0 +1,119 @@
+//! The lab as plain data: what the script declared, nothing live.
+//!
+//! Everything `plan`, `graph` and `show --json` print comes from here. The
+//! script stage builds a [`Lab`]; [`crate::validate`] checks it; the plan
+//! stage turns it into kernel steps.
+
+mod mac;
+
+use std::net::IpAddr;
+use std::path::PathBuf;
+
+use ipnet::IpNet;
+use serde::{Deserialize, Serialize};
+
+use crate::diag::Origin;
+pub use mac::MacAddr;
+
+/// Name of the bridge device inside a bridge node's namespace.
+pub const BRIDGE_DEVICE: &str = "br0";
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Lab {
+    pub name: String,
+    pub description: Option<String>,
+    /// The script the lab was read from.
+    pub file: PathBuf,
+    pub nodes: Vec<Node>,
+    pub links: Vec<Link>,
+    pub experiments: Vec<Experiment>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum NodeKind {
+    /// A network namespace with the lab's interfaces in it.
+    Host,
+    /// A namespace holding one Linux bridge ([`BRIDGE_DEVICE`]); every link to it is a port.
+    Bridge,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Node {
+    pub name: String,
+    pub kind: NodeKind,
+    /// ip_forward on, for IPv4 and IPv6.
+    pub forwarding: bool,
+    pub routes: Vec<Route>,
+    pub sysctls: Vec<Sysctl>,
+    pub origin: Origin,
+}
+
+/// A veth pair between two nodes.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Link {
+    pub ends: [Endpoint; 2],
+    pub mtu: Option<u32>,
+    /// Number of TX and RX queues on both ends.
+    pub queues: Option<u32>,
+    pub origin: Origin,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Endpoint {
+    pub node: String,
+    /// Interface name inside the node (`eth0`, ... unless named in the script).
+    pub ifname: String,
+    pub addresses: Vec<IpNet>,
+    /// Given in the script; otherwise derived (see [`MacAddr::derive`]).
+    pub mac: Option<MacAddr>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Route {
+    /// `0.0.0.0/0` or `::/0` for "default" (family taken from the gateway).
+    pub destination: IpNet,
+    pub via: IpAddr,
+    pub origin: Origin,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Sysctl {
+    /// Dotted key, e.g. `net.ipv4.conf.all.rp_filter`.
+    pub key: String,
+    pub value: String,
+    pub origin: Origin,
+}
+
+/// An experiment declared with `experiment("name", fn)`; the function itself
+/// stays in the script's Lua state.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Experiment {
+    pub name: String,
+    pub origin: Origin,
+}
+
+impl Lab {
+    pub fn node(&self, name: &str) -> Option<&Node> {
+        self.nodes.iter().find(|n| n.name == name)
+    }
+
+    /// The network namespace name of a node: `<lab>-<node>`.
+    pub fn netns_name(&self, node: &str) -> String {
+        netns_name(&self.name, node)
+    }
+
+    /// Every link end that sits in `node`, in declaration order.
+    pub fn endpoints_of<'a>(&'a self, node: &'a str) -> impl Iterator<Item = &'a Endpoint> + 'a {
+        self.links.iter().flat_map(|l| l.ends.iter()).filter(move |e| e.node == node)
+    }
+
+    /// The MAC an endpoint gets: the script's, or one derived from lab, node and interface.
+    pub fn mac_of(&self, end: &Endpoint) -> MacAddr {
+        end.mac.unwrap_or_else(|| MacAddr::derive(&self.name, &end.node, &end.ifname))
+    }
+}
+
+pub fn netns_name(lab: &str, node: &str) -> String {
+    format!("{lab}-{node}")
+}

@@ -1,0 +1,97 @@
+//! Lab -> Plan. Pure: the same lab always gives the same plan.
+
+use std::collections::HashMap;
+
+use super::{Device, Plan, Step};
+use crate::model::{Lab, NodeKind, BRIDGE_DEVICE};
+
+/// Sysctls every node gets so counters are exact: no IPv6 autoconf, DAD,
+/// router solicitations or link-local addresses (each would add packets).
+/// `default` is written before any device exists, so every device inherits it.
+const QUIET_IPV6: &[(&str, &str)] = &[
+    ("net.ipv6.conf.default.accept_dad", "0"),
+    ("net.ipv6.conf.default.dad_transmits", "0"),
+    ("net.ipv6.conf.default.autoconf", "0"),
+    ("net.ipv6.conf.default.accept_ra", "0"),
+    ("net.ipv6.conf.default.router_solicitations", "0"),
+    ("net.ipv6.conf.default.addr_gen_mode", "1"),
+    ("net.ipv6.conf.all.accept_dad", "0"),
+    ("net.ipv6.conf.all.autoconf", "0"),
+    ("net.ipv6.conf.all.accept_ra", "0"),
+    ("net.ipv6.conf.all.router_solicitations", "0"),
+];
+
+/// Builds the plan of a validated lab.
+pub fn plan(lab: &Lab) -> Plan {
+    let mut steps = Vec::new();
+    // Next free ifindex per node; 1 is lo.
+    let mut next_index: HashMap<&str, u32> = lab.nodes.iter().map(|n| (n.name.as_str(), 2)).collect();
+    let mut take_index = |node: &str| {
+        let i = next_index.get_mut(node).expect("validated: link ends name nodes");
+        *i += 1;
+        *i - 1
+    };
+    let device = |node: &str, ifname: &str, ifindex| Device { node: node.into(), ifname: ifname.into(), ifindex };
+
+    for node in &lab.nodes {
+        steps.push(Step::CreateNamespace { node: node.name.clone(), netns: lab.netns_name(&node.name) });
+        for (key, value) in QUIET_IPV6 {
+            steps.push(Step::Sysctl { node: node.name.clone(), key: (*key).into(), value: (*value).into() });
+        }
+        steps.push(Step::SetUp { device: device(&node.name, "lo", 1) });
+    }
+
+    let mut bridge_index = HashMap::new();
+    for node in lab.nodes.iter().filter(|n| n.kind == NodeKind::Bridge) {
+        let ifindex = take_index(&node.name);
+        bridge_index.insert(node.name.as_str(), ifindex);
+        let mac = crate::model::MacAddr::derive(&lab.name, &node.name, BRIDGE_DEVICE);
+        steps.push(Step::CreateBridge { device: device(&node.name, BRIDGE_DEVICE, ifindex), mac });
+    }
+
+    let mut configure = Vec::new();
+    for link in &lab.links {
+        // Create from the bridge side when there is one, so the port is
+        // enslaved and up in the create message itself.
+        let [a, b] = &link.ends;
+        let (main, peer) = if bridge_index.contains_key(b.node.as_str()) && !bridge_index.contains_key(a.node.as_str()) {
+            (b, a)
+        } else {
+            (a, b)
+        };
+        let main_dev = device(&main.node, &main.ifname, take_index(&main.node));
+        let peer_dev = device(&peer.node, &peer.ifname, take_index(&peer.node));
+        steps.push(Step::CreateVeth {
+            device: main_dev.clone(),
+            mac: lab.mac_of(main),
+            master: bridge_index.get(main.node.as_str()).copied(),
+            peer: peer_dev.clone(),
+            peer_mac: lab.mac_of(peer),
+            mtu: link.mtu,
+            queues: link.queues,
+        });
+        configure.push(Step::SetUp { device: peer_dev.clone() });
+        for (end, dev) in [(main, &main_dev), (peer, &peer_dev)] {
+            for address in &end.addresses {
+                configure.push(Step::AddAddress { device: dev.clone(), address: *address });
+            }
+        }
+    }
+    steps.extend(configure);
+
+    for node in &lab.nodes {
+        if node.forwarding {
+            for key in ["net.ipv4.ip_forward", "net.ipv6.conf.all.forwarding"] {
+                steps.push(Step::Sysctl { node: node.name.clone(), key: key.into(), value: "1".into() });
+            }
+        }
+        for sysctl in &node.sysctls {
+            steps.push(Step::Sysctl { node: node.name.clone(), key: sysctl.key.clone(), value: sysctl.value.clone() });
+        }
+        for route in &node.routes {
+            steps.push(Step::AddRoute { node: node.name.clone(), destination: route.destination, via: route.via });
+        }
+    }
+    steps.sort_by_key(Step::phase); // stable: keeps declaration order within a phase
+    Plan { lab: lab.name.clone(), steps }
+}

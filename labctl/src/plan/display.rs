@@ -1,0 +1,46 @@
+//! The human form of a plan, one line per step, as `labctl plan` prints it.
+
+use std::fmt;
+
+use super::{Device, Plan, Step};
+
+impl fmt::Display for Device {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}:{}", self.node, self.ifname)
+    }
+}
+
+impl fmt::Display for Step {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Step::CreateNamespace { netns, .. } => write!(f, "netns add {netns}"),
+            Step::Sysctl { node, key, value } => write!(f, "{node}: sysctl {key}={value}"),
+            Step::CreateBridge { device, mac } => write!(f, "{device}: bridge add (ifindex {}, mac {mac}, up)", device.ifindex),
+            Step::CreateVeth { device, mac, master, peer, peer_mac, mtu, queues } => {
+                write!(f, "{device} <-> {peer}: veth add ({mac} <-> {peer_mac}")?;
+                if let Some(mtu) = mtu {
+                    write!(f, ", mtu {mtu}")?;
+                }
+                if let Some(q) = queues {
+                    write!(f, ", {q} queues")?;
+                }
+                if master.is_some() {
+                    write!(f, ", {device} enslaved to br0")?;
+                }
+                write!(f, ", {device} up)")
+            }
+            Step::SetUp { device } => write!(f, "{device}: link set up"),
+            Step::AddAddress { device, address } => write!(f, "{device}: addr add {address}"),
+            Step::AddRoute { node, destination, via } => write!(f, "{node}: route add {destination} via {via}"),
+        }
+    }
+}
+
+impl fmt::Display for Plan {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        for (i, step) in self.steps.iter().enumerate() {
+            writeln!(f, "{:>4}  {step}", i + 1)?;
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,118 @@
+//! The plan: the ordered kernel steps that build a validated lab. Pure data,
+//! computed without root; `labctl plan` prints it, apply executes it.
+//!
+//! Interface indexes are chosen here: every namespace is new, `lo` is 1 and
+//! the lab's interfaces follow in declaration order, so addresses and routes
+//! can name their device by index and ifindexes are the same on every run.
+
+mod build;
+mod display;
+
+use std::net::IpAddr;
+
+use ipnet::IpNet;
+use serde::{Deserialize, Serialize};
+
+use crate::model::MacAddr;
+pub use build::plan;
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Plan {
+    pub lab: String,
+    pub steps: Vec<Step>,
+}
+
+/// Where a step happens: a node's namespace and, for link steps, a device in it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Device {
+    pub node: String,
+    pub ifname: String,
+    pub ifindex: u32,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "step", rename_all = "snake_case")]
+pub enum Step {
+    /// A new network namespace, bound at `/run/netns/<netns>`.
+    CreateNamespace { node: String, netns: String },
+    /// Write `/proc/sys/<key as path>` inside the node's namespace.
+    Sysctl { node: String, key: String, value: String },
+    /// A Linux bridge, up.
+    CreateBridge { device: Device, mac: MacAddr },
+    /// A veth pair created directly in both namespaces. The first end is
+    /// created up (and enslaved to `master` if given); the peer is brought up
+    /// by a later [`Step::SetUp`] (the kernel refuses peer flags on create).
+    CreateVeth {
+        device: Device,
+        mac: MacAddr,
+        master: Option<u32>,
+        peer: Device,
+        peer_mac: MacAddr,
+        mtu: Option<u32>,
+        queues: Option<u32>,
+    },
+    SetUp { device: Device },
+    AddAddress { device: Device, address: IpNet },
+    AddRoute { node: String, destination: IpNet, via: IpAddr },
+}
+
+/// Steps of one phase depend only on steps of earlier phases, so apply may
+/// run a phase's steps in any order or all at once.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Phase {
+    Namespaces,
+    NamespaceSysctls,
+    Bridges,
+    Veths,
+    Configure,
+    Routes,
+}
+
+impl Step {
+    pub fn phase(&self) -> Phase {
+        match self {
+            Step::CreateNamespace { .. } => Phase::Namespaces,
+            // Sysctls that name a device must wait for it; the rest (the
+            // IPv6 defaults among them) must come before any device exists.
+            Step::Sysctl { key, .. } if sysctl_names_device(key) => Phase::Configure,
+            Step::Sysctl { .. } => Phase::NamespaceSysctls,
+            Step::CreateBridge { .. } => Phase::Bridges,
+            Step::CreateVeth { .. } => Phase::Veths,
+            Step::SetUp { .. } | Step::AddAddress { .. } => Phase::Configure,
+            Step::AddRoute { .. } => Phase::Routes,
+        }
+    }
+
+    /// The node whose namespace this step works in.
+    pub fn node(&self) -> &str {
+        match self {
+            Step::CreateNamespace { node, .. } | Step::Sysctl { node, .. } | Step::AddRoute { node, .. } => node,
+            Step::CreateBridge { device, .. }
+            | Step::CreateVeth { device, .. }
+            | Step::SetUp { device }
+            | Step::AddAddress { device, .. } => &device.node,
+        }
+    }
+}
+
+/// `net.ipv4.conf.eth0.rp_filter` names a device; `...conf.all...`, `...conf.default...` do not.
+fn sysctl_names_device(key: &str) -> bool {
+    let parts: Vec<&str> = key.split('.').collect();
+    matches!(parts.as_slice(), ["net", "ipv4" | "ipv6", "conf" | "neigh", dev, ..] if *dev != "all" && *dev != "default")
+}
+
+impl Plan {
+    /// The steps grouped by phase, in phase order.
+    pub fn phases(&self) -> Vec<(Phase, Vec<(usize, &Step)>)> {
+        let mut phases: Vec<(Phase, Vec<(usize, &Step)>)> = Vec::new();
+        let mut indexed: Vec<(usize, &Step)> = self.steps.iter().enumerate().collect();
+        indexed.sort_by_key(|(i, s)| (s.phase(), *i));
+        for (i, step) in indexed {
+            match phases.last_mut() {
+                Some((phase, steps)) if *phase == step.phase() => steps.push((i, step)),
+                _ => phases.push((step.phase(), vec![(i, step)])),
+            }
+        }
+        phases
+    }
+}
