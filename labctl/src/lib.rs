@@ -5,9 +5,13 @@
 
 pub mod apply;
 pub mod diag;
+pub mod experiment;
 pub mod model;
+pub mod observe;
 pub mod plan;
 pub mod script;
+pub mod snapshot;
+pub mod traffic;
 pub mod validate;
 
 /// Reads, validates and plans a lab script: everything `up` does before it

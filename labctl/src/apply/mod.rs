@@ -1,1 +1,146 @@
 //! Apply stage: the only code that talks to the kernel.
+//!
+//! `up` journals each plan step before running it and rolls everything back
+//! if any step fails (or on Ctrl-C); `down` removes whatever the journal
+//! names, so it also cleans up after a `kill -9` at any moment of `up`.
+
+mod executor;
+mod faults;
+pub mod floor;
+mod interrupt;
+mod netlink;
+pub mod netns;
+pub mod privileges;
+pub mod state;
+mod sysctl;
+mod teardown;
+
+use std::path::Path;
+
+use executor::Executor;
+pub use executor::{Progress, StepError};
+pub use faults::Faults;
+pub use interrupt::{catch as catch_interrupts, interrupted};
+use netns::NetnsError;
+use state::{LabState, Recorded, StateError};
+pub use teardown::Removed;
+
+use crate::model::Lab;
+use crate::plan::{Plan, Step};
+
+#[derive(Debug, thiserror::Error)]
+pub enum ApplyError {
+    #[error("building a lab needs root (or the capabilities {})", .0.join(" and "))]
+    Privileges(Vec<&'static str>),
+    #[error("lab {0:?} is already running")]
+    AlreadyRunning(String),
+    #[error("network namespace {0:?} already exists (not created by this lab)")]
+    NamespaceTaken(String),
+    #[error("step {number} ({step}) failed: {source}")]
+    Step { number: usize, step: String, source: StepError },
+    #[error("interrupted")]
+    Interrupted,
+    #[error(transparent)]
+    State(StateError),
+    #[error(transparent)]
+    Netns(#[from] NetnsError),
+    #[error("cannot start the netlink runtime: {0}")]
+    Runtime(std::io::Error),
+    #[error("kernel floor measurement failed: {0}")]
+    Floor(String),
+}
+
+impl From<StateError> for ApplyError {
+    fn from(e: StateError) -> Self {
+        match e {
+            StateError::AlreadyRunning(name) => ApplyError::AlreadyRunning(name),
+            other => ApplyError::State(other),
+        }
+    }
+}
+
+impl ApplyError {
+    /// Did it fail before anything was created, because of what the user asked?
+    pub fn is_user_error(&self) -> bool {
+        matches!(self, ApplyError::AlreadyRunning(_) | ApplyError::NamespaceTaken(_))
+    }
+}
+
+pub fn check_privileges() -> Result<(), ApplyError> {
+    let missing = privileges::missing();
+    if missing.is_empty() {
+        Ok(())
+    } else {
+        Err(ApplyError::Privileges(missing))
+    }
+}
+
+/// Builds a lab from its plan. On any failure everything created so far is
+/// removed before the error is returned.
+pub fn up(lab: &Lab, script: &Path, plan: &Plan, progress: Progress<'_>) -> Result<(), ApplyError> {
+    check_privileges()?;
+    if LabState::open(&lab.name).is_some() {
+        return Err(ApplyError::AlreadyRunning(lab.name.clone()));
+    }
+    if let Some(taken) = plan.steps.iter().find_map(|s| match s {
+        Step::CreateNamespace { netns, .. } if netns::exists(netns) => Some(netns),
+        _ => None,
+    }) {
+        return Err(ApplyError::NamespaceTaken(taken.clone()));
+    }
+    let recorded = Recorded { lab: lab.clone(), script: script.to_path_buf(), pid: std::process::id() };
+    let state = LabState::create(&recorded)?;
+    interrupt::catch();
+    match build(plan, &state, progress) {
+        Ok(()) => Ok(state.mark_ready()?),
+        Err(e) => {
+            // Roll back; the build error is the one worth reporting.
+            if let Err(cleanup) = remove(state) {
+                eprintln!("labctl: rollback incomplete: {cleanup}; run `labctl down {}`", lab.name);
+            }
+            Err(e)
+        }
+    }
+}
+
+fn build(plan: &Plan, state: &LabState, progress: Progress<'_>) -> Result<(), ApplyError> {
+    netns::prepare_run_dir()?;
+    raise_open_files_limit(plan);
+    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().map_err(ApplyError::Runtime)?;
+    let mut executor = Executor::new(plan.steps.len(), Faults::from_env(), progress)?;
+    runtime.block_on(executor.run(plan, state))
+}
+
+/// Each node holds a namespace fd and a netlink socket open while the lab is built.
+fn raise_open_files_limit(plan: &Plan) {
+    use nix::sys::resource::{getrlimit, setrlimit, Resource};
+    let want = 64 + 2 * plan.steps.len() as u64;
+    if let Ok((soft, hard)) = getrlimit(Resource::RLIMIT_NOFILE) {
+        if soft < want {
+            let _ = setrlimit(Resource::RLIMIT_NOFILE, want.max(hard), want.max(hard));
+        }
+    }
+}
+
+/// What `down` did.
+#[derive(Debug)]
+pub enum Down {
+    NotRunning,
+    Removed(Removed),
+}
+
+/// Removes a lab, running, half built or left by a killed `labctl up`.
+pub fn down(name: &str) -> Result<Down, ApplyError> {
+    check_privileges()?;
+    match LabState::open(name) {
+        None => Ok(Down::NotRunning),
+        Some(state) => Ok(Down::Removed(remove(state)?)),
+    }
+}
+
+fn remove(state: LabState) -> Result<Removed, ApplyError> {
+    let journal = state.journaled()?;
+    let removed = teardown::remove_journaled(&journal)?;
+    state.remove()?;
+    Ok(removed)
+}

@@ -26,6 +26,12 @@ impl MacAddr {
         MacAddr(mac)
     }
 
+    /// The EUI-64 IPv6 link-local address of this MAC (RFC 4291, appendix A).
+    pub fn link_local(&self) -> std::net::Ipv6Addr {
+        let m = self.0;
+        std::net::Ipv6Addr::from([0xfe, 0x80, 0, 0, 0, 0, 0, 0, m[0] ^ 0x02, m[1], m[2], 0xff, 0xfe, m[3], m[4], m[5]])
+    }
+
     pub fn is_unicast(&self) -> bool {
         self.0[0] & 0x01 == 0
     }
@@ -83,6 +89,12 @@ mod tests {
         assert_ne!(a, MacAddr::derive("part1", "h1", "eth1"));
         assert_ne!(a, MacAddr::derive("part2", "h1", "eth0"));
         assert_eq!(a.0[0] & 0x03, 0x02);
+    }
+
+    #[test]
+    fn link_local_is_eui64() {
+        let m: MacAddr = "02:aa:bb:00:01:ff".parse().unwrap();
+        assert_eq!(m.link_local().to_string(), "fe80::aa:bbff:fe00:1ff");
     }
 
     #[test]

@@ -2,19 +2,27 @@
 
 use std::collections::HashMap;
 
+use ipnet::{IpNet, Ipv6Net};
+
 use super::{Device, Plan, Step};
 use crate::model::{Lab, NodeKind, BRIDGE_DEVICE};
 
 /// Sysctls every node gets so counters are exact: no IPv6 autoconf, DAD,
-/// router solicitations or link-local addresses (each would add packets).
+/// router solicitations or automatic link-local addresses (each would add
+/// packets), and the repeats of MLD reports sent within a millisecond of an
+/// address being added rather than up to a second later, in an experiment.
 /// `default` is written before any device exists, so every device inherits it.
-const QUIET_IPV6: &[(&str, &str)] = &[
+/// Interfaces with IPv6 addresses get an explicit EUI-64 link-local address
+/// instead: a router needs one to solicit neighbours for forwarded packets.
+pub const QUIET_IPV6: &[(&str, &str)] = &[
     ("net.ipv6.conf.default.accept_dad", "0"),
     ("net.ipv6.conf.default.dad_transmits", "0"),
     ("net.ipv6.conf.default.autoconf", "0"),
     ("net.ipv6.conf.default.accept_ra", "0"),
     ("net.ipv6.conf.default.router_solicitations", "0"),
     ("net.ipv6.conf.default.addr_gen_mode", "1"),
+    ("net.ipv6.conf.default.mldv1_unsolicited_report_interval", "1"),
+    ("net.ipv6.conf.default.mldv2_unsolicited_report_interval", "1"),
     ("net.ipv6.conf.all.accept_dad", "0"),
     ("net.ipv6.conf.all.autoconf", "0"),
     ("net.ipv6.conf.all.accept_ra", "0"),
@@ -35,9 +43,7 @@ pub fn plan(lab: &Lab) -> Plan {
 
     for node in &lab.nodes {
         steps.push(Step::CreateNamespace { node: node.name.clone(), netns: lab.netns_name(&node.name) });
-        for (key, value) in QUIET_IPV6 {
-            steps.push(Step::Sysctl { node: node.name.clone(), key: (*key).into(), value: (*value).into() });
-        }
+        steps.push(Step::QuietIpv6 { node: node.name.clone() });
         steps.push(Step::SetUp { device: device(&node.name, "lo", 1) });
     }
 
@@ -54,7 +60,8 @@ pub fn plan(lab: &Lab) -> Plan {
         // Create from the bridge side when there is one, so the port is
         // enslaved and up in the create message itself.
         let [a, b] = &link.ends;
-        let (main, peer) = if bridge_index.contains_key(b.node.as_str()) && !bridge_index.contains_key(a.node.as_str()) {
+        let (main, peer) = if bridge_index.contains_key(b.node.as_str()) && !bridge_index.contains_key(a.node.as_str())
+        {
             (b, a)
         } else {
             (a, b)
@@ -72,6 +79,10 @@ pub fn plan(lab: &Lab) -> Plan {
         });
         configure.push(Step::SetUp { device: peer_dev.clone() });
         for (end, dev) in [(main, &main_dev), (peer, &peer_dev)] {
+            if end.addresses.iter().any(|a| matches!(a, IpNet::V6(_))) {
+                let link_local = Ipv6Net::new(lab.mac_of(end).link_local(), 64).expect("64 is a valid prefix");
+                configure.push(Step::AddAddress { device: dev.clone(), address: IpNet::V6(link_local) });
+            }
             for address in &end.addresses {
                 configure.push(Step::AddAddress { device: dev.clone(), address: *address });
             }

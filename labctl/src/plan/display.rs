@@ -14,8 +14,16 @@ impl fmt::Display for Step {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             Step::CreateNamespace { netns, .. } => write!(f, "netns add {netns}"),
+            Step::QuietIpv6 { node } => {
+                write!(
+                    f,
+                    "{node}: sysctl net.ipv6.conf.{{all,default}}: no DAD, autoconf, RA, RS or link-local address"
+                )
+            }
             Step::Sysctl { node, key, value } => write!(f, "{node}: sysctl {key}={value}"),
-            Step::CreateBridge { device, mac } => write!(f, "{device}: bridge add (ifindex {}, mac {mac}, up)", device.ifindex),
+            Step::CreateBridge { device, mac } => {
+                write!(f, "{device}: bridge add (ifindex {}, mac {mac}, up)", device.ifindex)
+            }
             Step::CreateVeth { device, mac, master, peer, peer_mac, mtu, queues } => {
                 write!(f, "{device} <-> {peer}: veth add ({mac} <-> {peer_mac}")?;
                 if let Some(mtu) = mtu {

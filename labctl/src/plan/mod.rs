@@ -14,7 +14,7 @@ use ipnet::IpNet;
 use serde::{Deserialize, Serialize};
 
 use crate::model::MacAddr;
-pub use build::plan;
+pub use build::{plan, QUIET_IPV6};
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Plan {
@@ -34,11 +34,25 @@ pub struct Device {
 #[serde(tag = "step", rename_all = "snake_case")]
 pub enum Step {
     /// A new network namespace, bound at `/run/netns/<netns>`.
-    CreateNamespace { node: String, netns: String },
+    CreateNamespace {
+        node: String,
+        netns: String,
+    },
+    /// The IPv6 sysctls of [`QUIET_IPV6`], before any device exists.
+    QuietIpv6 {
+        node: String,
+    },
     /// Write `/proc/sys/<key as path>` inside the node's namespace.
-    Sysctl { node: String, key: String, value: String },
+    Sysctl {
+        node: String,
+        key: String,
+        value: String,
+    },
     /// A Linux bridge, up.
-    CreateBridge { device: Device, mac: MacAddr },
+    CreateBridge {
+        device: Device,
+        mac: MacAddr,
+    },
     /// A veth pair created directly in both namespaces. The first end is
     /// created up (and enslaved to `master` if given); the peer is brought up
     /// by a later [`Step::SetUp`] (the kernel refuses peer flags on create).
@@ -51,9 +65,18 @@ pub enum Step {
         mtu: Option<u32>,
         queues: Option<u32>,
     },
-    SetUp { device: Device },
-    AddAddress { device: Device, address: IpNet },
-    AddRoute { node: String, destination: IpNet, via: IpAddr },
+    SetUp {
+        device: Device,
+    },
+    AddAddress {
+        device: Device,
+        address: IpNet,
+    },
+    AddRoute {
+        node: String,
+        destination: IpNet,
+        via: IpAddr,
+    },
 }
 
 /// Steps of one phase depend only on steps of earlier phases, so apply may
@@ -64,6 +87,7 @@ pub enum Phase {
     NamespaceSysctls,
     Bridges,
     Veths,
+    DeviceSysctls,
     Configure,
     Routes,
 }
@@ -74,8 +98,8 @@ impl Step {
             Step::CreateNamespace { .. } => Phase::Namespaces,
             // Sysctls that name a device must wait for it; the rest (the
             // IPv6 defaults among them) must come before any device exists.
-            Step::Sysctl { key, .. } if sysctl_names_device(key) => Phase::Configure,
-            Step::Sysctl { .. } => Phase::NamespaceSysctls,
+            Step::Sysctl { key, .. } if sysctl_names_device(key) => Phase::DeviceSysctls,
+            Step::QuietIpv6 { .. } | Step::Sysctl { .. } => Phase::NamespaceSysctls,
             Step::CreateBridge { .. } => Phase::Bridges,
             Step::CreateVeth { .. } => Phase::Veths,
             Step::SetUp { .. } | Step::AddAddress { .. } => Phase::Configure,
@@ -86,7 +110,10 @@ impl Step {
     /// The node whose namespace this step works in.
     pub fn node(&self) -> &str {
         match self {
-            Step::CreateNamespace { node, .. } | Step::Sysctl { node, .. } | Step::AddRoute { node, .. } => node,
+            Step::CreateNamespace { node, .. }
+            | Step::QuietIpv6 { node }
+            | Step::Sysctl { node, .. }
+            | Step::AddRoute { node, .. } => node,
             Step::CreateBridge { device, .. }
             | Step::CreateVeth { device, .. }
             | Step::SetUp { device }

@@ -1,0 +1,73 @@
+//! Removing what the journal says a lab may have created. Every object of a
+//! lab lives inside one of its namespaces, so removing the namespaces (after
+//! stopping the processes still in them) removes everything.
+
+use std::os::unix::fs::MetadataExt;
+use std::time::{Duration, Instant};
+
+use nix::sys::signal::{kill, Signal};
+use nix::unistd::Pid;
+
+use super::netns::{self, NetnsError};
+use crate::plan::Step;
+
+#[derive(Debug, Default)]
+pub struct Removed {
+    pub namespaces: usize,
+    pub processes: usize,
+}
+
+/// Removes every namespace the journal names: stops processes left inside
+/// (SIGTERM, then SIGKILL after a grace period), then unbinds the namespace.
+pub fn remove_journaled(journal: &[Step]) -> Result<Removed, NetnsError> {
+    let names: Vec<&str> = journal
+        .iter()
+        .filter_map(|s| match s {
+            Step::CreateNamespace { netns, .. } => Some(netns.as_str()),
+            _ => None,
+        })
+        .collect();
+    let mut removed = Removed { processes: stop_processes_in(&names), ..Removed::default() };
+    for name in names {
+        if netns::exists(name) {
+            removed.namespaces += 1;
+        }
+        netns::remove(name)?;
+    }
+    Ok(removed)
+}
+
+/// (device, inode) of each namespace that still exists.
+fn namespace_ids(names: &[&str]) -> Vec<(u64, u64)> {
+    names.iter().filter_map(|n| std::fs::metadata(netns::path(n)).ok()).map(|m| (m.dev(), m.ino())).collect()
+}
+
+fn pids_in(ids: &[(u64, u64)]) -> Vec<Pid> {
+    let me = std::process::id();
+    let Ok(dir) = std::fs::read_dir("/proc") else { return Vec::new() };
+    dir.flatten()
+        .filter_map(|e| e.file_name().to_str()?.parse::<u32>().ok())
+        .filter(|&pid| pid != me)
+        .filter(|pid| std::fs::metadata(format!("/proc/{pid}/ns/net")).is_ok_and(|m| ids.contains(&(m.dev(), m.ino()))))
+        .map(|pid| Pid::from_raw(pid as i32))
+        .collect()
+}
+
+fn stop_processes_in(names: &[&str]) -> usize {
+    let ids = namespace_ids(names);
+    if ids.is_empty() {
+        return 0;
+    }
+    let pids = pids_in(&ids);
+    for &pid in &pids {
+        let _ = kill(pid, Signal::SIGTERM);
+    }
+    let deadline = Instant::now() + Duration::from_secs(2);
+    while !pids_in(&ids).is_empty() && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    for pid in pids_in(&ids) {
+        let _ = kill(pid, Signal::SIGKILL);
+    }
+    pids.len()
+}

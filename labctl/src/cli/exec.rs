@@ -1,0 +1,60 @@
+//! `labctl exec LAB NODE -- CMD...` and `labctl shell LAB NODE`: replace
+//! labctl with a command running inside a node's namespace.
+
+use std::os::unix::process::CommandExt;
+use std::process::Command;
+
+use anyhow::anyhow;
+use labctl::apply::{self, netns};
+
+use super::{running_lab, Failure, EXIT_FAILURE};
+
+#[derive(Debug, clap::Args)]
+pub struct ExecArgs {
+    /// The running lab
+    lab: String,
+    /// The node to run in
+    node: String,
+    /// The command and its arguments, after `--`
+    #[arg(last = true, required = true)]
+    command: Vec<String>,
+}
+
+#[derive(Debug, clap::Args)]
+pub struct ShellArgs {
+    /// The running lab
+    lab: String,
+    /// The node to open a shell in
+    node: String,
+}
+
+pub fn run_exec(args: ExecArgs) -> Result<(), Failure> {
+    let mut command = Command::new(&args.command[0]);
+    command.args(&args.command[1..]);
+    exec_in(&args.lab, &args.node, command)
+}
+
+pub fn run_shell(args: ShellArgs) -> Result<(), Failure> {
+    let shell = std::env::var("SHELL").unwrap_or_else(|_| "/bin/sh".into());
+    eprintln!("labctl: shell in {} of lab {} (exit to leave)", args.node, args.lab);
+    exec_in(&args.lab, &args.node, Command::new(shell))
+}
+
+fn exec_in(lab: &str, node: &str, mut command: Command) -> Result<(), Failure> {
+    apply::check_privileges()?;
+    let recorded = running_lab(lab)?;
+    if recorded.lab.node(node).is_none() {
+        let nodes: Vec<&str> = recorded.lab.nodes.iter().map(|n| n.name.as_str()).collect();
+        return Err(Failure::bad_input(anyhow!("lab {lab} has no node {node:?}"))
+            .help(format!("its nodes are: {}", nodes.join(", "))));
+    }
+    let name = recorded.lab.netns_name(node);
+    let fd = netns::open(&name).map_err(|e| Failure::new(EXIT_FAILURE, e))?;
+    netns::enter_for_command(&fd).map_err(|e| Failure::new(EXIT_FAILURE, e))?;
+    command.env("LABCTL_LAB", lab).env("LABCTL_NODE", node);
+    // exec only returns on failure.
+    let error = command.exec();
+    let program = command.get_program().to_string_lossy().into_owned();
+    let status = if error.kind() == std::io::ErrorKind::NotFound { 127 } else { 126 };
+    Err(Failure::new(status, anyhow!("cannot run {program:?} in {node}: {error}")))
+}

@@ -1,0 +1,82 @@
+//! `labctl graph FILE`: the topology as Mermaid (renders on GitHub) or DOT.
+
+use std::fmt::Write;
+use std::path::PathBuf;
+
+use labctl::model::{Lab, NodeKind};
+
+use super::Failure;
+
+#[derive(Debug, Clone, Copy, clap::ValueEnum)]
+enum Format {
+    Mermaid,
+    Dot,
+}
+
+#[derive(Debug, clap::Args)]
+pub struct Args {
+    /// The lab script
+    file: PathBuf,
+    #[arg(long, value_enum, default_value = "mermaid")]
+    format: Format,
+}
+
+pub fn run(args: Args) -> Result<(), Failure> {
+    let (script, _) = labctl::load_and_plan(&args.file)?;
+    let text = match args.format {
+        Format::Mermaid => mermaid(&script.lab),
+        Format::Dot => dot(&script.lab),
+    };
+    print!("{text}");
+    Ok(())
+}
+
+/// Addresses of a node, one per line, for its label.
+fn addresses(lab: &Lab, node: &str) -> Vec<String> {
+    lab.endpoints_of(node).flat_map(|e| e.addresses.iter().map(move |a| format!("{}: {a}", e.ifname))).collect()
+}
+
+fn mermaid(lab: &Lab) -> String {
+    let mut out = format!("graph LR\n");
+    // Mermaid ids are positional: node names may contain '-', which Mermaid reads as an edge.
+    let id = |name: &str| format!("n{}", lab.nodes.iter().position(|n| n.name == name).unwrap_or(0));
+    for node in &lab.nodes {
+        let mut label = vec![node.name.clone()];
+        label.extend(addresses(lab, &node.name));
+        let label = label.join("<br/>");
+        let _ = match node.kind {
+            NodeKind::Bridge => writeln!(out, "  {}{{{{\"{label}\"}}}}", id(&node.name)),
+            NodeKind::Host if node.forwarding => writeln!(out, "  {}([\"{label}\"])", id(&node.name)),
+            NodeKind::Host => writeln!(out, "  {}[\"{label}\"]", id(&node.name)),
+        };
+    }
+    for link in &lab.links {
+        let [a, b] = &link.ends;
+        let _ = writeln!(out, "  {} ---|\"{} - {}\"| {}", id(&a.node), a.ifname, b.ifname, id(&b.node));
+    }
+    out
+}
+
+fn dot(lab: &Lab) -> String {
+    let mut out = format!("graph \"{}\" {{\n  node [fontname=\"monospace\"];\n", lab.name);
+    for node in &lab.nodes {
+        let mut label = vec![node.name.clone()];
+        label.extend(addresses(lab, &node.name));
+        let shape = match node.kind {
+            NodeKind::Bridge => "hexagon",
+            NodeKind::Host if node.forwarding => "ellipse",
+            NodeKind::Host => "box",
+        };
+        let _ = writeln!(out, "  \"{}\" [shape={shape}, label=\"{}\"];", node.name, label.join("\\n"));
+    }
+    for link in &lab.links {
+        let [a, b] = &link.ends;
+        let _ = writeln!(
+            out,
+            "  \"{}\" -- \"{}\" [taillabel=\"{}\", headlabel=\"{}\"];",
+            a.node, b.node, a.ifname, b.ifname
+        );
+    }
+    out.push_str("}\n");
+    out
+}

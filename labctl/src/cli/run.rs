@@ -1,0 +1,64 @@
+//! `labctl run FILE [EXPERIMENT]`: run experiments and show what they saw,
+//! without comparing; artefacts (snapshots as text, captures as pcapng,
+//! results as JSON) go to a run folder.
+
+use std::path::PathBuf;
+
+use anyhow::anyhow;
+use labctl::experiment::ExperimentResult;
+use labctl::script::Script;
+
+use super::session;
+use super::{Failure, EXIT_FAILURE};
+
+#[derive(Debug, clap::Args)]
+pub struct Args {
+    /// The lab script
+    file: PathBuf,
+    /// Run only this experiment
+    experiment: Option<String>,
+    /// The run folder [default: runs/<lab>-<UTC time>]
+    #[arg(long)]
+    out: Option<PathBuf>,
+}
+
+pub fn run(args: Args) -> Result<(), Failure> {
+    labctl::apply::check_privileges()?;
+    let stem = args.file.file_stem().map_or_else(|| "lab".into(), |s| s.to_string_lossy().into_owned());
+    let stamp = humantime::format_rfc3339_seconds(std::time::SystemTime::now()).to_string().replace(':', "");
+    let out = args.out.clone().unwrap_or_else(|| PathBuf::from("runs").join(format!("{stem}-{stamp}")));
+    std::fs::create_dir_all(&out)
+        .map_err(|e| Failure::new(EXIT_FAILURE, anyhow!("cannot create {}: {e}", out.display())))?;
+
+    let mut show = |_: &Script, result: &ExperimentResult| {
+        println!("== experiment {} ({:.1?})", result.name, result.duration);
+        let dir = out.join(&result.name);
+        let _ = std::fs::create_dir_all(&dir);
+        for taken in &result.taken {
+            println!("-- snapshot {} ({})", taken.name, taken.origin);
+            println!("{}", taken.contents);
+            let _ = std::fs::write(dir.join(format!("{}.txt", taken.name)), format!("{}\n", taken.contents));
+        }
+        for e in &result.failed {
+            println!("!! {}: {}", e.origin, e.message);
+        }
+        if let Some(error) = &result.error {
+            println!("!! {error}");
+        }
+    };
+    let outcome = session::run_lab(&args.file, args.experiment.as_deref(), Some(&out), &mut show);
+    if let Some(error) = outcome.setup_error {
+        return Err(Failure::new(EXIT_FAILURE, anyhow!(error)));
+    }
+    let json = serde_json::to_string_pretty(&outcome.results).expect("results serialize");
+    let _ = std::fs::write(out.join("results.json"), json);
+    eprintln!("run folder: {}", out.display());
+    if outcome.interrupted {
+        return Err(Failure::new(130, anyhow!("interrupted; the lab was torn down")));
+    }
+    let failed = outcome.results.iter().filter(|r| r.error.is_some() || !r.failed.is_empty()).count();
+    if failed > 0 {
+        return Err(Failure::new(EXIT_FAILURE, anyhow!("{failed} experiment(s) failed")));
+    }
+    Ok(())
+}

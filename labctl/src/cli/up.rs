@@ -1,0 +1,58 @@
+//! `labctl up FILE`: script -> validate -> plan -> apply, then the table.
+
+use std::io::IsTerminal;
+use std::path::PathBuf;
+use std::time::Instant;
+
+use indicatif::{ProgressBar, ProgressStyle};
+
+use super::{absolute, table, Failure};
+
+#[derive(Debug, clap::Args)]
+pub struct Args {
+    /// The lab script, e.g. labs/part1.lua
+    file: PathBuf,
+    /// Print the interface table as JSON
+    #[arg(long)]
+    json: bool,
+}
+
+pub fn run(args: Args) -> Result<(), Failure> {
+    let (script, plan) = labctl::load_and_plan(&args.file)?;
+    let lab = &script.lab;
+    labctl::apply::check_privileges()?;
+
+    // A bar on a terminal only; a pipe or CI log gets nothing.
+    let bar =
+        if std::io::stderr().is_terminal() { ProgressBar::new(plan.steps.len() as u64) } else { ProgressBar::hidden() };
+    bar.set_style(
+        ProgressStyle::with_template("{msg} [{bar:30}] {pos}/{len} steps")
+            .expect("valid template")
+            .progress_chars("=> "),
+    );
+    bar.set_message(format!("building {}", lab.name));
+    let progress = |done: usize, _total: usize| bar.set_position(done as u64);
+
+    let started = Instant::now();
+    let result = labctl::apply::up(lab, &absolute(&args.file), &plan, &progress);
+    bar.finish_and_clear();
+    result?;
+
+    let rows = table::interface_rows(lab);
+    if args.json {
+        println!("{}", serde_json::to_string_pretty(&rows).expect("rows serialize"));
+    } else {
+        println!("{}", table::render(&rows));
+        eprintln!(
+            "lab {} is up: {} nodes, {} links, {} steps in {:.0?}. Try `labctl exec {} <node> -- ip addr`; remove it with `labctl down {}`.",
+            lab.name,
+            lab.nodes.len(),
+            lab.links.len(),
+            plan.steps.len(),
+            started.elapsed(),
+            lab.name,
+            lab.name
+        );
+    }
+    Ok(())
+}

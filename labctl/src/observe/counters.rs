@@ -1,0 +1,16 @@
+//! Counter readers. Each returns plain serde-serializable data with a
+//! deterministic order (BTreeMap, sorted lists), ready for a snapshot.
+//!
+//! Per-namespace: [`link_stats`], [`qdisc_stats`], [`snmp`], [`neighbours`],
+//! [`routes`]. Global (per CPU, not per namespace): [`softnet`], [`softirqs`].
+//! [`Delta`] turns two snapshots of a counter map into what moved.
+
+mod delta;
+mod link;
+mod procfs;
+mod tables;
+
+pub use delta::Delta;
+pub use link::{link_stats, qdisc_stats, QdiscStats};
+pub use procfs::{parse_netstat, parse_snmp6, parse_softirqs, parse_softnet, snmp, softirqs, softnet, SoftnetRow};
+pub use tables::{neighbours, routes, Neighbour, Route};

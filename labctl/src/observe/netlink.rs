@@ -1,0 +1,53 @@
+//! Runs rtnetlink queries inside a namespace: a netlink socket belongs to the
+//! namespace of the thread that opens it, so the connection is opened on a
+//! [`run_in`] thread, driven by a current-thread runtime there.
+
+use std::collections::BTreeMap;
+use std::fs::File;
+use std::future::Future;
+
+use futures::TryStreamExt;
+use rtnetlink::packet_route::link::LinkAttribute;
+use rtnetlink::Handle;
+
+use super::error::{ObserveError, Result};
+use crate::apply::netns::run_in;
+
+/// Calls `query` with a fresh rtnetlink handle inside the namespace behind `netns`.
+pub(crate) fn query<T, F, Fut>(netns: &File, query: F) -> Result<T>
+where
+    T: Send,
+    F: FnOnce(Handle) -> Fut + Send,
+    Fut: Future<Output = Result<T>>,
+{
+    run_in(netns, || {
+        let runtime =
+            tokio::runtime::Builder::new_current_thread().enable_all().build().map_err(ObserveError::Runtime)?;
+        runtime.block_on(async {
+            let (connection, handle, _) =
+                rtnetlink::new_connection().map_err(ObserveError::socket("open a netlink socket"))?;
+            tokio::spawn(connection);
+            query(handle).await
+        })
+    })?
+}
+
+/// Interface names by index, to print tables with names rather than numbers.
+pub(crate) async fn link_names(handle: &Handle) -> Result<BTreeMap<u32, String>> {
+    let mut links = handle.link().get().execute();
+    let mut names = BTreeMap::new();
+    while let Some(msg) = links.try_next().await.map_err(ObserveError::netlink("dump links"))? {
+        let name = msg.attributes.iter().find_map(|a| match a {
+            LinkAttribute::IfName(n) => Some(n.clone()),
+            _ => None,
+        });
+        names.insert(msg.header.index, name.unwrap_or_else(|| format!("if{}", msg.header.index)));
+    }
+    Ok(names)
+}
+
+/// True if a netlink error says "no such device" (how the kernel answers a
+/// lookup by a name it does not know).
+pub(crate) fn is_no_such_device(e: &rtnetlink::Error) -> bool {
+    matches!(e, rtnetlink::Error::NetlinkError(m) if m.raw_code() == -libc::ENODEV)
+}

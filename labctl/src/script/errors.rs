@@ -1,0 +1,143 @@
+//! Lua errors as diagnostics. Lua reports "file:line: message"; the file is
+//! the chunk name we gave (the path as the user wrote it), so the location
+//! can be read back. Errors inside labctl's own modules are blamed on the
+//! user line that called into them, found in the traceback.
+
+use std::path::{Path, PathBuf};
+
+use mlua::Lua;
+
+use super::builder::caller_origin;
+use super::sandbox::MAX_MEMORY;
+use crate::diag::{Diagnostic, Origin};
+
+/// Separates a message from its help line in Lua error strings, so Lua code
+/// (ours and labctl's modules) can raise errors with help too.
+const HELP_MARKER: &str = "\nhelp: ";
+
+/// A Lua error located at the calling line, in the form Lua itself uses.
+pub(super) fn error_at(lua: &Lua, message: String, help: &str) -> mlua::Error {
+    let at = caller_origin(lua).map(|origin| format!("{origin}: ")).unwrap_or_default();
+    mlua::Error::runtime(format!("{at}{message}{HELP_MARKER}{help}"))
+}
+
+/// `fallback` is used when the error carries no location at all.
+pub(super) fn to_diagnostic(error: &mlua::Error, files: &[PathBuf], fallback: Origin) -> Diagnostic {
+    let (text, outer_traceback) = unwrap(error);
+    let (text, traceback) = match text.split_once("\nstack traceback:") {
+        Some((text, traceback)) => (text.to_string(), traceback.to_string()),
+        None => (text, outer_traceback),
+    };
+    let (text, help) = match text.split_once(HELP_MARKER) {
+        Some((text, help)) => (text.to_string(), Some(help.to_string())),
+        None => {
+            let help = default_help(error, &text);
+            (text, help)
+        }
+    };
+    let blame = || first_user_frame(&traceback, files).unwrap_or_else(|| fallback.clone());
+    let (origin, message) = match split_location(&text) {
+        Some((file, line, message)) => match user_file(file, files) {
+            Some(file) => (Origin::new(file, line), message.to_string()),
+            None => (blame(), format!("{message} (in {file}:{line})")),
+        },
+        None => (blame(), text.clone()),
+    };
+    let diagnostic = Diagnostic::new(origin, message);
+    match help {
+        Some(help) => diagnostic.help(help),
+        None => diagnostic,
+    }
+}
+
+/// The innermost error's text, and the outermost traceback seen on the way.
+fn unwrap(error: &mlua::Error) -> (String, String) {
+    let mut traceback = String::new();
+    let mut error = error;
+    loop {
+        match error {
+            mlua::Error::CallbackError { traceback: t, cause } => {
+                if traceback.is_empty() {
+                    traceback = t.clone();
+                }
+                error = cause;
+            }
+            mlua::Error::WithContext { cause, .. } => error = cause,
+            mlua::Error::SyntaxError { message, .. } => return (message.clone(), traceback),
+            mlua::Error::RuntimeError(message) => return (message.clone(), traceback),
+            mlua::Error::MemoryError(_) => {
+                return (format!("the script used more than {} MiB of memory", MAX_MEMORY >> 20), traceback)
+            }
+            other => return (other.to_string(), traceback),
+        }
+    }
+}
+
+fn default_help(error: &mlua::Error, text: &str) -> Option<String> {
+    let root = std::iter::successors(Some(error), |e| match e {
+        mlua::Error::CallbackError { cause, .. } | mlua::Error::WithContext { cause, .. } => Some(cause),
+        _ => None,
+    })
+    .last()?;
+    let help = match root {
+        mlua::Error::SyntaxError { .. } => "fix the Lua syntax here (a missing `end`, quote, comma or bracket?)",
+        mlua::Error::MemoryError(_) => "look for a loop that keeps growing a table or a string",
+        _ if text.contains("binary chunk") => "lab scripts load Lua source only",
+        _ if text.contains("(method '") => "a node has the methods route and sysctl",
+        _ if text.contains("attempt to index a nil value") || text.contains("attempt to call a nil value") => {
+            "a variable is nil here: misspelled, or used before it is assigned?"
+        }
+        _ => return None,
+    };
+    Some(help.to_string())
+}
+
+/// Splits "file:line: message" (Lua's own error form).
+fn split_location(text: &str) -> Option<(&str, u32, &str)> {
+    let first_line = text.lines().next()?;
+    first_line.match_indices(':').find_map(|(i, _)| {
+        let rest = &text[i + 1..];
+        let digits = rest.find(|c: char| !c.is_ascii_digit())?;
+        let line = rest[..digits].parse().ok()?;
+        let message = rest[digits..].strip_prefix(':')?;
+        Some((&text[..i], line, message.trim_start()))
+    })
+}
+
+/// The user file a location names. Lua shortens long chunk names to
+/// "...<tail>", so a tail match counts.
+fn user_file(shown: &str, files: &[PathBuf]) -> Option<PathBuf> {
+    let display = |f: &Path| f.display().to_string();
+    match shown.strip_prefix("...") {
+        Some(tail) => files.iter().find(|f| display(f).ends_with(tail)),
+        None => files.iter().find(|f| display(f) == shown),
+    }
+    .cloned()
+}
+
+/// The innermost traceback frame in a user file.
+fn first_user_frame(traceback: &str, files: &[PathBuf]) -> Option<Origin> {
+    traceback.lines().find_map(|frame| {
+        let (file, line, _) = split_location(frame.trim())?;
+        Some(Origin::new(user_file(file, files)?, line))
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn splits_lua_locations() {
+        assert_eq!(split_location("labs/a.lua:12: oops: 3"), Some(("labs/a.lua", 12, "oops: 3")));
+        assert_eq!(split_location("lua/topo.lua:3: bad"), Some(("lua/topo.lua", 3, "bad")));
+        assert_eq!(split_location("no location: here"), None);
+    }
+
+    #[test]
+    fn matches_shortened_chunk_names() {
+        let files = [PathBuf::from("/a/very/long/path/labs/part1.lua")];
+        assert_eq!(user_file("...long/path/labs/part1.lua", &files), Some(files[0].clone()));
+        assert_eq!(user_file("lua/topo.lua", &files), None);
+    }
+}

@@ -1,0 +1,106 @@
+//! `require(name)`: labctl's own Lua modules (from /lua, built into the
+//! binary) and `<name>.lua` files next to the lab file. Nothing else: no
+//! search path, no C modules, no way out of the lab's folder.
+
+use std::path::PathBuf;
+
+use mlua::chunk::ChunkMode;
+use mlua::{Lua, Table, Value};
+
+use super::builder;
+use super::errors::error_at;
+
+/// Modules built into labctl. Their chunk names start with `=`, which is how
+/// origins and error locations tell them from user files.
+const EMBEDDED: &[(&str, &str)] = &[("topo", include_str!("../../../lua/topo.lua"))];
+
+/// Named registry table caching loaded modules by name.
+const LOADED: &str = "labctl.modules";
+
+/// Standard modules a lab script does not get.
+const FORBIDDEN: &[&str] = &["os", "io", "debug", "package", "ffi"];
+
+pub(super) fn register(lua: &Lua) -> mlua::Result<()> {
+    lua.set_named_registry_value(LOADED, lua.create_table()?)?;
+    lua.globals().set("require", lua.create_function(require)?)
+}
+
+fn require(lua: &Lua, name: Value) -> mlua::Result<Value> {
+    let Value::String(name) = &name else {
+        return Err(error_at(
+            lua,
+            format!("require(): the module name must be a string, got {}", name.type_name()),
+            "write require(\"topo\")",
+        ));
+    };
+    let name = name.to_string_lossy();
+    if !valid_module_name(&name) {
+        return Err(error_at(
+            lua,
+            format!("require({name:?}): not a module name"),
+            "name a module like \"topo\" or \"lib.helpers\" (that is lib/helpers.lua next to the lab file)",
+        ));
+    }
+    let loaded: Table = lua.named_registry_value(LOADED)?;
+    if let Some(module) = loaded.raw_get::<Option<Value>>(name.as_str())? {
+        return Ok(module);
+    }
+    if FORBIDDEN.contains(&name.as_str()) {
+        return Err(error_at(
+            lua,
+            format!("require({name:?}): {name} is not available in lab scripts"),
+            "a lab script only declares the lab; labctl does all the system work",
+        ));
+    }
+    let (source, chunk_name) = find(lua, &name)?;
+    if !builder::with(lua, |b| b.loading.insert(name.clone()))? {
+        return Err(error_at(
+            lua,
+            format!("require({name:?}): the module requires itself (a require cycle)"),
+            "break the cycle",
+        ));
+    }
+    let result = lua.load(source).set_name(chunk_name).set_mode(ChunkMode::Text).call::<Value>(name.as_str());
+    builder::with(lua, |b| b.loading.remove(&name))?;
+    let module = match result? {
+        Value::Nil => Value::Boolean(true),
+        module => module,
+    };
+    loaded.raw_set(name.as_str(), &module)?;
+    Ok(module)
+}
+
+/// Dotted identifiers: `topo`, `lib.helpers`.
+fn valid_module_name(name: &str) -> bool {
+    name.split('.').all(|part| {
+        part.starts_with(|c: char| c.is_ascii_alphabetic() || c == '_')
+            && part.chars().all(|c| c.is_ascii_alphanumeric() || c == '_')
+    })
+}
+
+/// The module's source and chunk name: built in first, then the lab's folder.
+fn find(lua: &Lua, name: &str) -> mlua::Result<(String, String)> {
+    if let Some((_, source)) = EMBEDDED.iter().find(|(n, _)| *n == name) {
+        return Ok((source.to_string(), format!("=lua/{name}.lua")));
+    }
+    let lab_file = builder::with(lua, |b| b.lab.file.clone())?;
+    let path: PathBuf = lab_file.parent().unwrap_or(&lab_file).join(format!("{}.lua", name.replace('.', "/")));
+    match std::fs::read_to_string(&path) {
+        Ok(source) => {
+            builder::with(lua, |b| b.files.push(path.clone()))?;
+            Ok((source, format!("@{}", path.display())))
+        }
+        Err(e) => {
+            let builtin: Vec<&str> = EMBEDDED.iter().map(|(n, _)| *n).collect();
+            let tried = match e.kind() {
+                std::io::ErrorKind::NotFound => format!("looked for {}", path.display()),
+                _ => format!("{}: {e}", path.display()),
+            };
+            Err(error_at(
+                lua,
+                format!("require({name:?}): no such module ({tried})"),
+                &format!("built-in modules: {}; others are .lua files next to the lab file", builtin.join(", ")),
+            ))
+        }
+    }
+}

@@ -1,0 +1,107 @@
+use std::net::IpAddr;
+
+use super::*;
+
+fn eval(source: &str) -> Script {
+    evaluate(Path::new("labs/t.lua"), source).unwrap_or_else(|e| panic!("{e}"))
+}
+
+#[test]
+fn records_the_model_with_lines() {
+    let script = eval(
+        r#"
+local h1, r1 = node("h1"), node("r1", { forwarding = true })
+link(h1, r1, { { "198.18.0.1/24", "2001:db8::1/64" }, "198.18.0.254/24", mtu = 9e3 })
+h1:route("default", "2001:db8::fe"):sysctl("net.ipv4.conf.all.rp_filter", true)
+"#,
+    );
+    let lab = &script.lab;
+    assert_eq!(lab.name, "t");
+    assert_eq!(lab.nodes[1].origin, Origin::new("labs/t.lua", 2));
+    assert!(lab.nodes[1].forwarding);
+    let link = &lab.links[0];
+    assert_eq!((link.origin.line, link.mtu), (3, Some(9000)));
+    assert_eq!(link.ends[0].addresses.len(), 2);
+    let route = &lab.nodes[0].routes[0];
+    assert_eq!(
+        (route.destination.to_string(), route.via),
+        ("::/0".to_string(), "2001:db8::fe".parse::<IpAddr>().unwrap())
+    );
+    assert_eq!((lab.nodes[0].sysctls[0].value.as_str(), lab.nodes[0].sysctls[0].origin.line), ("1", 4));
+}
+
+#[test]
+fn interface_names_count_ends_and_skip_taken_names() {
+    let script = eval(
+        r#"
+local h1, h2, h3 = node("h1"), node("h2"), node("h3")
+link(h1, h2, { names = { "eth1" } })
+link(h1, h3)
+link("h1", "h2")
+"#,
+    );
+    let names: Vec<[&str; 2]> =
+        script.lab.links.iter().map(|l| [l.ends[0].ifname.as_str(), l.ends[1].ifname.as_str()]).collect();
+    assert_eq!(names, [["eth1", "eth0"], ["eth2", "eth0"], ["eth3", "eth1"]]);
+}
+
+#[test]
+fn experiments_are_kept_for_later() {
+    let script = eval(r#"experiment("answer", function() return 42 end)"#);
+    assert_eq!(script.lab.experiments[0].origin.line, 1);
+    let answer = script.experiment("answer").expect("stored");
+    assert_eq!(answer.call::<i64>(()).unwrap(), 42);
+    assert!(script.experiment("nope").is_none());
+}
+
+#[test]
+fn objects_made_by_builtin_modules_point_at_the_callers_line() {
+    let script = eval("local topo = require('topo')\nassert(topo == require('topo'))\ntopo.line(3)\n");
+    assert!(script.lab.nodes.iter().all(|n| n.origin == Origin::new("labs/t.lua", 3)));
+    assert!(script.lab.nodes[0].routes.iter().all(|r| r.origin.line == 3));
+    crate::validate::validate(&script.lab).expect("topo.line is valid");
+}
+
+#[test]
+fn the_sandbox_has_no_way_out() {
+    eval(
+        r#"
+for _, name in ipairs { "os", "io", "debug", "package", "dofile", "loadfile" } do
+  assert(rawget(_G, name) == nil, name)
+end
+assert(load("return node")() == node)
+assert(load("return x", "x", "t", { x = 1 })() == 1)
+assert(not load(string.dump(function() end)))
+"#,
+    );
+}
+
+#[test]
+fn local_modules_load_from_the_lab_folder() {
+    let dir = std::env::temp_dir().join(format!("labctl-script-test-{}", std::process::id()));
+    std::fs::create_dir_all(dir.join("lib")).unwrap();
+    std::fs::write(dir.join("lib/pair.lua"), "return function(a, b)\n  link(node(a), node(b))\nend\n").unwrap();
+    std::fs::write(dir.join("lab.lua"), "local pair = require('lib.pair')\npair('a', 'b')\n").unwrap();
+    let script = load(&dir.join("lab.lua"));
+    std::fs::remove_dir_all(&dir).unwrap();
+    let lab = script.unwrap_or_else(|e| panic!("{e}")).lab;
+    // A user module's own line: it is the user's code too.
+    assert_eq!(lab.links[0].origin, Origin::new(dir.join("lib/pair.lua"), 2));
+}
+
+#[test]
+fn topo_builders_make_valid_labs() {
+    for call in ["topo.star(300)", "topo.tree(2, 3)", "topo.line(2)"] {
+        let script = eval(&format!("topo = require('topo')\n{call}"));
+        crate::validate::validate(&script.lab).unwrap_or_else(|e| panic!("{call}: {e}"));
+    }
+}
+
+#[test]
+fn experiments_cannot_declare_more_lab() {
+    let script = eval("experiment('grow', function()\n  node('late')\nend)\n");
+    let error = script.experiment("grow").unwrap().call::<()>(()).unwrap_err();
+    let diagnostic = script.diagnostic(&error, Origin::new("labs/t.lua", 1));
+    assert_eq!(diagnostic.origin, Origin::new("labs/t.lua", 2));
+    assert!(diagnostic.message.contains("only be declared while its file is read"), "{diagnostic}");
+}

@@ -1,0 +1,263 @@
+//! The globals a lab script declares its lab with: `lab`, `node`, `bridge`,
+//! `link` (see link.rs) and `experiment`, and the node handle's methods.
+//! Each call records model objects with the caller's file:line; mistakes
+//! become diagnostics and the script keeps running.
+
+use std::net::IpAddr;
+
+use ipnet::IpNet;
+use mlua::{AnyUserData, Lua, MetaMethod, Table, UserData, UserDataFields, UserDataMethods, Value};
+
+use super::args::{self, show};
+use super::builder;
+use crate::diag::Origin;
+use crate::model::{Experiment, NodeKind, Route, Sysctl};
+
+/// Named registry table holding experiment functions by name.
+pub(super) const EXPERIMENTS: &str = "labctl.experiments";
+
+/// What `node()` and `bridge()` return. `index` is `None` when the call was
+/// wrong: the handle still works, its methods just record nothing.
+pub(super) struct NodeHandle {
+    pub name: String,
+    index: Option<usize>,
+}
+
+pub(super) fn register(lua: &Lua) -> mlua::Result<()> {
+    let globals = lua.globals();
+    globals.set("lab", lua.create_function(lab)?)?;
+    globals.set(
+        "node",
+        lua.create_function(|lua, (name, opts): (Value, Value)| declare(lua, NodeKind::Host, name, opts))?,
+    )?;
+    globals.set(
+        "bridge",
+        lua.create_function(|lua, (name, opts): (Value, Value)| declare(lua, NodeKind::Bridge, name, opts))?,
+    )?;
+    globals.set("link", lua.create_function(super::link::link)?)?;
+    globals.set("experiment", lua.create_function(experiment)?)?;
+    lua.set_named_registry_value(EXPERIMENTS, lua.create_table()?)
+}
+
+fn report(lua: &Lua, origin: Origin, message: impl Into<String>, help: impl Into<String>) -> mlua::Result<()> {
+    builder::with(lua, |b| b.report(origin, message, help))
+}
+
+/// `lab { name = "part1", description = "..." }`
+fn lab(lua: &Lua, spec: Value) -> mlua::Result<()> {
+    const VALID: &[&str] = &["name", "description"];
+    let origin = builder::origin(lua)?;
+    let Value::Table(spec) = spec else {
+        return report(
+            lua,
+            origin,
+            format!("lab(): expected a table, got {}", show(&spec)),
+            r#"write lab { name = "part1", description = "..." }"#,
+        );
+    };
+    if let Some(first) = builder::with(lua, |b| b.lab_call.replace(origin.clone()))? {
+        return report(
+            lua,
+            origin,
+            format!("lab() is called twice (first at line {})", first.line),
+            "keep a single lab { ... } per file",
+        );
+    }
+    for key in args::unknown_keys(&spec, VALID, 0) {
+        report(lua, origin.clone(), format!("lab(): unknown option {key}"), args::valid_keys_help(VALID))?;
+    }
+    match spec.get::<Value>("name")? {
+        Value::Nil => {}
+        Value::String(name) => {
+            let name = name.to_string_lossy();
+            match crate::validate::check_lab_name(&name) {
+                Ok(()) => builder::with(lua, |b| b.lab.name = name)?,
+                Err((message, help)) => report(lua, origin.clone(), format!("lab(): {message}"), help)?,
+            }
+        }
+        other => report(
+            lua,
+            origin.clone(),
+            format!("lab(): name must be a string, got {}", show(&other)),
+            r#"write lab { name = "part1" }"#,
+        )?,
+    }
+    match spec.get::<Value>("description")? {
+        Value::Nil => {}
+        Value::String(text) => builder::with(lua, |b| b.lab.description = Some(text.to_string_lossy()))?,
+        other => report(
+            lua,
+            origin,
+            format!("lab(): description must be a string, got {}", show(&other)),
+            r#"write lab { description = "two hosts and a router" }"#,
+        )?,
+    }
+    Ok(())
+}
+
+/// `node("h1", { forwarding = true })` and `bridge("sw")`.
+fn declare(lua: &Lua, kind: NodeKind, name: Value, opts: Value) -> mlua::Result<AnyUserData> {
+    let call = if kind == NodeKind::Bridge { "bridge" } else { "node" };
+    let valid: &[&str] = if kind == NodeKind::Bridge { &[] } else { &["forwarding"] };
+    let origin = builder::origin(lua)?;
+    let mut forwarding = false;
+    match args::options(opts) {
+        Err(message) => report(lua, origin.clone(), format!("{call}(): {message}"), args::valid_keys_help(valid))?,
+        Ok(None) => {}
+        Ok(Some(opts)) => {
+            for key in args::unknown_keys(&opts, valid, 0) {
+                report(lua, origin.clone(), format!("{call}(): unknown option {key}"), args::valid_keys_help(valid))?;
+            }
+            // On a bridge, `forwarding` was just reported as unknown.
+            if kind == NodeKind::Host {
+                match opts.get::<Value>("forwarding")? {
+                    Value::Nil => {}
+                    Value::Boolean(on) => forwarding = on,
+                    other => report(
+                        lua,
+                        origin.clone(),
+                        format!("node(): forwarding must be true or false, got {}", show(&other)),
+                        r#"write node("r1", { forwarding = true })"#,
+                    )?,
+                }
+            }
+        }
+    }
+    let handle = match args::string(&name) {
+        Some(name) => {
+            let index = builder::with(lua, |b| b.add_node(name.clone(), kind, forwarding, origin))?;
+            NodeHandle { name, index: Some(index) }
+        }
+        None => {
+            report(
+                lua,
+                origin,
+                format!("{call}(): the name must be a string, got {}", show(&name)),
+                format!(r#"write {call}("h1")"#),
+            )?;
+            NodeHandle { name: show(&name), index: None }
+        }
+    };
+    lua.create_userdata(handle)
+}
+
+/// `experiment("ping", function(x) ... end)`: the function is kept for `labctl test`.
+fn experiment(lua: &Lua, (name, func): (Value, Value)) -> mlua::Result<()> {
+    let origin = builder::origin(lua)?;
+    let help = r#"write experiment("ping", function(x) ... end)"#;
+    let Some(name) = args::string(&name) else {
+        return report(lua, origin, format!("experiment(): the name must be a string, got {}", show(&name)), help);
+    };
+    let Value::Function(func) = func else {
+        return report(
+            lua,
+            origin,
+            format!("experiment({name:?}): the second argument must be a function, got {}", show(&func)),
+            help,
+        );
+    };
+    // The first declaration wins; validation reports the duplicate.
+    let experiments: Table = lua.named_registry_value(EXPERIMENTS)?;
+    if !experiments.contains_key(name.as_str())? {
+        experiments.set(name.as_str(), func)?;
+    }
+    builder::with(lua, |b| b.lab.experiments.push(Experiment { name, origin }))?;
+    Ok(())
+}
+
+impl UserData for NodeHandle {
+    fn add_fields<F: UserDataFields<Self>>(fields: &mut F) {
+        fields.add_field_method_get("name", |_, this| Ok(this.name.clone()));
+    }
+
+    fn add_methods<M: UserDataMethods<Self>>(methods: &mut M) {
+        methods.add_function("route", |lua, (this, dest, via): (Value, Value, Value)| {
+            if let Some(index) = method_target(lua, "route", &this, r#"h1:route("default", "198.18.0.254")"#)? {
+                route(lua, index, &dest, &via)?;
+            }
+            Ok(this)
+        });
+        methods.add_function("sysctl", |lua, (this, key, value): (Value, Value, Value)| {
+            if let Some(index) = method_target(lua, "sysctl", &this, r#"h1:sysctl("net.ipv4.conf.all.rp_filter", 0)"#)?
+            {
+                sysctl(lua, index, &key, &value)?;
+            }
+            Ok(this)
+        });
+        methods.add_meta_method(MetaMethod::ToString, |_, this, ()| Ok(format!("node {:?}", this.name)));
+    }
+}
+
+/// The node a method was called on. `h1.route(...)` (a dot instead of a
+/// colon) passes no handle; say so instead of failing on the arguments.
+fn method_target(lua: &Lua, method: &str, this: &Value, example: &str) -> mlua::Result<Option<usize>> {
+    let handle = match this {
+        Value::UserData(ud) => ud.borrow::<NodeHandle>().ok(),
+        _ => None,
+    };
+    match handle {
+        Some(handle) => Ok(handle.index),
+        None => {
+            report(
+                lua,
+                builder::origin(lua)?,
+                format!("{method}() must be called on a node with a colon"),
+                format!("write {example}"),
+            )?;
+            Ok(None)
+        }
+    }
+}
+
+/// `h1:route("default" | "198.19.0.0/16", "198.18.1.2")`
+fn route(lua: &Lua, index: usize, dest: &Value, via: &Value) -> mlua::Result<()> {
+    let origin = builder::origin(lua)?;
+    let help = r#"write h1:route("default", "198.18.0.254") or h1:route("198.19.0.0/16", "198.18.0.254")"#;
+    let Some(via_ip) = args::string(via).and_then(|v| v.parse::<IpAddr>().ok()) else {
+        return report(lua, origin, format!("route(): the gateway {} is not an IP address", show(via)), help);
+    };
+    let destination = match args::string(dest).as_deref() {
+        Some("default") => match via_ip {
+            IpAddr::V4(_) => IpNet::V4(Default::default()),
+            IpAddr::V6(_) => IpNet::V6(Default::default()),
+        },
+        Some(text) => match args::cidr(text) {
+            Ok(net) => net,
+            Err(message) => return report(lua, origin, format!("route(): destination {message}"), help),
+        },
+        None => {
+            return report(
+                lua,
+                origin,
+                format!("route(): the destination must be \"default\" or a CIDR, got {}", show(dest)),
+                help,
+            )
+        }
+    };
+    builder::with(lua, |b| b.lab.nodes[index].routes.push(Route { destination, via: via_ip, origin }))
+}
+
+/// `h1:sysctl("net.ipv4.conf.all.rp_filter", 0)`; booleans become "1"/"0".
+fn sysctl(lua: &Lua, index: usize, key: &Value, value: &Value) -> mlua::Result<()> {
+    let origin = builder::origin(lua)?;
+    let help = r#"write h1:sysctl("net.ipv4.conf.all.rp_filter", 0)"#;
+    let Some(key) = args::string(key) else {
+        return report(lua, origin, format!("sysctl(): the key must be a string, got {}", show(key)), help);
+    };
+    let value = match value {
+        Value::Boolean(on) => if *on { "1" } else { "0" }.to_string(),
+        Value::String(s) => s.to_string_lossy(),
+        number @ (Value::Integer(_) | Value::Number(_)) => {
+            args::whole_number(number).map_or_else(|| show(number), |n| n.to_string())
+        }
+        other => {
+            return report(
+                lua,
+                origin,
+                format!("sysctl({key:?}): the value must be a number, string or boolean, got {}", show(other)),
+                help,
+            )
+        }
+    };
+    builder::with(lua, |b| b.lab.nodes[index].sysctls.push(Sysctl { key, value, origin }))
+}

@@ -1,0 +1,137 @@
+//! How many packets a sender may send next: a count, a duration and a
+//! rate cap turned into "send n", "wait", or "done". Shared by the flows and
+//! the load generator, and testable without sockets.
+
+use std::time::{Duration, Instant};
+
+use super::{TrafficError, MAX_RUN};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Next {
+    Send(usize),
+    Wait(Duration),
+    Done,
+}
+
+#[derive(Debug, Clone)]
+pub struct Budget {
+    start: Instant,
+    end: Instant,
+    count: Option<u64>,
+    rate_pps: Option<u64>,
+    sent: u64,
+}
+
+impl Budget {
+    /// At least one of `count` and `duration` bounds the run; a count alone
+    /// is still cut off after [`MAX_RUN`].
+    pub fn new(count: Option<u64>, duration: Option<Duration>, rate_pps: Option<u64>) -> Result<Budget, TrafficError> {
+        Budget::starting_at(Instant::now(), count, duration, rate_pps)
+    }
+
+    fn starting_at(
+        start: Instant,
+        count: Option<u64>,
+        duration: Option<Duration>,
+        rate_pps: Option<u64>,
+    ) -> Result<Budget, TrafficError> {
+        if count.is_none() && duration.is_none() {
+            return Err(TrafficError::Options("give a count or a duration".into()));
+        }
+        if rate_pps == Some(0) {
+            return Err(TrafficError::Options("a rate of 0 packets per second sends nothing".into()));
+        }
+        let duration = duration.unwrap_or(MAX_RUN).min(MAX_RUN);
+        Ok(Budget { start, end: start + duration, count, rate_pps, sent: 0 })
+    }
+
+    pub fn start(&self) -> Instant {
+        self.start
+    }
+
+    /// The time by which the sender will have stopped, whatever happens.
+    pub fn end(&self) -> Instant {
+        self.end
+    }
+
+    pub fn sent(&self) -> u64 {
+        self.sent
+    }
+
+    pub fn record(&mut self, packets: u64) {
+        self.sent += packets;
+    }
+
+    /// What to do now, sending at most `max` packets in one go.
+    pub fn next(&self, max: usize) -> Next {
+        self.next_at(Instant::now(), max)
+    }
+
+    fn next_at(&self, now: Instant, max: usize) -> Next {
+        if now >= self.end {
+            return Next::Done;
+        }
+        let mut allowed = max as u64;
+        if let Some(count) = self.count {
+            if self.sent >= count {
+                return Next::Done;
+            }
+            allowed = allowed.min(count - self.sent);
+        }
+        if let Some(rate) = self.rate_pps {
+            let elapsed = now - self.start;
+            // Packets due by now; the first one goes out at once.
+            let due = (elapsed.as_secs_f64() * rate as f64) as u64 + 1;
+            if due <= self.sent {
+                let next_due = self.start + Duration::from_secs_f64(self.sent as f64 / rate as f64);
+                return Next::Wait(next_due.saturating_duration_since(now).min(self.end - now));
+            }
+            allowed = allowed.min(due - self.sent);
+        }
+        Next::Send(allowed as usize)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_run_needs_a_bound() {
+        assert!(Budget::new(None, None, Some(10)).is_err());
+        assert!(Budget::new(Some(1), None, Some(0)).is_err());
+        let b = Budget::new(Some(5), None, None).unwrap();
+        assert_eq!(b.end() - b.start(), MAX_RUN);
+    }
+
+    #[test]
+    fn count_limits_the_batch_and_ends_the_run() {
+        let t0 = Instant::now();
+        let mut b = Budget::starting_at(t0, Some(100), None, None).unwrap();
+        assert_eq!(b.next_at(t0, 64), Next::Send(64));
+        b.record(64);
+        assert_eq!(b.next_at(t0, 64), Next::Send(36));
+        b.record(36);
+        assert_eq!(b.next_at(t0, 64), Next::Done);
+    }
+
+    #[test]
+    fn duration_ends_the_run() {
+        let t0 = Instant::now();
+        let b = Budget::starting_at(t0, None, Some(Duration::from_secs(2)), None).unwrap();
+        assert_eq!(b.next_at(t0 + Duration::from_secs(1), 8), Next::Send(8));
+        assert_eq!(b.next_at(t0 + Duration::from_secs(2), 8), Next::Done);
+    }
+
+    #[test]
+    fn rate_spreads_packets_over_time() {
+        let t0 = Instant::now();
+        let mut b = Budget::starting_at(t0, Some(1000), None, Some(1000)).unwrap();
+        assert_eq!(b.next_at(t0, 64), Next::Send(1));
+        b.record(1);
+        // The second packet is due 1 ms after the start.
+        assert_eq!(b.next_at(t0, 64), Next::Wait(Duration::from_millis(1)));
+        // 10.5 ms in: 11 due, 1 sent.
+        assert_eq!(b.next_at(t0 + Duration::from_micros(10_500), 64), Next::Send(10));
+    }
+}

@@ -1,0 +1,397 @@
+//! Root integration tests of labctl::traffic (ping, flows, blast), in a
+//! throwaway network + mount namespace made by this process itself.
+//!
+//! Topology (all addresses in 198.18.0.0/15 and 2001:db8::/32):
+//!
+//! ```text
+//!   a  veth-a 198.18.0.1/24 2001:db8::1/64 ---- veth-b 198.18.0.2/24 2001:db8::2/64  b (router)
+//!   b  veth-bc 198.18.1.1/24 2001:db8:1::1/64 -- veth-c 198.18.1.2/24 2001:db8:1::2/64  c
+//! ```
+//!
+//! `cargo test --test traffic_netns` runs the tests; `... -- --bench` instead
+//! measures blast packet rates with the sender pinned to one core.
+//! Needs root. Closes with "N passed, M failed" and a non-zero exit on failure.
+
+use std::fs::File;
+use std::net::SocketAddr;
+use std::panic::{catch_unwind, AssertUnwindSafe};
+use std::process::{Command, ExitCode};
+use std::time::{Duration, Instant};
+
+use labctl::apply::netns;
+use labctl::traffic::{
+    blast, ping, tcp_flow, udp_flow, BlastMode, BlastOptions, BlastReport, PingOptions, TcpFlow, UdpFlow,
+};
+
+struct Lab {
+    a: File,
+    b: File,
+    c: File,
+}
+
+type Outcome = Result<(), String>;
+
+macro_rules! ensure {
+    ($cond:expr, $($fmt:tt)+) => {
+        if !$cond {
+            return Err(format!($($fmt)+));
+        }
+    };
+}
+
+fn main() -> ExitCode {
+    if !nix::unistd::Uid::effective().is_root() {
+        eprintln!("traffic_netns needs root (raw sockets, namespaces)");
+        println!("0 passed, 1 failed");
+        return ExitCode::FAILURE;
+    }
+    // First, while single-threaded: nothing made below is visible outside.
+    if let Err(e) = netns::isolate_process() {
+        eprintln!("cannot isolate the test process: {e}");
+        println!("0 passed, 1 failed");
+        return ExitCode::FAILURE;
+    }
+    let lab = match build_lab() {
+        Ok(lab) => lab,
+        Err(e) => {
+            eprintln!("cannot build the test topology: {e}");
+            println!("0 passed, 1 failed");
+            return ExitCode::FAILURE;
+        }
+    };
+    if std::env::args().any(|a| a == "--bench") {
+        return bench(&lab);
+    }
+
+    let tests: &[(&str, fn(&Lab) -> Outcome)] = &[
+        ("ping_v4", ping_v4),
+        ("ping_v6", ping_v6),
+        ("ping_ttl_1_to_a_neighbour_gets_replies", ping_ttl_1_to_a_neighbour),
+        ("ping_through_a_router", ping_through_a_router),
+        ("ping_ttl_expiry_is_reported_v4", ping_ttl_expiry_v4),
+        ("ping_ttl_expiry_is_reported_v6", ping_ttl_expiry_v6),
+        ("ping_without_a_route_reports_an_error", ping_without_a_route),
+        ("ping_unreachable_from_the_router_is_reported", ping_unreachable_from_router),
+        ("udp_flow_1000_packets_loss_free", udp_flow_loss_free),
+        ("udp_flow_v6_by_duration", udp_flow_v6_by_duration),
+        ("tcp_flow_10_mib", tcp_flow_10_mib),
+        ("blast_sendmmsg_v4_2s", blast_sendmmsg_v4),
+        ("blast_packet_ring_v4_2s", blast_packet_ring_v4),
+        ("blast_sendmmsg_v6", blast_sendmmsg_v6),
+        ("blast_packet_ring_v6", blast_packet_ring_v6),
+        ("blast_rate_and_count_are_kept", blast_rate_and_count),
+    ];
+    let (mut passed, mut failed) = (0, 0);
+    for (name, test) in tests {
+        let started = Instant::now();
+        let outcome = catch_unwind(AssertUnwindSafe(|| test(&lab)))
+            .unwrap_or_else(|panic| Err(format!("panicked: {}", panic_message(&panic))));
+        match outcome {
+            Ok(()) => {
+                passed += 1;
+                println!("test {name} ... ok ({:.2?})", started.elapsed());
+            }
+            Err(why) => {
+                failed += 1;
+                println!("test {name} ... FAILED: {why}");
+            }
+        }
+    }
+    println!("{passed} passed, {failed} failed");
+    if failed == 0 {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    }
+}
+
+fn panic_message(panic: &Box<dyn std::any::Any + Send>) -> String {
+    panic
+        .downcast_ref::<String>()
+        .cloned()
+        .or_else(|| panic.downcast_ref::<&str>().map(|s| s.to_string()))
+        .unwrap_or_else(|| "?".into())
+}
+
+// ---------------------------------------------------------------------------
+// topology (test setup only: plain `ip` commands)
+
+fn ip(args: &str) -> Result<(), String> {
+    let out = Command::new("ip").args(args.split_whitespace()).output().map_err(|e| format!("run ip: {e}"))?;
+    if out.status.success() {
+        Ok(())
+    } else {
+        Err(format!("ip {args}: {}", String::from_utf8_lossy(&out.stderr).trim()))
+    }
+}
+
+fn sysctl(ns: &File, key: &str, value: &str) -> Result<(), String> {
+    let path = format!("/proc/sys/{}", key.replace('.', "/"));
+    // /proc/sys/net is per namespace of the thread that opens it.
+    netns::run_in(ns, || std::fs::write(&path, value))
+        .map_err(|e| e.to_string())?
+        .map_err(|e| format!("{path}: {e}"))
+}
+
+fn build_lab() -> Result<Lab, String> {
+    for cmd in [
+        "netns add a",
+        "netns add b",
+        "netns add c",
+        "link add veth-a netns a type veth peer name veth-b netns b",
+        "link add veth-bc netns b type veth peer name veth-c netns c",
+        "-n a addr add 198.18.0.1/24 dev veth-a",
+        "-n a addr add 2001:db8::1/64 dev veth-a nodad",
+        "-n b addr add 198.18.0.2/24 dev veth-b",
+        "-n b addr add 2001:db8::2/64 dev veth-b nodad",
+        "-n b addr add 198.18.1.1/24 dev veth-bc",
+        "-n b addr add 2001:db8:1::1/64 dev veth-bc nodad",
+        "-n c addr add 198.18.1.2/24 dev veth-c",
+        "-n c addr add 2001:db8:1::2/64 dev veth-c nodad",
+        "-n a link set lo up",
+        "-n b link set lo up",
+        "-n c link set lo up",
+        "-n a link set veth-a up",
+        "-n b link set veth-b up",
+        "-n b link set veth-bc up",
+        "-n c link set veth-c up",
+        "-n a route add 198.18.1.0/24 via 198.18.0.2",
+        // Reaches b, which has no route for it: b answers "net unreachable".
+        "-n a route add 198.18.2.0/24 via 198.18.0.2",
+        "-n a -6 route add 2001:db8:1::/64 via 2001:db8::2",
+        "-n c route add default via 198.18.1.1",
+        "-n c -6 route add default via 2001:db8:1::1",
+    ] {
+        ip(cmd)?;
+    }
+    let lab = Lab {
+        a: netns::open("a").map_err(|e| e.to_string())?,
+        b: netns::open("b").map_err(|e| e.to_string())?,
+        c: netns::open("c").map_err(|e| e.to_string())?,
+    };
+    sysctl(&lab.b, "net.ipv4.ip_forward", "1")?;
+    sysctl(&lab.b, "net.ipv6.conf.all.forwarding", "1")?;
+    Ok(lab)
+}
+
+// ---------------------------------------------------------------------------
+// ping
+
+fn ping_opts(to: &str) -> PingOptions {
+    PingOptions::new(to.parse().unwrap())
+}
+
+fn expect_replies(report: &labctl::traffic::PingReport, n: u32, ttl: u8, from: &str) -> Outcome {
+    ensure!(report.transmitted == n && report.received == n && report.lost == 0, "expected {n}/{n}: {report:?}");
+    ensure!(report.errors.is_empty(), "unexpected errors: {:?}", report.errors);
+    ensure!(report.replies.iter().map(|r| r.seq).eq(0..n as u16), "replies out of order: {:?}", report.replies);
+    for r in &report.replies {
+        ensure!(r.from.to_string() == from, "reply from {} instead of {from}", r.from);
+        ensure!(r.ttl == Some(ttl), "reply TTL {:?}, expected {ttl}", r.ttl);
+    }
+    ensure!(report.rtt_min_us.is_some_and(|m| m > 0.0), "no RTT: {report:?}");
+    Ok(())
+}
+
+fn ping_v4(lab: &Lab) -> Outcome {
+    let report = ping(&lab.a, &ping_opts("198.18.0.2")).map_err(|e| e.to_string())?;
+    expect_replies(&report, 3, 64, "198.18.0.2")
+}
+
+fn ping_v6(lab: &Lab) -> Outcome {
+    let report = ping(&lab.a, &ping_opts("2001:db8::2")).map_err(|e| e.to_string())?;
+    expect_replies(&report, 3, 64, "2001:db8::2")
+}
+
+fn ping_ttl_1_to_a_neighbour(lab: &Lab) -> Outcome {
+    let mut opts = ping_opts("198.18.0.2");
+    opts.ttl = Some(1);
+    let report = ping(&lab.a, &opts).map_err(|e| e.to_string())?;
+    expect_replies(&report, 3, 64, "198.18.0.2")
+}
+
+fn ping_through_a_router(lab: &Lab) -> Outcome {
+    let report = ping(&lab.a, &ping_opts("198.18.1.2")).map_err(|e| e.to_string())?;
+    expect_replies(&report, 3, 63, "198.18.1.2")?;
+    let report = ping(&lab.a, &ping_opts("2001:db8:1::2")).map_err(|e| e.to_string())?;
+    expect_replies(&report, 3, 63, "2001:db8:1::2")
+}
+
+fn expect_errors(report: &labctl::traffic::PingReport, needle: &str) -> Outcome {
+    ensure!(report.received == 0, "expected no replies: {report:?}");
+    ensure!(!report.errors.is_empty(), "expected an error report: {report:?}");
+    ensure!(report.errors.iter().all(|e| e.contains(needle)), "expected {needle:?} in every error: {:?}", report.errors);
+    Ok(())
+}
+
+fn ping_ttl_expiry_v4(lab: &Lab) -> Outcome {
+    let mut opts = ping_opts("198.18.1.2");
+    opts.ttl = Some(1);
+    opts.count = 2;
+    let report = ping(&lab.a, &opts).map_err(|e| e.to_string())?;
+    expect_errors(&report, "from 198.18.0.2 icmp_seq=")?;
+    expect_errors(&report, "Time to live exceeded")
+}
+
+fn ping_ttl_expiry_v6(lab: &Lab) -> Outcome {
+    let mut opts = ping_opts("2001:db8:1::2");
+    opts.ttl = Some(1);
+    opts.count = 2;
+    let report = ping(&lab.a, &opts).map_err(|e| e.to_string())?;
+    expect_errors(&report, "from 2001:db8::2 icmp_seq=")?;
+    expect_errors(&report, "Hop limit exceeded")
+}
+
+fn ping_without_a_route(lab: &Lab) -> Outcome {
+    for to in ["198.19.0.1", "2001:db8:ffff::1"] {
+        let started = Instant::now();
+        let report = ping(&lab.a, &ping_opts(to)).map_err(|e| e.to_string())?;
+        ensure!(started.elapsed() < Duration::from_secs(2), "took {:?}: should not hang", started.elapsed());
+        ensure!(report.transmitted == 0 && report.received == 0, "{report:?}");
+        ensure!(report.errors.len() == 3, "one error per request expected: {:?}", report.errors);
+        ensure!(report.errors[0].contains("unreachable"), "unexpected error text: {:?}", report.errors);
+    }
+    Ok(())
+}
+
+fn ping_unreachable_from_router(lab: &Lab) -> Outcome {
+    let mut opts = ping_opts("198.18.2.1");
+    opts.count = 2;
+    let report = ping(&lab.a, &opts).map_err(|e| e.to_string())?;
+    expect_errors(&report, "from 198.18.0.2 icmp_seq=")?;
+    expect_errors(&report, "Destination Net Unreachable")
+}
+
+// ---------------------------------------------------------------------------
+// flows
+
+fn udp_flow_loss_free(lab: &Lab) -> Outcome {
+    let flow = UdpFlow {
+        to: "198.18.0.2:7001".parse().unwrap(),
+        size: 64,
+        count: Some(1000),
+        duration: None,
+        rate_pps: Some(20_000),
+    };
+    let r = udp_flow(&lab.a, &lab.b, &flow).map_err(|e| e.to_string())?;
+    println!("    udp: {r:?}");
+    ensure!(r.sent_packets == 1000 && r.sent_bytes == 64_000, "sent {r:?}");
+    ensure!(r.received_packets == r.sent_packets && r.received_bytes == r.sent_bytes, "loss: {r:?}");
+    // 1000 packets at 20 kpps take about 50 ms; allow slack, catch an unpaced sender.
+    ensure!(r.duration_s > 0.04 && r.duration_s < 2.0, "duration {} s is off for 20 kpps", r.duration_s);
+    Ok(())
+}
+
+fn udp_flow_v6_by_duration(lab: &Lab) -> Outcome {
+    let flow = UdpFlow {
+        to: "[2001:db8:1::2]:7002".parse().unwrap(),
+        size: 200,
+        count: None,
+        duration: Some(Duration::from_millis(300)),
+        rate_pps: Some(5_000),
+    };
+    let r = udp_flow(&lab.a, &lab.c, &flow).map_err(|e| e.to_string())?;
+    println!("    udp v6 routed: {r:?}");
+    ensure!(r.sent_packets > 1000 && r.sent_packets <= 1600, "about 1500 expected: {r:?}");
+    ensure!(r.received_packets == r.sent_packets, "loss: {r:?}");
+    Ok(())
+}
+
+fn tcp_flow_10_mib(lab: &Lab) -> Outcome {
+    const BYTES: u64 = 10 * 1024 * 1024;
+    let flow = TcpFlow { to: "198.18.0.2:7003".parse().unwrap(), bytes: Some(BYTES), duration: None };
+    let r = tcp_flow(&lab.a, &lab.b, &flow).map_err(|e| e.to_string())?;
+    println!("    tcp: {r:?}");
+    ensure!(r.sent_bytes == BYTES && r.received_bytes == BYTES, "{r:?}");
+    ensure!(r.sent_packets > 0 && r.received_packets > 0, "segment counts missing: {r:?}");
+    ensure!(r.throughput_bps > 0.0, "{r:?}");
+    Ok(())
+}
+
+// ---------------------------------------------------------------------------
+// blast
+
+fn blast_opts(to: &str, mode: BlastMode, secs: f64) -> BlastOptions {
+    let mut o = BlastOptions::new(to.parse::<SocketAddr>().unwrap(), mode);
+    o.duration = Some(Duration::from_secs_f64(secs));
+    o
+}
+
+fn run_blast(lab: &Lab, opts: &BlastOptions) -> Result<BlastReport, String> {
+    let r = blast(&lab.a, &lab.b, opts).map_err(|e| e.to_string())?;
+    println!(
+        "    {:?} {} B: sent {} received {} dropped {} errors {} | {:.0} pps sent, {:.0} pps received | cpu sender {:.2}u+{:.2}s sink {:.2}u+{:.2}s",
+        r.mode, r.size, r.sent, r.received, r.dropped, r.send_errors, r.pps, r.received_pps,
+        r.sender_cpu.user_s, r.sender_cpu.sys_s, r.sink_cpu.user_s, r.sink_cpu.sys_s
+    );
+    ensure!(r.pps > 0.0 && r.sent > 0, "nothing sent: {r:?}");
+    ensure!(r.received > 0, "nothing arrived (bad frames?): {r:?}");
+    ensure!(r.received <= r.sent, "received more than sent: {r:?}");
+    ensure!(r.dropped == r.sent - r.received, "{r:?}");
+    Ok(r)
+}
+
+fn blast_sendmmsg_v4(lab: &Lab) -> Outcome {
+    run_blast(lab, &blast_opts("198.18.0.2:7010", BlastMode::Sendmmsg, 2.0)).map(drop)
+}
+
+fn blast_packet_ring_v4(lab: &Lab) -> Outcome {
+    run_blast(lab, &blast_opts("198.18.0.2:7011", BlastMode::PacketRing, 2.0)).map(drop)
+}
+
+fn blast_sendmmsg_v6(lab: &Lab) -> Outcome {
+    run_blast(lab, &blast_opts("[2001:db8::2]:7012", BlastMode::Sendmmsg, 0.5)).map(drop)
+}
+
+fn blast_packet_ring_v6(lab: &Lab) -> Outcome {
+    run_blast(lab, &blast_opts("[2001:db8::2]:7013", BlastMode::PacketRing, 0.5)).map(drop)
+}
+
+fn blast_rate_and_count(lab: &Lab) -> Outcome {
+    for (mode, port) in [(BlastMode::Sendmmsg, 7014), (BlastMode::PacketRing, 7015)] {
+        let mut o = blast_opts(&format!("198.18.0.2:{port}"), mode, 10.0);
+        o.count = Some(5_000);
+        o.rate_pps = Some(50_000);
+        o.flows = 4;
+        let r = run_blast(lab, &o)?;
+        ensure!(r.sent == 5_000, "count not kept: {r:?}");
+        ensure!(r.received == 5_000, "loss at a low rate: {r:?}");
+        // 5000 packets at 50 kpps: about 100 ms.
+        ensure!(r.duration_s > 0.08 && r.duration_s < 1.0, "rate not kept: {} s", r.duration_s);
+    }
+    Ok(())
+}
+
+// ---------------------------------------------------------------------------
+// measurement: `cargo test --release --test traffic_netns -- --bench`
+
+fn bench(lab: &Lab) -> ExitCode {
+    let secs = std::env::var("BENCH_SECONDS").ok().and_then(|s| s.parse().ok()).unwrap_or(5.0);
+    let mut ok = true;
+    for (family, to) in [("IPv4", "198.18.0.2:7100"), ("IPv6", "[2001:db8::2]:7101")] {
+        for mode in [BlastMode::Sendmmsg, BlastMode::PacketRing] {
+            for flows in [1, 16] {
+                let mut o = blast_opts(to, mode, secs);
+                o.flows = flows;
+                o.cpu = Some(0);
+                o.sink_cpu = Some(1);
+                match blast(&lab.a, &lab.b, &o) {
+                    Ok(r) => println!(
+                        "bench {family} {:?} flows={flows} payload={}B frame={}B: {:.0} pps sent, {:.0} pps received, dropped {}, sender cpu {:.2}u+{:.2}s of {:.1}s, sink cpu {:.2}u+{:.2}s",
+                        r.mode, r.size, r.frame_size, r.pps, r.received_pps, r.dropped,
+                        r.sender_cpu.user_s, r.sender_cpu.sys_s, r.duration_s, r.sink_cpu.user_s, r.sink_cpu.sys_s
+                    ),
+                    Err(e) => {
+                        ok = false;
+                        println!("bench {family} {mode:?}: {e}");
+                    }
+                }
+            }
+        }
+    }
+    if ok {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    }
+}
