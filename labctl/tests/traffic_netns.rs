@@ -30,10 +30,12 @@ struct Lab {
 }
 
 type Outcome = Result<(), String>;
+type Test = (&'static str, fn(&Lab) -> Outcome);
 
 macro_rules! ensure {
     ($cond:expr, $($fmt:tt)+) => {
-        if !$cond {
+        let holds: bool = $cond;
+        if !holds {
             return Err(format!($($fmt)+));
         }
     };
@@ -63,7 +65,7 @@ fn main() -> ExitCode {
         return bench(&lab);
     }
 
-    let tests: &[(&str, fn(&Lab) -> Outcome)] = &[
+    let tests: &[Test] = &[
         ("ping_v4", ping_v4),
         ("ping_v6", ping_v6),
         ("ping_ttl_1_to_a_neighbour_gets_replies", ping_ttl_1_to_a_neighbour),
@@ -128,9 +130,7 @@ fn ip(args: &str) -> Result<(), String> {
 fn sysctl(ns: &File, key: &str, value: &str) -> Result<(), String> {
     let path = format!("/proc/sys/{}", key.replace('.', "/"));
     // /proc/sys/net is per namespace of the thread that opens it.
-    netns::run_in(ns, || std::fs::write(&path, value))
-        .map_err(|e| e.to_string())?
-        .map_err(|e| format!("{path}: {e}"))
+    netns::run_in(ns, || std::fs::write(&path, value)).map_err(|e| e.to_string())?.map_err(|e| format!("{path}: {e}"))
 }
 
 fn build_lab() -> Result<Lab, String> {
@@ -220,7 +220,11 @@ fn ping_through_a_router(lab: &Lab) -> Outcome {
 fn expect_errors(report: &labctl::traffic::PingReport, needle: &str) -> Outcome {
     ensure!(report.received == 0, "expected no replies: {report:?}");
     ensure!(!report.errors.is_empty(), "expected an error report: {report:?}");
-    ensure!(report.errors.iter().all(|e| e.contains(needle)), "expected {needle:?} in every error: {:?}", report.errors);
+    ensure!(
+        report.errors.iter().all(|e| e.contains(needle)),
+        "expected {needle:?} in every error: {:?}",
+        report.errors
+    );
     Ok(())
 }
 
@@ -363,24 +367,34 @@ fn blast_rate_and_count(lab: &Lab) -> Outcome {
 }
 
 // ---------------------------------------------------------------------------
-// measurement: `cargo test --release --test traffic_netns -- --bench`
+// measurement: `[BENCH_SECONDS=5] [BENCH_SIZE=64] [BENCH_BATCH=64] [BENCH_RPS=1] cargo test --release --test traffic_netns -- --bench`
 
 fn bench(lab: &Lab) -> ExitCode {
     let secs = std::env::var("BENCH_SECONDS").ok().and_then(|s| s.parse().ok()).unwrap_or(5.0);
+    // UDP payload bytes; 18 makes the minimum 60-byte Ethernet frame over IPv4.
+    let size = std::env::var("BENCH_SIZE").ok().and_then(|s| s.parse().ok()).unwrap_or(64);
+    let batch = std::env::var("BENCH_BATCH").ok().and_then(|s| s.parse().ok()).unwrap_or(64);
+    if std::env::var_os("BENCH_RPS").is_some() {
+        // Receive processing of veth-b on CPU 1 (RPS), off the sender's CPU 0.
+        let rps = "echo 2 > /sys/class/net/veth-b/queues/rx-0/rps_cpus";
+        let status = Command::new("ip").args(["netns", "exec", "b", "sh", "-c", rps]).status();
+        if !status.is_ok_and(|s| s.success()) {
+            println!("bench: cannot set RPS on veth-b");
+            return ExitCode::FAILURE;
+        }
+    }
     let mut ok = true;
     for (family, to) in [("IPv4", "198.18.0.2:7100"), ("IPv6", "[2001:db8::2]:7101")] {
         for mode in [BlastMode::Sendmmsg, BlastMode::PacketRing] {
             for flows in [1, 16] {
                 let mut o = blast_opts(to, mode, secs);
                 o.flows = flows;
+                o.size = size;
+                o.batch = batch;
                 o.cpu = Some(0);
                 o.sink_cpu = Some(1);
                 match blast(&lab.a, &lab.b, &o) {
-                    Ok(r) => println!(
-                        "bench {family} {:?} flows={flows} payload={}B frame={}B: {:.0} pps sent, {:.0} pps received, dropped {}, sender cpu {:.2}u+{:.2}s of {:.1}s, sink cpu {:.2}u+{:.2}s",
-                        r.mode, r.size, r.frame_size, r.pps, r.received_pps, r.dropped,
-                        r.sender_cpu.user_s, r.sender_cpu.sys_s, r.duration_s, r.sink_cpu.user_s, r.sink_cpu.sys_s
-                    ),
+                    Ok(r) => println!("{}", bench_line(family, flows, &r)),
                     Err(e) => {
                         ok = false;
                         println!("bench {family} {mode:?}: {e}");
@@ -394,4 +408,15 @@ fn bench(lab: &Lab) -> ExitCode {
     } else {
         ExitCode::FAILURE
     }
+}
+
+/// Packets per second, and per CPU-second of the sender thread: the second
+/// figure is what one core can push, and holds up when the machine is busy.
+fn bench_line(family: &str, flows: u16, r: &BlastReport) -> String {
+    let sender_cpu = r.sender_cpu.user_s + r.sender_cpu.sys_s;
+    format!(
+        "bench {family} {:?} flows={flows} payload={}B frame={}B: {:.0} pps sent ({:.0} per sender CPU-second), {:.0} pps received, dropped {}, sender cpu {:.2}u+{:.2}s of {:.1}s, sink cpu {:.2}u+{:.2}s",
+        r.mode, r.size, r.frame_size, r.pps, r.sent as f64 / sender_cpu.max(1e-9), r.received_pps, r.dropped,
+        r.sender_cpu.user_s, r.sender_cpu.sys_s, r.duration_s, r.sink_cpu.user_s, r.sink_cpu.sys_s
+    )
 }

@@ -1,18 +1,26 @@
-//! Runs a plan's steps against the kernel, phase by phase: namespaces and
-//! sysctls one after another on this thread (they need `setns`), netlink
-//! steps of a phase all at once over the per-namespace connections.
+//! Runs a plan's steps against the kernel.
+//!
+//! Two streams overlap, one per core. A worker thread creates the
+//! namespaces, writing each one's sysctls while it is still inside it, and
+//! hands every finished node over. Meanwhile this thread sends netlink
+//! requests: a bridge or veth as soon as the namespaces it needs exist. The
+//! phases after that (device sysctls, addresses, routes) run as before, each
+//! phase's netlink requests all at once over the per-namespace connections.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::fs::File;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
 
 use futures::stream::{FuturesUnordered, StreamExt};
+use tokio::sync::mpsc;
 
 use super::faults::Faults;
 use super::netlink::{self, Netlink, NewLink, VethOptions};
 use super::netns::{self, NetnsError, ThreadNetns};
 use super::state::LabState;
 use super::{interrupt, sysctl, ApplyError};
-use crate::plan::{Phase, Plan, Step, QUIET_IPV6};
+use crate::plan::{Phase, Plan, Step};
 
 #[derive(Debug, thiserror::Error)]
 pub enum StepError {
@@ -28,18 +36,29 @@ pub enum StepError {
     Injected,
 }
 
+/// How long one phase of the plan took. Namespaces and links overlap, so
+/// their phases report the time until each was complete.
+#[derive(Debug, Clone)]
+pub struct PhaseTiming {
+    pub phase: Phase,
+    pub steps: usize,
+    pub elapsed: Duration,
+}
+
 /// Called after each applied step with (steps done, steps in all).
 pub type Progress<'a> = &'a dyn Fn(usize, usize);
 
+/// A node whose namespace exists, with a netlink connection inside it.
 struct Node {
     netns: File,
     netlink: Netlink,
 }
 
-pub struct Executor<'a> {
-    home: ThreadNetns,
-    nodes: HashMap<String, Node>,
-    tracker: Tracker<'a>,
+/// What the namespace worker reports, in order.
+enum Report {
+    Applied(usize),
+    Ready(String, Node),
+    Failed(usize, StepError),
 }
 
 /// Counts applied steps: progress, and the fault hook after each one.
@@ -58,99 +77,254 @@ impl Tracker<'_> {
     }
 }
 
-impl<'a> Executor<'a> {
-    pub fn new(total: usize, faults: Faults, progress: Progress<'a>) -> Result<Self, NetnsError> {
-        let tracker = Tracker { faults, progress, done: 0, total };
-        Ok(Self { home: ThreadNetns::current()?, nodes: HashMap::new(), tracker })
-    }
+/// Builds everything in `plan`; returns the time of each phase.
+pub fn execute(
+    plan: &Plan,
+    state: &LabState,
+    faults: Faults,
+    progress: Progress<'_>,
+) -> Result<Vec<PhaseTiming>, ApplyError> {
+    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().map_err(ApplyError::Runtime)?;
+    let home = ThreadNetns::current()?;
+    let phases = plan.phases();
+    let (early, late): (Vec<_>, Vec<_>) = phases.into_iter().partition(|(p, _)| *p <= Phase::Veths);
+    let per_node: Vec<(usize, &Step)> =
+        early.iter().filter(|(p, _)| *p <= Phase::NamespaceSysctls).flat_map(|(_, s)| s.clone()).collect();
+    let links: Vec<(usize, &Step)> =
+        early.iter().filter(|(p, _)| *p > Phase::NamespaceSysctls).flat_map(|(_, s)| s.clone()).collect();
+    // Journal all of it before the first namespace exists.
+    state.journal(per_node.iter().chain(&links).map(|(_, s)| *s))?;
 
-    pub async fn run(&mut self, plan: &Plan, state: &LabState) -> Result<(), ApplyError> {
-        let result = self.run_phases(plan, state).await;
-        // Back to where labctl started, whatever happened.
-        self.home.restore()?;
-        result
-    }
-
-    async fn run_phases(&mut self, plan: &Plan, state: &LabState) -> Result<(), ApplyError> {
-        for (phase, steps) in plan.phases() {
-            state.journal(steps.iter().map(|(_, s)| *s))?;
-            match phase {
-                Phase::Namespaces | Phase::NamespaceSysctls | Phase::DeviceSysctls => {
-                    for (index, step) in steps {
-                        self.check_interrupt()?;
-                        self.run_here(index, step).map_err(|e| step_error(index, step, e))?;
-                        self.tracker.applied(index);
-                    }
-                    self.home.restore()?;
+    let mut tracker = Tracker { faults, progress, done: 0, total: plan.steps.len() };
+    let stop = &AtomicBool::new(false);
+    let (tx, rx) = mpsc::unbounded_channel();
+    let per_node = &per_node;
+    let started = Instant::now();
+    let result = std::thread::scope(|scope| {
+        let handle = runtime.handle().clone();
+        let worker = scope.spawn(move || {
+            let _runtime = handle.enter();
+            create_nodes(per_node, faults, stop, &tx)
+        });
+        let result = runtime.block_on(async {
+            let mut nodes = HashMap::new();
+            let mut timings = build_nodes_and_links(per_node, &links, rx, &mut nodes, &mut tracker).await?;
+            timings.iter_mut().for_each(|t| t.elapsed = started.elapsed());
+            for (phase, steps) in &late {
+                let started = Instant::now();
+                state.journal(steps.iter().map(|(_, s)| *s))?;
+                if *phase == Phase::DeviceSysctls {
+                    let done = write_device_sysctls(&nodes, steps, &mut tracker);
+                    home.restore()?;
+                    done?;
+                } else {
+                    run_concurrently(&nodes, steps, &mut tracker).await?;
                 }
-                _ => self.run_concurrently(&steps).await?,
+                timings.push(PhaseTiming { phase: *phase, steps: steps.len(), elapsed: started.elapsed() });
             }
+            Ok(timings)
+        });
+        // No namespace may appear after this returns: rollback starts then.
+        stop.store(true, Ordering::SeqCst);
+        let _ = worker.join();
+        result
+    });
+    home.restore()?;
+    result
+}
+
+/// The worker: each node's namespace, then its namespace sysctls written
+/// from inside it, then a netlink connection opened there.
+fn create_nodes(steps: &[(usize, &Step)], faults: Faults, stop: &AtomicBool, tx: &mpsc::UnboundedSender<Report>) {
+    let mut current: Option<(String, File)> = None;
+    let send_ready = |current: &mut Option<(String, File)>| -> Result<(), StepError> {
+        if let Some((node, netns)) = current.take() {
+            let netlink = Netlink::open().map_err(StepError::Socket)?;
+            let _ = tx.send(Report::Ready(node, Node { netns, netlink }));
         }
         Ok(())
+    };
+    // Steps come namespace by namespace: a node's sysctls follow its creation.
+    let mut ordered = steps.to_vec();
+    let position: HashMap<&str, usize> =
+        steps.iter().filter_map(|(i, s)| matches!(s, Step::CreateNamespace { .. }).then_some((s.node(), *i))).collect();
+    ordered.sort_by_key(|(i, s)| (position.get(s.node()).copied().unwrap_or(*i), *i));
+    for (index, step) in ordered {
+        if stop.load(Ordering::SeqCst) || interrupt::interrupted() {
+            return;
+        }
+        let result = (|| {
+            if faults.fails(index + 1) {
+                return Err(StepError::Injected);
+            }
+            match step {
+                Step::CreateNamespace { node, netns } => {
+                    send_ready(&mut current)?;
+                    let file = netns::create_and_enter(netns)?;
+                    current = Some((node.clone(), file));
+                }
+                _ => {
+                    for (key, value) in step.sysctls() {
+                        write_sysctl(key, value)?;
+                    }
+                }
+            }
+            Ok(())
+        })();
+        match result {
+            Ok(()) => {
+                let _ = tx.send(Report::Applied(index));
+            }
+            Err(e) => {
+                let _ = tx.send(Report::Failed(index, e));
+                return;
+            }
+        }
     }
+    if let Err(e) = send_ready(&mut current) {
+        let _ = tx.send(Report::Failed(usize::MAX, e));
+    }
+}
 
-    fn check_interrupt(&self) -> Result<(), ApplyError> {
+/// Takes nodes from the worker as they are ready and creates bridges and
+/// veths as soon as everything they need exists.
+async fn build_nodes_and_links(
+    per_node: &[(usize, &Step)],
+    links: &[(usize, &Step)],
+    mut reports: mpsc::UnboundedReceiver<Report>,
+    nodes: &mut HashMap<String, Node>,
+    tracker: &mut Tracker<'_>,
+) -> Result<Vec<PhaseTiming>, ApplyError> {
+    let expected_nodes = per_node.iter().filter(|(_, s)| matches!(s, Step::CreateNamespace { .. })).count();
+    let mut waiting: Vec<(usize, &Step)> = links.to_vec();
+    let mut bridges_done: HashSet<String> = HashSet::new();
+    let mut pending = FuturesUnordered::new();
+    let mut worker_open = true;
+    let mut ready = 0;
+    while ready < expected_nodes || !waiting.is_empty() || !pending.is_empty() {
         if interrupt::interrupted() {
             return Err(ApplyError::Interrupted);
         }
-        Ok(())
-    }
-
-    /// Steps that move this thread between namespaces.
-    fn run_here(&mut self, index: usize, step: &Step) -> Result<(), StepError> {
-        if self.tracker.faults.fails(index + 1) {
-            return Err(StepError::Injected);
-        }
-        match step {
-            Step::CreateNamespace { node, netns } => {
-                let file = netns::create_and_enter(netns)?;
-                // The socket belongs to the namespace this thread is in now.
-                let netlink = Netlink::open().map_err(StepError::Socket)?;
-                self.nodes.insert(node.clone(), Node { netns: file, netlink });
-            }
-            Step::QuietIpv6 { node } => {
-                netns::enter(&self.nodes[node].netns)?;
-                for (key, value) in QUIET_IPV6 {
-                    write_sysctl(key, value)?;
-                }
-            }
-            Step::Sysctl { node, key, value } => {
-                netns::enter(&self.nodes[node].netns)?;
-                write_sysctl(key, value)?;
-            }
-            other => unreachable!("{other:?} is a netlink step"),
-        }
-        Ok(())
-    }
-
-    async fn run_concurrently(&mut self, steps: &[(usize, &Step)]) -> Result<(), ApplyError> {
-        let mut pending = FuturesUnordered::new();
-        for &(index, step) in steps {
-            let nodes = &self.nodes;
-            let injected = self.tracker.faults.fails(index + 1);
+        // Start everything whose namespaces (and bridge) exist.
+        let (startable, rest): (Vec<_>, Vec<_>) =
+            waiting.into_iter().partition(|(_, step)| can_start(step, nodes, &bridges_done));
+        waiting = rest;
+        for (index, step) in startable {
+            let injected = tracker.faults.fails(index + 1);
+            let node = &nodes[step.node()];
+            let peer = match step {
+                Step::CreateVeth { peer, .. } => nodes[&peer.node].netns.try_clone().ok(),
+                _ => None,
+            };
+            let netlink = node.netlink.clone();
             pending.push(async move {
-                let result = if injected { Err(StepError::Injected) } else { run_netlink(nodes, step).await };
+                let result = if injected {
+                    Err(StepError::Injected)
+                } else {
+                    run_link_step(&netlink, peer.as_ref(), step).await
+                };
                 (index, step, result)
             });
         }
-        let mut failure = None;
-        while let Some((index, step, result)) = pending.next().await {
-            match result {
-                Ok(()) => self.tracker.applied(index),
-                Err(e) => {
-                    failure = Some(step_error(index, step, e));
-                    break;
+        tokio::select! {
+            report = reports.recv(), if worker_open => match report {
+                Some(Report::Applied(index)) => tracker.applied(index),
+                Some(Report::Ready(name, node)) => {
+                    nodes.insert(name, node);
+                    ready += 1;
                 }
-            }
-            if interrupt::interrupted() {
-                failure = Some(ApplyError::Interrupted);
-                break;
+                Some(Report::Failed(index, error)) => {
+                    return Err(match per_node.iter().find(|(i, _)| *i == index) {
+                        Some((i, step)) => step_error(*i, step, error),
+                        None => ApplyError::Step { number: 0, step: "open a netlink connection".into(), source: error },
+                    });
+                }
+                None => {
+                    worker_open = false;
+                    if ready < expected_nodes {
+                        return Err(ApplyError::Interrupted);
+                    }
+                }
+            },
+            Some((index, step, result)) = pending.next(), if !pending.is_empty() => {
+                result.map_err(|e| step_error(index, step, e))?;
+                if let Step::CreateBridge { device, .. } = step {
+                    bridges_done.insert(device.node.clone());
+                }
+                tracker.applied(index);
             }
         }
-        drop(pending);
-        self.home.restore()?;
-        failure.map_or(Ok(()), Err)
     }
+    // The worker's last reports (its final steps' Applied) may still be queued.
+    while let Ok(report) = reports.try_recv() {
+        if let Report::Applied(index) = report {
+            tracker.applied(index);
+        }
+    }
+    let count = |p: Phase| per_node.iter().chain(links).filter(|(_, s)| s.phase() == p).count();
+    Ok([Phase::Namespaces, Phase::NamespaceSysctls, Phase::Bridges, Phase::Veths]
+        .into_iter()
+        .map(|phase| PhaseTiming { phase, steps: count(phase), elapsed: Duration::ZERO })
+        .filter(|t| t.steps > 0)
+        .collect())
+}
+
+fn can_start(step: &Step, nodes: &HashMap<String, Node>, bridges_done: &HashSet<String>) -> bool {
+    match step {
+        Step::CreateBridge { device, .. } => nodes.contains_key(&device.node),
+        Step::CreateVeth { device, peer, master, .. } => {
+            nodes.contains_key(&device.node)
+                && nodes.contains_key(&peer.node)
+                && (master.is_none() || bridges_done.contains(&device.node))
+        }
+        _ => true,
+    }
+}
+
+fn write_device_sysctls(
+    nodes: &HashMap<String, Node>,
+    steps: &[(usize, &Step)],
+    tracker: &mut Tracker<'_>,
+) -> Result<(), ApplyError> {
+    for &(index, step) in steps {
+        if interrupt::interrupted() {
+            return Err(ApplyError::Interrupted);
+        }
+        let run = || {
+            if tracker.faults.fails(index + 1) {
+                return Err(StepError::Injected);
+            }
+            netns::enter(&nodes[step.node()].netns)?;
+            step.sysctls().into_iter().try_for_each(|(k, v)| write_sysctl(k, v))
+        };
+        run().map_err(|e| step_error(index, step, e))?;
+        tracker.applied(index);
+    }
+    Ok(())
+}
+
+/// One phase's netlink steps, all sent at once.
+async fn run_concurrently(
+    nodes: &HashMap<String, Node>,
+    steps: &[(usize, &Step)],
+    tracker: &mut Tracker<'_>,
+) -> Result<(), ApplyError> {
+    let mut pending = FuturesUnordered::new();
+    for &(index, step) in steps {
+        let injected = tracker.faults.fails(index + 1);
+        pending.push(async move {
+            let result = if injected { Err(StepError::Injected) } else { run_netlink(nodes, step).await };
+            (index, step, result)
+        });
+    }
+    while let Some((index, step, result)) = pending.next().await {
+        result.map_err(|e| step_error(index, step, e))?;
+        tracker.applied(index);
+        if interrupt::interrupted() {
+            return Err(ApplyError::Interrupted);
+        }
+    }
+    Ok(())
 }
 
 fn write_sysctl(key: &str, value: &str) -> Result<(), StepError> {
@@ -158,22 +332,30 @@ fn write_sysctl(key: &str, value: &str) -> Result<(), StepError> {
         .map_err(|source| StepError::Sysctl { path: sysctl::proc_path(key).display().to_string(), source })
 }
 
-async fn run_netlink(nodes: &HashMap<String, Node>, step: &Step) -> Result<(), StepError> {
-    let node = &nodes[step.node()];
+async fn run_link_step(netlink: &Netlink, peer_netns: Option<&File>, step: &Step) -> Result<(), StepError> {
     match step {
         Step::CreateBridge { device, mac } => {
-            node.netlink.create_bridge(NewLink { ifname: &device.ifname, ifindex: device.ifindex, mac: *mac }).await?
+            netlink.create_bridge(NewLink { ifname: &device.ifname, ifindex: device.ifindex, mac: *mac }).await?
         }
         Step::CreateVeth { device, mac, master, peer, peer_mac, mtu, queues } => {
             let main = NewLink { ifname: &device.ifname, ifindex: device.ifindex, mac: *mac };
             let other = NewLink { ifname: &peer.ifname, ifindex: peer.ifindex, mac: *peer_mac };
             let options = VethOptions { mtu: *mtu, queues: *queues, master: *master };
-            node.netlink.create_veth(main, other, &nodes[&peer.node].netns, &options).await?
+            let peer_netns = peer_netns.expect("a veth step comes with its peer's namespace");
+            netlink.create_veth(main, other, peer_netns, &options).await?
         }
-        Step::SetUp { device } => node.netlink.set_up(device.ifindex).await?,
-        Step::AddAddress { device, address } => node.netlink.add_address(device.ifindex, *address).await?,
-        Step::AddRoute { destination, via, .. } => node.netlink.add_route(*destination, *via).await?,
-        other => unreachable!("{other:?} is not a netlink step"),
+        other => unreachable!("{other:?} is not a link creation step"),
+    }
+    Ok(())
+}
+
+async fn run_netlink(nodes: &HashMap<String, Node>, step: &Step) -> Result<(), StepError> {
+    let netlink = &nodes[step.node()].netlink;
+    match step {
+        Step::SetUp { device } => netlink.set_up(device.ifindex).await?,
+        Step::AddAddress { device, address } => netlink.add_address(device.ifindex, *address).await?,
+        Step::AddRoute { destination, via, .. } => netlink.add_route(*destination, *via).await?,
+        other => unreachable!("{other:?} is not a configuration step"),
     }
     Ok(())
 }

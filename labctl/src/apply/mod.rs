@@ -17,8 +17,7 @@ mod teardown;
 
 use std::path::Path;
 
-use executor::Executor;
-pub use executor::{Progress, StepError};
+pub use executor::{PhaseTiming, Progress, StepError};
 pub use faults::Faults;
 pub use interrupt::{catch as catch_interrupts, interrupted};
 use netns::NetnsError;
@@ -77,7 +76,8 @@ pub fn check_privileges() -> Result<(), ApplyError> {
 
 /// Builds a lab from its plan. On any failure everything created so far is
 /// removed before the error is returned.
-pub fn up(lab: &Lab, script: &Path, plan: &Plan, progress: Progress<'_>) -> Result<(), ApplyError> {
+/// Returns how long each phase took.
+pub fn up(lab: &Lab, script: &Path, plan: &Plan, progress: Progress<'_>) -> Result<Vec<PhaseTiming>, ApplyError> {
     check_privileges()?;
     if LabState::open(&lab.name).is_some() {
         return Err(ApplyError::AlreadyRunning(lab.name.clone()));
@@ -92,7 +92,10 @@ pub fn up(lab: &Lab, script: &Path, plan: &Plan, progress: Progress<'_>) -> Resu
     let state = LabState::create(&recorded)?;
     interrupt::catch();
     match build(plan, &state, progress) {
-        Ok(()) => Ok(state.mark_ready()?),
+        Ok(timings) => {
+            state.mark_ready()?;
+            Ok(timings)
+        }
         Err(e) => {
             // Roll back; the build error is the one worth reporting.
             if let Err(cleanup) = remove(state) {
@@ -103,12 +106,10 @@ pub fn up(lab: &Lab, script: &Path, plan: &Plan, progress: Progress<'_>) -> Resu
     }
 }
 
-fn build(plan: &Plan, state: &LabState, progress: Progress<'_>) -> Result<(), ApplyError> {
+fn build(plan: &Plan, state: &LabState, progress: Progress<'_>) -> Result<Vec<PhaseTiming>, ApplyError> {
     netns::prepare_run_dir()?;
     raise_open_files_limit(plan);
-    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().map_err(ApplyError::Runtime)?;
-    let mut executor = Executor::new(plan.steps.len(), Faults::from_env(), progress)?;
-    runtime.block_on(executor.run(plan, state))
+    executor::execute(plan, state, Faults::from_env(), progress)
 }
 
 /// Each node holds a namespace fd and a netlink socket open while the lab is built.

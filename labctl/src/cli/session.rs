@@ -13,7 +13,6 @@ use super::{absolute, Failure};
 
 /// What one lab file gave.
 pub struct LabOutcome {
-    pub file: PathBuf,
     pub script: Option<Script>,
     /// The lab could not be loaded or built: nothing ran.
     pub setup_error: Option<String>,
@@ -62,14 +61,8 @@ pub fn run_lab(
     artifacts: Option<&Path>,
     on_result: &mut dyn FnMut(&Script, &ExperimentResult),
 ) -> LabOutcome {
-    let mut outcome = LabOutcome {
-        file: file.to_path_buf(),
-        script: None,
-        setup_error: None,
-        results: vec![],
-        up_time: Duration::ZERO,
-        interrupted: false,
-    };
+    let mut outcome =
+        LabOutcome { script: None, setup_error: None, results: vec![], up_time: Duration::ZERO, interrupted: false };
     let (script, plan) = match labctl::load_and_plan(file) {
         Ok(loaded) => loaded,
         Err(e) => {

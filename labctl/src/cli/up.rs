@@ -15,6 +15,9 @@ pub struct Args {
     /// Print the interface table as JSON
     #[arg(long)]
     json: bool,
+    /// Print how long each phase of the build took (to stderr)
+    #[arg(long)]
+    timings: bool,
 }
 
 pub fn run(args: Args) -> Result<(), Failure> {
@@ -36,7 +39,12 @@ pub fn run(args: Args) -> Result<(), Failure> {
     let started = Instant::now();
     let result = labctl::apply::up(lab, &absolute(&args.file), &plan, &progress);
     bar.finish_and_clear();
-    result?;
+    let timings = result?;
+    if args.timings {
+        for t in &timings {
+            eprintln!("{:<18} {:>6} steps {:>10.1?}", format!("{:?}", t.phase), t.steps, t.elapsed);
+        }
+    }
 
     let rows = table::interface_rows(lab);
     if args.json {

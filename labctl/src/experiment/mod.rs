@@ -3,6 +3,7 @@
 //! snapshot stage) and expectation failures, each with its script line.
 
 mod command;
+mod observe;
 mod render;
 mod runtime;
 mod tolerance;

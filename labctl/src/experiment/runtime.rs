@@ -9,14 +9,19 @@ use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use mlua::{Lua, MetaMethod, UserData, UserDataMethods, Value};
+use std::net::{IpAddr, SocketAddr};
+
+use mlua::{Function, Lua, LuaSerdeExt, MetaMethod, Table, UserData, UserDataMethods, Value};
 
 use super::command;
+use super::observe::{self as look, Captures, Counters};
 use super::render::render;
 use super::tolerance::Tolerance;
+use super::trace::Trace;
 use super::{Expectation, Taken};
 use crate::diag::Origin;
 use crate::model::Lab;
+use crate::traffic::{self, PingOptions, TcpFlow, UdpFlow};
 
 /// What the runtime shares between `x` and its node handles.
 pub struct Shared {
@@ -43,7 +48,44 @@ pub fn caller(lua: &Lua) -> Origin {
     crate::script::caller_origin(lua).unwrap_or_else(|| Origin::new("?", 0))
 }
 
+fn fail(message: impl Into<String>) -> mlua::Error {
+    mlua::Error::runtime(message.into())
+}
+
+/// `"h1:eth0"` or `{ "h1:eth0", "r1" }`.
+fn names(value: Value) -> mlua::Result<Vec<String>> {
+    match value {
+        Value::String(s) => Ok(vec![s.to_string_lossy()]),
+        Value::Table(t) => t.sequence_values::<String>().collect(),
+        other => Err(fail(format!("expected a name or a list of names, got {}", other.type_name()))),
+    }
+}
+
+fn counters_to_lua(lua: &Lua, counters: &Counters) -> mlua::Result<Value> {
+    lua.to_value(counters)
+}
+
 impl Runtime {
+    /// Copies of every node's namespace handle, so no lock is held while
+    /// Lua code (which may call back into `x`) runs.
+    fn all_netns(&self) -> mlua::Result<BTreeMap<String, File>> {
+        let shared = self.lock();
+        shared.netns.iter().map(|(k, f)| Ok((k.clone(), f.try_clone().map_err(mlua::Error::external)?))).collect()
+    }
+
+    /// The node that owns `address` in the lab model.
+    fn owner_of(&self, address: IpAddr) -> mlua::Result<String> {
+        let shared = self.lock();
+        shared
+            .lab
+            .links
+            .iter()
+            .flat_map(|l| l.ends.iter())
+            .find(|e| e.addresses.iter().any(|a| a.addr() == address))
+            .map(|e| e.node.clone())
+            .ok_or_else(|| fail(format!("{address} is not an address of any node of the lab")))
+    }
+
     fn lock(&self) -> std::sync::MutexGuard<'_, Shared> {
         self.0.lock().expect("runtime lock")
     }
@@ -102,10 +144,49 @@ impl UserData for Runtime {
             std::thread::sleep(Duration::from_secs_f64(seconds.clamp(0.0, 60.0)));
             Ok(())
         });
+        // x:counters{"h1:eth0", "r1", "softnet"}: absolute values now.
+        methods.add_method("counters", |lua, this, specs: Value| {
+            let counters = look::read(&names(specs)?, &this.all_netns()?).map_err(fail)?;
+            counters_to_lua(lua, &counters)
+        });
+        // x:delta({"h1:eth0", "r1"}, function() ... end): what moved while fn ran.
+        methods.add_method("delta", |lua, this, (specs, step): (Value, Function)| {
+            let specs = names(specs)?;
+            let netns = this.all_netns()?;
+            let before = look::read(&specs, &netns).map_err(fail)?;
+            step.call::<()>(())?;
+            let after = look::read(&specs, &netns).map_err(fail)?;
+            counters_to_lua(lua, &look::delta(&before, &after))
+        });
+        // x:capture({"r1:eth0", "r1:eth1"}, function() ... end): the packets seen, as trace lines.
+        methods.add_method("capture", |_, this, (points, step): (Value, Function)| {
+            let points = names(points)?;
+            let netns = this.all_netns()?;
+            let captures = Captures::start(&points, &netns).map_err(fail)?;
+            let result = step.call::<()>(());
+            // Let the last packets of the step reach the capture sockets.
+            std::thread::sleep(Duration::from_millis(50));
+            let dir = this.lock().artifacts.clone();
+            let packets = captures.stop(dir.as_deref()).map_err(fail)?;
+            result?;
+            let lab = this.lock().lab.clone();
+            Ok(Trace { lines: look::trace_lines(&packets, &lab, points.len()) })
+        });
         methods.add_function("range", |_, (_, value, lo, hi): (Value, f64, f64, f64)| {
             Ok(Tolerance::Range { value, lo, hi })
         });
         methods.add_function("positive", |_, (_, value): (Value, f64)| Ok(Tolerance::Positive { value }));
+    }
+}
+
+impl NodeRef {
+    /// `to` and `port` of a flow, and the node that owns `to` (its sink runs there).
+    fn destination(&self, opts: &Table, default_port: u16) -> mlua::Result<(SocketAddr, String)> {
+        let to: String =
+            opts.get::<Option<String>>("to")?.ok_or_else(|| fail("give the destination as to = \"198.18.x.y\""))?;
+        let ip: IpAddr = to.parse().map_err(|_| fail(format!("{to:?} is not an IP address")))?;
+        let port = opts.get::<Option<u16>>("port")?.unwrap_or(default_port);
+        Ok((SocketAddr::new(ip, port), self.runtime.owner_of(ip)?))
     }
 }
 
@@ -115,6 +196,54 @@ impl UserData for NodeRef {
     }
 
     fn add_methods<M: UserDataMethods<Self>>(methods: &mut M) {
+        // x.h1:ping("198.18.1.1", { count = 3, size = 56, interval = 0.1, timeout = 1, ttl = 64, source = "..." })
+        methods.add_method("ping", |lua, this, (to, opts): (String, Option<Table>)| {
+            let to: IpAddr = to.parse().map_err(|_| fail(format!("ping(): {to:?} is not an IP address")))?;
+            let mut o = PingOptions::new(to);
+            if let Some(t) = &opts {
+                o.count = t.get::<Option<u32>>("count")?.unwrap_or(o.count);
+                o.size = t.get::<Option<usize>>("size")?.unwrap_or(o.size);
+                o.interval = t.get::<Option<f64>>("interval")?.map_or(o.interval, Duration::from_secs_f64);
+                o.timeout = t.get::<Option<f64>>("timeout")?.map_or(o.timeout, Duration::from_secs_f64);
+                o.ttl = t.get::<Option<u8>>("ttl")?;
+                o.source = t
+                    .get::<Option<String>>("source")?
+                    .map(|s| s.parse())
+                    .transpose()
+                    .map_err(|_| fail("ping(): source is not an IP address"))?;
+            }
+            let netns = this.runtime.netns(&this.name)?;
+            let report = traffic::ping(&netns, &o).map_err(|e| fail(format!("ping from {}: {e}", this.name)))?;
+            lua.to_value(&report)
+        });
+        // x.h1:udp{ to = "198.18.1.1", port = 5201, size = 64, count = 1000, rate = 10000, duration = 1 }
+        methods.add_method("udp", |lua, this, opts: Table| {
+            let (to, dst) = this.destination(&opts, 5201)?;
+            let flow = UdpFlow {
+                to,
+                size: opts.get::<Option<usize>>("size")?.unwrap_or(64),
+                count: opts.get::<Option<u64>>("count")?,
+                duration: opts.get::<Option<f64>>("duration")?.map(Duration::from_secs_f64),
+                rate_pps: opts.get::<Option<u64>>("rate")?,
+            };
+            let (src_ns, dst_ns) = (this.runtime.netns(&this.name)?, this.runtime.netns(&dst)?);
+            let report =
+                traffic::udp_flow(&src_ns, &dst_ns, &flow).map_err(|e| fail(format!("udp from {}: {e}", this.name)))?;
+            lua.to_value(&report)
+        });
+        // x.h1:tcp{ to = "198.18.1.1", port = 5201, bytes = 1e6 } (or duration = seconds)
+        methods.add_method("tcp", |lua, this, opts: Table| {
+            let (to, dst) = this.destination(&opts, 5201)?;
+            let flow = TcpFlow {
+                to,
+                bytes: opts.get::<Option<u64>>("bytes")?,
+                duration: opts.get::<Option<f64>>("duration")?.map(Duration::from_secs_f64),
+            };
+            let (src_ns, dst_ns) = (this.runtime.netns(&this.name)?, this.runtime.netns(&dst)?);
+            let report =
+                traffic::tcp_flow(&src_ns, &dst_ns, &flow).map_err(|e| fail(format!("tcp from {}: {e}", this.name)))?;
+            lua.to_value(&report)
+        });
         // x.h1:run{"ip", "route"} or x.h1:run("ip route") (split on spaces), with { timeout = seconds }.
         methods.add_method("run", |lua, this, (cmd, opts): (Value, Option<mlua::Table>)| {
             let argv: Vec<String> = match cmd {

@@ -7,26 +7,23 @@ use ipnet::{IpNet, Ipv6Net};
 use super::{Device, Plan, Step};
 use crate::model::{Lab, NodeKind, BRIDGE_DEVICE};
 
-/// Sysctls every node gets so counters are exact: no IPv6 autoconf, DAD,
-/// router solicitations or automatic link-local addresses (each would add
-/// packets), and the repeats of MLD reports sent within a millisecond of an
-/// address being added rather than up to a second later, in an experiment.
+/// Every node gets no automatic IPv6 link-local addresses: each would bring
+/// DAD, router solicitations and MLD reports, packets in every counter.
 /// `default` is written before any device exists, so every device inherits it.
-/// Interfaces with IPv6 addresses get an explicit EUI-64 link-local address
-/// instead: a router needs one to solicit neighbours for forwarded packets.
-pub const QUIET_IPV6: &[(&str, &str)] = &[
+pub const QUIET_IPV6: &[(&str, &str)] = &[("net.ipv6.conf.default.addr_gen_mode", "1")];
+
+/// Nodes with IPv6 addresses also get no DAD, autoconf, router advertisements
+/// or solicitations, and the repeats of MLD reports sent within a millisecond
+/// of an address being added rather than up to a second later, during an
+/// experiment. Their interfaces get an explicit EUI-64 link-local address
+/// instead of an automatic one: a router needs one to solicit neighbours for
+/// forwarded packets.
+pub const QUIET_IPV6_ADDRESSED: &[(&str, &str)] = &[
     ("net.ipv6.conf.default.accept_dad", "0"),
-    ("net.ipv6.conf.default.dad_transmits", "0"),
     ("net.ipv6.conf.default.autoconf", "0"),
     ("net.ipv6.conf.default.accept_ra", "0"),
     ("net.ipv6.conf.default.router_solicitations", "0"),
-    ("net.ipv6.conf.default.addr_gen_mode", "1"),
-    ("net.ipv6.conf.default.mldv1_unsolicited_report_interval", "1"),
     ("net.ipv6.conf.default.mldv2_unsolicited_report_interval", "1"),
-    ("net.ipv6.conf.all.accept_dad", "0"),
-    ("net.ipv6.conf.all.autoconf", "0"),
-    ("net.ipv6.conf.all.accept_ra", "0"),
-    ("net.ipv6.conf.all.router_solicitations", "0"),
 ];
 
 /// Builds the plan of a validated lab.
@@ -43,7 +40,8 @@ pub fn plan(lab: &Lab) -> Plan {
 
     for node in &lab.nodes {
         steps.push(Step::CreateNamespace { node: node.name.clone(), netns: lab.netns_name(&node.name) });
-        steps.push(Step::QuietIpv6 { node: node.name.clone() });
+        let ipv6 = lab.endpoints_of(&node.name).flat_map(|e| &e.addresses).any(|a| matches!(a, IpNet::V6(_)));
+        steps.push(Step::QuietIpv6 { node: node.name.clone(), ipv6 });
         steps.push(Step::SetUp { device: device(&node.name, "lo", 1) });
     }
 

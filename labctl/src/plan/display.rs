@@ -14,12 +14,13 @@ impl fmt::Display for Step {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             Step::CreateNamespace { netns, .. } => write!(f, "netns add {netns}"),
-            Step::QuietIpv6 { node } => {
-                write!(
-                    f,
-                    "{node}: sysctl net.ipv6.conf.{{all,default}}: no DAD, autoconf, RA, RS or link-local address"
-                )
+            Step::QuietIpv6 { node, ipv6: false } => {
+                write!(f, "{node}: sysctl net.ipv6.conf.default: no automatic link-local address")
             }
+            Step::QuietIpv6 { node, ipv6: true } => write!(
+                f,
+                "{node}: sysctl net.ipv6.conf.default: no automatic link-local address, DAD, autoconf, RA or RS; MLD repeats at once"
+            ),
             Step::Sysctl { node, key, value } => write!(f, "{node}: sysctl {key}={value}"),
             Step::CreateBridge { device, mac } => {
                 write!(f, "{device}: bridge add (ifindex {}, mac {mac}, up)", device.ifindex)

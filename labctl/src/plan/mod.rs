@@ -14,7 +14,7 @@ use ipnet::IpNet;
 use serde::{Deserialize, Serialize};
 
 use crate::model::MacAddr;
-pub use build::{plan, QUIET_IPV6};
+pub use build::{plan, QUIET_IPV6, QUIET_IPV6_ADDRESSED};
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Plan {
@@ -38,9 +38,11 @@ pub enum Step {
         node: String,
         netns: String,
     },
-    /// The IPv6 sysctls of [`QUIET_IPV6`], before any device exists.
+    /// The IPv6 sysctls of [`QUIET_IPV6`] (and, on nodes with IPv6
+    /// addresses, [`QUIET_IPV6_ADDRESSED`]), before any device exists.
     QuietIpv6 {
         node: String,
+        ipv6: bool,
     },
     /// Write `/proc/sys/<key as path>` inside the node's namespace.
     Sysctl {
@@ -111,7 +113,7 @@ impl Step {
     pub fn node(&self) -> &str {
         match self {
             Step::CreateNamespace { node, .. }
-            | Step::QuietIpv6 { node }
+            | Step::QuietIpv6 { node, .. }
             | Step::Sysctl { node, .. }
             | Step::AddRoute { node, .. } => node,
             Step::CreateBridge { device, .. }
@@ -126,6 +128,20 @@ impl Step {
 fn sysctl_names_device(key: &str) -> bool {
     let parts: Vec<&str> = key.split('.').collect();
     matches!(parts.as_slice(), ["net", "ipv4" | "ipv6", "conf" | "neigh", dev, ..] if *dev != "all" && *dev != "default")
+}
+
+impl Step {
+    /// The sysctls a namespace-level step writes, in order.
+    pub fn sysctls(&self) -> Vec<(&str, &str)> {
+        match self {
+            Step::QuietIpv6 { ipv6, .. } => {
+                let extra = if *ipv6 { QUIET_IPV6_ADDRESSED } else { &[] };
+                QUIET_IPV6.iter().chain(extra).copied().collect()
+            }
+            Step::Sysctl { key, value, .. } => vec![(key.as_str(), value.as_str())],
+            _ => vec![],
+        }
+    }
 }
 
 impl Plan {

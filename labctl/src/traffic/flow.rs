@@ -119,12 +119,7 @@ pub fn udp_flow(src_ns: &File, dst_ns: &File, flow: &UdpFlow) -> Result<FlowRepo
         let got = receiver.join().unwrap_or_else(|p| std::panic::resume_unwind(p))?;
         let sent = budget.sent() - errors;
         let end = got.last.map_or(sender_end, |l| l.max(sender_end));
-        Ok(FlowReport::new(
-            (sent, sent * flow.size as u64),
-            (got.packets, got.bytes),
-            errors,
-            end - budget.start(),
-        ))
+        Ok(FlowReport::new((sent, sent * flow.size as u64), (got.packets, got.bytes), errors, end - budget.start()))
     })
 }
 
@@ -152,12 +147,13 @@ pub fn tcp_flow(src_ns: &File, dst_ns: &File, flow: &TcpFlow) -> Result<FlowRepo
 
     std::thread::scope(|scope| {
         let receiver = scope.spawn(|| tcp_sink(&listener, sink_deadline));
-        // The sink sees EOF when `sender` is dropped, even on an early error.
+        // The sink sees EOF at the shutdown, or when `sender` is dropped on an early error.
         let sent = tcp_send(sender, flow, end)?;
-        let (received, received_segments, last) =
-            receiver.join().unwrap_or_else(|p| std::panic::resume_unwind(p))?;
+        let (received, received_segments, last) = receiver.join().unwrap_or_else(|p| std::panic::resume_unwind(p))?;
+        // Read once the sink has everything: earlier, data may still sit in the send buffer.
+        let sent_segments = tcp_info(&sent.sock).map_or(0, |i| u64::from(i.tcpi_data_segs_out));
         let finished = last.map_or(sent.finished, |l| l.max(sent.finished));
-        Ok(FlowReport::new((sent.segments, sent.bytes), (received_segments, received), 0, finished - start))
+        Ok(FlowReport::new((sent_segments, sent.bytes), (received_segments, received), 0, finished - start))
     })
 }
 
@@ -173,14 +169,14 @@ fn tcp_listener(at: SocketAddr) -> Result<Socket, TrafficError> {
 }
 
 struct Sent {
+    /// Kept open (its sending side shut down) to read its counters at the end.
+    sock: Socket,
     bytes: u64,
-    segments: u64,
     finished: Instant,
 }
 
 fn tcp_send(sock: Socket, flow: &TcpFlow, end: Instant) -> Result<Sent, TrafficError> {
-    sock.connect_timeout(&flow.to.into(), CONNECT_TIMEOUT)
-        .map_err(io_err(format!("connect to {}", flow.to)))?;
+    sock.connect_timeout(&flow.to.into(), CONNECT_TIMEOUT).map_err(io_err(format!("connect to {}", flow.to)))?;
     sock.set_write_timeout(Some(STALL_TIMEOUT)).map_err(io_err("set the send timeout"))?;
     let chunk = vec![0x5a; TCP_CHUNK];
     let limit = flow.bytes.unwrap_or(u64::MAX);
@@ -194,10 +190,8 @@ fn tcp_send(sock: Socket, flow: &TcpFlow, end: Instant) -> Result<Sent, TrafficE
             Err(e) => return Err(io_err(format!("send to {} after {sent} bytes", flow.to))(e)),
         }
     }
-    // Segments are read before the FIN so they count data only.
-    let segments = tcp_info(&sock).map_or(0, |i| u64::from(i.tcpi_data_segs_out));
     sock.shutdown(Shutdown::Write).map_err(io_err("shut down the sending side"))?;
-    Ok(Sent { bytes: sent, segments, finished: Instant::now() })
+    Ok(Sent { sock, bytes: sent, finished: Instant::now() })
 }
 
 /// Accepts one connection and reads it to the end (or the deadline).
@@ -216,7 +210,11 @@ fn tcp_sink(listener: &Socket, deadline: Instant) -> Result<(u64, u64, Option<In
                 received += n as u64;
                 last = Some(Instant::now());
             }
-            Err(e) if matches!(e.kind(), io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut | io::ErrorKind::Interrupted) => {}
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut | io::ErrorKind::Interrupted
+                ) => {}
             Err(e) => return Err(io_err(format!("read the TCP flow after {received} bytes"))(e)),
         }
     }

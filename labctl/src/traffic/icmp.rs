@@ -27,9 +27,16 @@ const IPV6_HEADER: usize = 40;
 /// What an incoming ICMP message means for a ping with identifier `id`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Incoming {
-    EchoReply { id: u16, seq: u16 },
+    EchoReply {
+        id: u16,
+        seq: u16,
+    },
     /// An error message quoting our echo request `id`/`seq`.
-    Error { id: u16, seq: u16, reason: String },
+    Error {
+        id: u16,
+        seq: u16,
+        reason: String,
+    },
     /// Anything else (someone else's traffic, our own requests looped back).
     Other,
 }

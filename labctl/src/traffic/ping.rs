@@ -148,7 +148,13 @@ fn install_filter(sock: &Socket, ipv6: bool) -> io::Result<()> {
     if ipv6 {
         // A set bit blocks that type.
         let mut blocked = [u32::MAX; 8];
-        for t in [icmp::v6::ECHO_REPLY, icmp::v6::DEST_UNREACH, icmp::v6::PACKET_TOO_BIG, icmp::v6::TIME_EXCEEDED, icmp::v6::PARAM_PROBLEM] {
+        for t in [
+            icmp::v6::ECHO_REPLY,
+            icmp::v6::DEST_UNREACH,
+            icmp::v6::PACKET_TOO_BIG,
+            icmp::v6::TIME_EXCEEDED,
+            icmp::v6::PARAM_PROBLEM,
+        ] {
             blocked[usize::from(t >> 5)] &= !(1 << (t & 31));
         }
         sockopt::set(sock, libc::IPPROTO_ICMPV6, ICMPV6_FILTER, &blocked)
@@ -230,10 +236,8 @@ impl<'a> Session<'a> {
                     self.replies.push(Reply { seq, ttl, from, rtt_us });
                 }
             }
-            Incoming::Error { id, seq, reason } if id == self.id => {
-                if self.outstanding.remove(&seq).is_some() {
-                    self.errors.push(format!("from {from} icmp_seq={seq}: {reason}"));
-                }
+            Incoming::Error { id, seq, reason } if id == self.id && self.outstanding.remove(&seq).is_some() => {
+                self.errors.push(format!("from {from} icmp_seq={seq}: {reason}"));
             }
             _ => {}
         }

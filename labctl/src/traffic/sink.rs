@@ -113,7 +113,11 @@ impl UdpSink {
                     counts.first.get_or_insert(now);
                     counts.last = Some(now);
                 }
-                Err(e) if matches!(e.kind(), io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut | io::ErrorKind::Interrupted) => {}
+                Err(e)
+                    if matches!(
+                        e.kind(),
+                        io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut | io::ErrorKind::Interrupted
+                    ) => {}
                 Err(e) => return Err(io_err("receive on the sink")(e)),
             }
             if stop.should_stop(Instant::now(), counts.last) {
@@ -166,7 +170,7 @@ impl RecvBatch {
                 sock.as_raw_fd(),
                 self.headers.as_mut_ptr(),
                 self.headers.len() as libc::c_uint,
-                if std::env::var_os("SPIN").is_some() { libc::MSG_DONTWAIT } else { libc::MSG_WAITFORONE },
+                libc::MSG_WAITFORONE,
                 std::ptr::null_mut(),
             )
         };

@@ -48,9 +48,7 @@ fn resolve_here(to: IpAddr) -> Result<L2Path, TrafficError> {
         IpAddr::V6(_) => SocketAddr::from(([0u16; 8], 0)),
     };
     let probe = UdpSocket::bind(bind).map_err(io_err("open the probe socket"))?;
-    probe
-        .connect(SocketAddr::new(to, PROBE_PORT))
-        .map_err(io_err(format!("no route from this node to {to}")))?;
+    probe.connect(SocketAddr::new(to, PROBE_PORT)).map_err(io_err(format!("no route from this node to {to}")))?;
     let local = probe.local_addr().map_err(io_err("read the probe's source address"))?;
 
     let deadline = Instant::now() + PROBE_TIMEOUT;
@@ -69,7 +67,11 @@ fn resolve_here(to: IpAddr) -> Result<L2Path, TrafficError> {
                 }
             }
             Ok(None) => {}
-            Err(e) if matches!(e.kind(), io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut | io::ErrorKind::Interrupted) => {}
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut | io::ErrorKind::Interrupted
+                ) => {}
             Err(e) => return Err(io_err("capture the probe frame")(e)),
         }
     }
@@ -89,7 +91,7 @@ fn recv_outgoing(capture: &Socket, buf: &mut [u8]) -> io::Result<Option<(i32, us
     }
     // SAFETY: an AF_PACKET socket returns a sockaddr_ll, which fits the storage.
     let ll = unsafe { &*(addr.as_ptr() as *const libc::sockaddr_ll) };
-    Ok((ll.sll_pkttype == libc::PACKET_OUTGOING as u8).then_some((ll.sll_ifindex, len)))
+    Ok((ll.sll_pkttype == libc::PACKET_OUTGOING).then_some((ll.sll_ifindex, len)))
 }
 
 /// The probe's frame: Ethernet, then IPv4/IPv6 (no extension headers), then
@@ -135,7 +137,10 @@ mod tests {
         }
         .build();
         let path = match_probe(&f, local, to, 7).expect("matches");
-        assert_eq!(path, L2Path { ifindex: 7, src_mac: [2, 0, 0, 0, 0, 1], dst_mac: [2, 0, 0, 0, 0, 2], src_ip: local.ip() });
+        assert_eq!(
+            path,
+            L2Path { ifindex: 7, src_mac: [2, 0, 0, 0, 0, 1], dst_mac: [2, 0, 0, 0, 0, 2], src_ip: local.ip() }
+        );
         assert_eq!(match_probe(&f, "198.18.0.1:40001".parse().unwrap(), to, 7), None, "another socket's datagram");
         assert_eq!(match_probe(&f[..20], local, to, 7), None, "truncated");
     }

@@ -269,7 +269,12 @@ mod tests {
         let mut o = opts(BlastMode::PacketRing);
         o.flows = 4;
         o.sources = vec!["198.18.0.1".parse().unwrap(), "198.18.0.3".parse().unwrap()];
-        let path = L2Path { ifindex: 2, src_mac: [2, 0, 0, 0, 0, 1], dst_mac: [2, 0, 0, 0, 0, 2], src_ip: "198.18.0.1".parse().unwrap() };
+        let path = L2Path {
+            ifindex: 2,
+            src_mac: [2, 0, 0, 0, 0, 1],
+            dst_mac: [2, 0, 0, 0, 0, 2],
+            src_ip: "198.18.0.1".parse().unwrap(),
+        };
         let frames = packet_ring_frames(&o, &path, &flow_sources(&o));
         assert_eq!(frames.len(), 4);
         let src_of = |f: &Vec<u8>| ([f[26], f[27], f[28], f[29]], u16::from_be_bytes([f[34], f[35]]));

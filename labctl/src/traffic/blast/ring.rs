@@ -72,7 +72,14 @@ impl TxRing {
         let len = BLOCKS * BLOCK_SIZE;
         // SAFETY: maps the ring the kernel just allocated for this socket.
         let ring = unsafe {
-            libc::mmap(std::ptr::null_mut(), len, libc::PROT_READ | libc::PROT_WRITE, libc::MAP_SHARED, fd.as_raw_fd(), 0)
+            libc::mmap(
+                std::ptr::null_mut(),
+                len,
+                libc::PROT_READ | libc::PROT_WRITE,
+                libc::MAP_SHARED,
+                fd.as_raw_fd(),
+                0,
+            )
         };
         if ring == libc::MAP_FAILED {
             return Err(io_err("mmap the TX ring")(io::Error::last_os_error()));
@@ -82,7 +89,13 @@ impl TxRing {
         target.sll_family = libc::AF_PACKET as u16;
         target.sll_protocol = ethertype.to_be();
         target.sll_ifindex = ifindex;
-        let mut tx = TxRing { fd, ring: NonNull::new(ring.cast()).expect("mmap returned null"), slots: req.tp_frame_nr as usize, target, next_slot: 0 };
+        let mut tx = TxRing {
+            fd,
+            ring: NonNull::new(ring.cast()).expect("mmap returned null"),
+            slots: req.tp_frame_nr as usize,
+            target,
+            next_slot: 0,
+        };
         tx.bind()?;
         for slot in 0..tx.slots {
             tx.write_frame(slot, &frames[slot % frames.len()]);
@@ -106,7 +119,9 @@ impl TxRing {
         if rc == 0 {
             Ok(())
         } else {
-            Err(io_err(format!("bind the AF_PACKET socket to interface {}", self.target.sll_ifindex))(io::Error::last_os_error()))
+            Err(io_err(format!("bind the AF_PACKET socket to interface {}", self.target.sll_ifindex))(
+                io::Error::last_os_error(),
+            ))
         }
     }
 

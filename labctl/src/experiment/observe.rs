@@ -1,0 +1,134 @@
+//! What `x:counters`, `x:delta` and `x:capture` read, addressed by the lab's
+//! names: `"h1:eth0"` (link stats64), `"r1"` (the node's SNMP and netstat
+//! counters), `"softnet"` and `"softirqs"` (per CPU, machine-wide).
+
+use std::collections::BTreeMap;
+use std::fs::File;
+use std::path::Path;
+
+use crate::model::{Lab, MacAddr, BRIDGE_DEVICE};
+use crate::observe::{self, counters, normalize, Capture, Packet};
+
+/// Counters by group (`"h1:eth0"`, `"r1"`, `"softnet"`), then by name.
+pub type Counters = BTreeMap<String, BTreeMap<String, u64>>;
+
+pub fn read(specs: &[String], netns: &BTreeMap<String, File>) -> Result<Counters, String> {
+    let mut all = Counters::new();
+    for spec in specs {
+        let group = match spec.as_str() {
+            "softnet" => softnet()?,
+            "softirqs" => softirqs()?,
+            _ => match spec.split_once(':') {
+                Some((node, ifname)) => {
+                    counters::link_stats(node_ns(netns, node)?, ifname).map_err(|e| format!("{spec}: {e}"))?
+                }
+                None => counters::snmp(node_ns(netns, spec)?).map_err(|e| format!("{spec}: {e}"))?,
+            },
+        };
+        all.insert(spec.clone(), group);
+    }
+    Ok(all)
+}
+
+fn node_ns<'a>(netns: &'a BTreeMap<String, File>, node: &str) -> Result<&'a File, String> {
+    netns.get(node).ok_or_else(|| format!("the lab has no node {node:?}"))
+}
+
+/// Per-CPU softnet columns as `cpu0.processed`, `cpu0.dropped`, ...
+fn softnet() -> Result<BTreeMap<String, u64>, String> {
+    let rows = counters::softnet().map_err(|e| e.to_string())?;
+    let mut flat = BTreeMap::new();
+    for row in rows {
+        let cpu = row.cpu;
+        let fields = serde_json::to_value(&row).map_err(|e| e.to_string())?;
+        for (name, value) in fields.as_object().into_iter().flatten() {
+            if let (Some(v), true) = (value.as_u64(), name != "cpu") {
+                flat.insert(format!("cpu{cpu}.{name}"), v);
+            }
+        }
+    }
+    Ok(flat)
+}
+
+/// NET_RX and NET_TX softirq counts as `NET_RX.cpu0`, ...
+fn softirqs() -> Result<BTreeMap<String, u64>, String> {
+    let table = counters::softirqs().map_err(|e| e.to_string())?;
+    Ok(table
+        .into_iter()
+        .flat_map(|(name, per_cpu)| {
+            per_cpu.into_iter().enumerate().map(move |(cpu, v)| (format!("{name}.cpu{cpu}"), v))
+        })
+        .collect())
+}
+
+/// after - before, keeping only counters that moved.
+pub fn delta(before: &Counters, after: &Counters) -> Counters {
+    after
+        .iter()
+        .map(|(group, values)| {
+            let moved = values
+                .iter()
+                .filter_map(|(name, v)| {
+                    let old = before.get(group).and_then(|g| g.get(name)).copied().unwrap_or(0);
+                    let d = v.saturating_sub(old);
+                    (d > 0).then(|| (name.clone(), d))
+                })
+                .collect();
+            (group.clone(), moved)
+        })
+        .collect()
+}
+
+/// The lab's own MACs by name, so traces say `h1:eth0` instead of a MAC.
+pub fn mac_names(lab: &Lab) -> BTreeMap<MacAddr, String> {
+    let mut names: BTreeMap<MacAddr, String> = lab
+        .links
+        .iter()
+        .flat_map(|l| l.ends.iter())
+        .map(|e| (lab.mac_of(e), format!("{}:{}", e.node, e.ifname)))
+        .collect();
+    for node in lab.nodes.iter().filter(|n| n.kind == crate::model::NodeKind::Bridge) {
+        names.insert(MacAddr::derive(&lab.name, &node.name, BRIDGE_DEVICE), format!("{}:{BRIDGE_DEVICE}", node.name));
+    }
+    names
+}
+
+/// Captures started on `"node:ifname"` points.
+pub struct Captures(Vec<(String, Capture)>);
+
+impl Captures {
+    pub fn start(points: &[String], netns: &BTreeMap<String, File>) -> Result<Self, String> {
+        let mut started = Vec::new();
+        for point in points {
+            let (node, ifname) = point
+                .split_once(':')
+                .ok_or_else(|| format!("capture {point:?}: name an interface as \"node:ifname\""))?;
+            let capture = Capture::start(node_ns(netns, node)?, ifname).map_err(|e| format!("capture {point}: {e}"))?;
+            started.push((point.clone(), capture.labelled(point.clone())));
+        }
+        Ok(Captures(started))
+    }
+
+    /// Stops all captures; packets of all points merged in time order. Each
+    /// point's packets are also written as `<node>-<ifname>.pcapng` to `dir`.
+    pub fn stop(self, dir: Option<&Path>) -> Result<Vec<Packet>, String> {
+        let mut all = Vec::new();
+        for (point, capture) in self.0 {
+            let packets = capture.stop().map_err(|e| format!("capture {point}: {e}"))?;
+            if let Some(dir) = dir {
+                let _ = std::fs::create_dir_all(dir);
+                let file = dir.join(format!("{}.pcapng", point.replace(':', "-")));
+                observe::pcapng::write_file(&file, &packets).map_err(|e| format!("{}: {e}", file.display()))?;
+            }
+            all.extend(packets);
+        }
+        all.sort_by_key(|p| p.ts_ns);
+        Ok(all)
+    }
+}
+
+/// Normalized trace lines; with several capture points each line says where.
+pub fn trace_lines(packets: &[Packet], lab: &Lab, points: usize) -> Vec<String> {
+    let options = normalize::Options { capture_point: points > 1, ..normalize::Options::default() };
+    normalize::lines(packets, &mac_names(lab), &options)
+}
