@@ -7,7 +7,7 @@
 //! phases after that (device sysctls, addresses, routes) run as before, each
 //! phase's netlink requests all at once over the per-namespace connections.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashMap;
 use std::fs::File;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
@@ -18,6 +18,7 @@ use tokio::sync::mpsc;
 use super::faults::Faults;
 use super::netlink::{self, Netlink, NewLink, VethOptions};
 use super::netns::{self, NetnsError, ThreadNetns};
+use super::schedule::{self, Scheduler};
 use super::state::LabState;
 use super::{interrupt, sysctl, ApplyError};
 use crate::plan::{Phase, Plan, Step};
@@ -87,7 +88,10 @@ pub fn execute(
     let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().map_err(ApplyError::Runtime)?;
     let home = ThreadNetns::current()?;
     let phases = plan.phases();
-    let (early, late): (Vec<_>, Vec<_>) = phases.into_iter().partition(|(p, _)| *p <= Phase::Veths);
+    // Everything up to addresses streams as dependencies allow; device
+    // sysctls and routes (which need every address in place) come after.
+    let (early, late): (Vec<_>, Vec<_>) =
+        phases.into_iter().partition(|(p, _)| !matches!(p, Phase::DeviceSysctls | Phase::Routes));
     let per_node: Vec<(usize, &Step)> =
         early.iter().filter(|(p, _)| *p <= Phase::NamespaceSysctls).flat_map(|(_, s)| s.clone()).collect();
     let links: Vec<(usize, &Step)> =
@@ -186,8 +190,8 @@ fn create_nodes(steps: &[(usize, &Step)], faults: Faults, stop: &AtomicBool, tx:
     }
 }
 
-/// Takes nodes from the worker as they are ready and creates bridges and
-/// veths as soon as everything they need exists.
+/// Takes nodes from the worker as they are ready and sends each netlink
+/// step (bridges, veths, link up, addresses) as soon as what it needs exists.
 async fn build_nodes_and_links(
     per_node: &[(usize, &Step)],
     links: &[(usize, &Step)],
@@ -196,32 +200,30 @@ async fn build_nodes_and_links(
     tracker: &mut Tracker<'_>,
 ) -> Result<Vec<PhaseTiming>, ApplyError> {
     let expected_nodes = per_node.iter().filter(|(_, s)| matches!(s, Step::CreateNamespace { .. })).count();
-    let mut waiting: Vec<(usize, &Step)> = links.to_vec();
-    let mut bridges_done: HashSet<String> = HashSet::new();
+    let steps: Vec<&Step> = links.iter().map(|(_, s)| *s).collect();
+    let mut scheduler = Scheduler::new(&steps);
+    let mut started = 0;
     let mut pending = FuturesUnordered::new();
     let mut worker_open = true;
     let mut ready = 0;
-    while ready < expected_nodes || !waiting.is_empty() || !pending.is_empty() {
+    while ready < expected_nodes || started < links.len() || !pending.is_empty() {
         if interrupt::interrupted() {
             return Err(ApplyError::Interrupted);
         }
-        // Start everything whose namespaces (and bridge) exist.
-        let (startable, rest): (Vec<_>, Vec<_>) =
-            waiting.into_iter().partition(|(_, step)| can_start(step, nodes, &bridges_done));
-        waiting = rest;
-        for (index, step) in startable {
+        for position in scheduler.take_ready() {
+            let (index, step) = links[position];
+            started += 1;
             let injected = tracker.faults.fails(index + 1);
-            let node = &nodes[step.node()];
             let peer = match step {
                 Step::CreateVeth { peer, .. } => nodes[&peer.node].netns.try_clone().ok(),
                 _ => None,
             };
-            let netlink = node.netlink.clone();
+            let netlink = nodes[step.node()].netlink.clone();
             pending.push(async move {
                 let result = if injected {
                     Err(StepError::Injected)
                 } else {
-                    run_link_step(&netlink, peer.as_ref(), step).await
+                    run_stream_step(&netlink, peer.as_ref(), step).await
                 };
                 (index, step, result)
             });
@@ -230,6 +232,7 @@ async fn build_nodes_and_links(
             report = reports.recv(), if worker_open => match report {
                 Some(Report::Applied(index)) => tracker.applied(index),
                 Some(Report::Ready(name, node)) => {
+                    scheduler.node_ready(&name);
                     nodes.insert(name, node);
                     ready += 1;
                 }
@@ -248,8 +251,8 @@ async fn build_nodes_and_links(
             },
             Some((index, step, result)) = pending.next(), if !pending.is_empty() => {
                 result.map_err(|e| step_error(index, step, e))?;
-                if let Step::CreateBridge { device, .. } = step {
-                    bridges_done.insert(device.node.clone());
+                for (node, ifindex) in schedule::provides(step) {
+                    scheduler.provide(node, ifindex);
                 }
                 tracker.applied(index);
             }
@@ -262,23 +265,11 @@ async fn build_nodes_and_links(
         }
     }
     let count = |p: Phase| per_node.iter().chain(links).filter(|(_, s)| s.phase() == p).count();
-    Ok([Phase::Namespaces, Phase::NamespaceSysctls, Phase::Bridges, Phase::Veths]
+    Ok([Phase::Namespaces, Phase::NamespaceSysctls, Phase::Bridges, Phase::Veths, Phase::Configure]
         .into_iter()
         .map(|phase| PhaseTiming { phase, steps: count(phase), elapsed: Duration::ZERO })
         .filter(|t| t.steps > 0)
         .collect())
-}
-
-fn can_start(step: &Step, nodes: &HashMap<String, Node>, bridges_done: &HashSet<String>) -> bool {
-    match step {
-        Step::CreateBridge { device, .. } => nodes.contains_key(&device.node),
-        Step::CreateVeth { device, peer, master, .. } => {
-            nodes.contains_key(&device.node)
-                && nodes.contains_key(&peer.node)
-                && (master.is_none() || bridges_done.contains(&device.node))
-        }
-        _ => true,
-    }
 }
 
 fn write_device_sysctls(
@@ -332,7 +323,7 @@ fn write_sysctl(key: &str, value: &str) -> Result<(), StepError> {
         .map_err(|source| StepError::Sysctl { path: sysctl::proc_path(key).display().to_string(), source })
 }
 
-async fn run_link_step(netlink: &Netlink, peer_netns: Option<&File>, step: &Step) -> Result<(), StepError> {
+async fn run_stream_step(netlink: &Netlink, peer_netns: Option<&File>, step: &Step) -> Result<(), StepError> {
     match step {
         Step::CreateBridge { device, mac } => {
             netlink.create_bridge(NewLink { ifname: &device.ifname, ifindex: device.ifindex, mac: *mac }).await?
@@ -344,7 +335,9 @@ async fn run_link_step(netlink: &Netlink, peer_netns: Option<&File>, step: &Step
             let peer_netns = peer_netns.expect("a veth step comes with its peer's namespace");
             netlink.create_veth(main, other, peer_netns, &options).await?
         }
-        other => unreachable!("{other:?} is not a link creation step"),
+        Step::SetUp { device } => netlink.set_up(device.ifindex).await?,
+        Step::AddAddress { device, address } => netlink.add_address(device.ifindex, *address).await?,
+        other => unreachable!("{other:?} is not streamed"),
     }
     Ok(())
 }
@@ -352,10 +345,8 @@ async fn run_link_step(netlink: &Netlink, peer_netns: Option<&File>, step: &Step
 async fn run_netlink(nodes: &HashMap<String, Node>, step: &Step) -> Result<(), StepError> {
     let netlink = &nodes[step.node()].netlink;
     match step {
-        Step::SetUp { device } => netlink.set_up(device.ifindex).await?,
-        Step::AddAddress { device, address } => netlink.add_address(device.ifindex, *address).await?,
         Step::AddRoute { destination, via, .. } => netlink.add_route(*destination, *via).await?,
-        other => unreachable!("{other:?} is not a configuration step"),
+        other => unreachable!("{other:?} is not a route"),
     }
     Ok(())
 }

@@ -11,6 +11,7 @@ mod interrupt;
 mod netlink;
 pub mod netns;
 pub mod privileges;
+mod schedule;
 pub mod state;
 mod sysctl;
 mod teardown;

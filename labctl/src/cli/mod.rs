@@ -2,6 +2,7 @@
 //! argument types and the mapping from errors to exit statuses.
 
 mod bench;
+mod blast;
 mod down;
 mod exec;
 mod graph;
@@ -60,6 +61,8 @@ enum Command {
     Exec(exec::ExecArgs),
     /// Open an interactive shell inside a node (needs root)
     Shell(exec::ShellArgs),
+    /// Send a UDP packet load from one node to another of a running lab (needs root)
+    Blast(blast::Args),
     /// Build each lab, run its experiments, compare snapshots, tear down (needs root)
     Test(test::Args),
     /// Run a lab's experiments and show the results, without comparing (needs root)
@@ -83,6 +86,7 @@ pub fn run(cli: Cli) -> Result<ExitCode, Failure> {
         Command::Show(args) => show::run(args),
         Command::Exec(args) => exec::run_exec(args),
         Command::Shell(args) => exec::run_shell(args),
+        Command::Blast(args) => blast::run(args),
         Command::Test(args) => test::run(args),
         Command::Run(args) => run::run(args),
         Command::Review(args) => review::run(args),

@@ -74,6 +74,8 @@ pub fn run_lab(
     let started = Instant::now();
     if let Err(e) = apply::up(&script.lab, &absolute(file), &plan, &|_, _| {}) {
         outcome.setup_error = Some(format!("cannot build lab {}: {e}", script.lab.name));
+        // Ctrl-C during `up`: rolled back, and the run ends as interrupted (130).
+        outcome.interrupted = apply::interrupted();
         outcome.script = Some(script);
         return outcome;
     }

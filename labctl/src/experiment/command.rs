@@ -17,9 +17,13 @@ pub struct CommandResult {
     pub stdout: String,
     pub stderr: String,
     pub timed_out: bool,
+    /// Killed because labctl was interrupted (Ctrl-C).
+    #[serde(skip)]
+    pub interrupted: bool,
 }
 
-/// Runs `argv` in the namespace behind `netns`, killing it after `timeout`.
+/// Runs `argv` in the namespace behind `netns`, killing it after `timeout`
+/// or as soon as labctl is interrupted (Ctrl-C, SIGTERM).
 pub fn run(netns: &File, argv: &[String], timeout: Duration) -> std::io::Result<CommandResult> {
     let fd = netns.as_raw_fd();
     let mut command = Command::new(&argv[0]);
@@ -48,13 +52,14 @@ pub fn run(netns: &File, argv: &[String], timeout: Duration) -> std::io::Result<
         s
     });
     let deadline = Instant::now() + timeout;
-    let (status, timed_out) = loop {
+    let (status, timed_out, interrupted) = loop {
         if let Some(status) = child.try_wait()? {
-            break (status, false);
+            break (status, false, false);
         }
-        if Instant::now() >= deadline {
+        let interrupted = crate::apply::interrupted();
+        if interrupted || Instant::now() >= deadline {
             let _ = child.kill();
-            break (child.wait()?, true);
+            break (child.wait()?, !interrupted, interrupted);
         }
         std::thread::sleep(Duration::from_millis(2));
     };
@@ -64,5 +69,6 @@ pub fn run(netns: &File, argv: &[String], timeout: Duration) -> std::io::Result<
         stdout: out.join().unwrap_or_default(),
         stderr: err.join().unwrap_or_default(),
         timed_out,
+        interrupted,
     })
 }

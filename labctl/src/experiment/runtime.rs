@@ -11,7 +11,7 @@ use std::time::Duration;
 
 use std::net::{IpAddr, SocketAddr};
 
-use mlua::{Function, Lua, LuaSerdeExt, MetaMethod, Table, UserData, UserDataMethods, Value};
+use mlua::{Function, Lua, LuaSerdeExt, MetaMethod, MultiValue, Table, UserData, UserDataMethods, Value};
 
 use super::command;
 use super::observe::{self as look, Captures, Counters};
@@ -21,7 +21,7 @@ use super::trace::Trace;
 use super::{Expectation, Taken};
 use crate::diag::Origin;
 use crate::model::Lab;
-use crate::traffic::{self, PingOptions, TcpFlow, UdpFlow};
+use crate::traffic::{self, BlastMode, BlastOptions, PingOptions, TcpFlow, UdpFlow};
 
 /// What the runtime shares between `x` and its node handles.
 pub struct Shared {
@@ -59,6 +59,31 @@ fn names(value: Value) -> mlua::Result<Vec<String>> {
         Value::Table(t) => t.sequence_values::<String>().collect(),
         other => Err(fail(format!("expected a name or a list of names, got {}", other.type_name()))),
     }
+}
+
+/// A duration option: seconds as a number, or text like "3s" or "250ms".
+fn duration(opts: &Table, key: &str) -> mlua::Result<Option<Duration>> {
+    match opts.get::<Value>(key)? {
+        Value::Nil => Ok(None),
+        Value::Integer(i) => Ok(Some(Duration::from_secs(i.max(0) as u64))),
+        Value::Number(n) => Ok(Some(Duration::from_secs_f64(n.max(0.0)))),
+        Value::String(s) => {
+            let text = s.to_string_lossy();
+            humantime::parse_duration(&text)
+                .map(Some)
+                .map_err(|e| fail(format!("{key} = {text:?}: {e} (write 3, \"3s\" or \"250ms\")")))
+        }
+        other => Err(fail(format!("{key}: expected seconds or text like \"3s\", got {}", other.type_name()))),
+    }
+}
+
+/// The arguments of `x.range(...)`/`x.positive(...)` without `x` itself,
+/// which a method call (`x:range(...)`) passes first.
+fn tolerance_args(mut args: MultiValue) -> MultiValue {
+    if matches!(args.front(), Some(Value::UserData(ud)) if ud.is::<Runtime>()) {
+        args.pop_front();
+    }
+    args
 }
 
 fn counters_to_lua(lua: &Lua, counters: &Counters) -> mlua::Result<Value> {
@@ -140,9 +165,19 @@ impl UserData for Runtime {
             }
             Ok(a == e)
         });
+        // Wakes up early on Ctrl-C, so an interrupted experiment stops at once.
         methods.add_method("sleep", |_, _, seconds: f64| {
-            std::thread::sleep(Duration::from_secs_f64(seconds.clamp(0.0, 60.0)));
-            Ok(())
+            let until = std::time::Instant::now() + Duration::from_secs_f64(seconds.clamp(0.0, 60.0));
+            loop {
+                if crate::apply::interrupted() {
+                    return Err(fail("interrupted"));
+                }
+                let left = until.saturating_duration_since(std::time::Instant::now());
+                if left.is_zero() {
+                    return Ok(());
+                }
+                std::thread::sleep(left.min(Duration::from_millis(20)));
+            }
         });
         // x:counters{"h1:eth0", "r1", "softnet"}: absolute values now.
         methods.add_method("counters", |lua, this, specs: Value| {
@@ -172,10 +207,15 @@ impl UserData for Runtime {
             let lab = this.lock().lab.clone();
             Ok(Trace { lines: look::trace_lines(&packets, &lab, points.len()) })
         });
-        methods.add_function("range", |_, (_, value, lo, hi): (Value, f64, f64, f64)| {
+        // `x.range(v, lo, hi)` as documented; `x:range(v, lo, hi)` works too.
+        methods.add_function("range", |lua, args: MultiValue| {
+            let (value, lo, hi): (f64, f64, f64) = lua.unpack_multi(tolerance_args(args))?;
             Ok(Tolerance::Range { value, lo, hi })
         });
-        methods.add_function("positive", |_, (_, value): (Value, f64)| Ok(Tolerance::Positive { value }));
+        methods.add_function("positive", |lua, args: MultiValue| {
+            let value: f64 = lua.unpack_multi(tolerance_args(args))?;
+            Ok(Tolerance::Positive { value })
+        });
     }
 }
 
@@ -223,7 +263,7 @@ impl UserData for NodeRef {
                 to,
                 size: opts.get::<Option<usize>>("size")?.unwrap_or(64),
                 count: opts.get::<Option<u64>>("count")?,
-                duration: opts.get::<Option<f64>>("duration")?.map(Duration::from_secs_f64),
+                duration: duration(&opts, "duration")?,
                 rate_pps: opts.get::<Option<u64>>("rate")?,
             };
             let (src_ns, dst_ns) = (this.runtime.netns(&this.name)?, this.runtime.netns(&dst)?);
@@ -234,14 +274,36 @@ impl UserData for NodeRef {
         // x.h1:tcp{ to = "198.18.1.1", port = 5201, bytes = 1e6 } (or duration = seconds)
         methods.add_method("tcp", |lua, this, opts: Table| {
             let (to, dst) = this.destination(&opts, 5201)?;
-            let flow = TcpFlow {
-                to,
-                bytes: opts.get::<Option<u64>>("bytes")?,
-                duration: opts.get::<Option<f64>>("duration")?.map(Duration::from_secs_f64),
-            };
+            let flow = TcpFlow { to, bytes: opts.get::<Option<u64>>("bytes")?, duration: duration(&opts, "duration")? };
             let (src_ns, dst_ns) = (this.runtime.netns(&this.name)?, this.runtime.netns(&dst)?);
             let report =
                 traffic::tcp_flow(&src_ns, &dst_ns, &flow).map_err(|e| fail(format!("tcp from {}: {e}", this.name)))?;
+            lua.to_value(&report)
+        });
+        // x.h1:blast{ to = "198.18.1.1", size = 64, duration = "3s", flows = 64, mode = "ring", rate = 1e5, cpu = 0 }
+        methods.add_method("blast", |lua, this, opts: Table| {
+            let (to, dst) = this.destination(&opts, 9000)?;
+            let mode = match opts.get::<Option<String>>("mode")?.as_deref() {
+                None | Some("mmsg") | Some("sendmmsg") => BlastMode::Sendmmsg,
+                Some("ring") | Some("packet") => BlastMode::PacketRing,
+                Some(other) => {
+                    return Err(fail(format!(
+                        "blast(): mode {other:?}: use \"mmsg\" (UDP sockets) or \"ring\" (AF_PACKET TX ring)"
+                    )))
+                }
+            };
+            let mut o = BlastOptions::new(to, mode);
+            o.size = opts.get::<Option<usize>>("size")?.unwrap_or(o.size);
+            o.flows = opts.get::<Option<u16>>("flows")?.unwrap_or(o.flows);
+            o.rate_pps = opts.get::<Option<u64>>("rate")?;
+            o.count = opts.get::<Option<u64>>("count")?;
+            o.duration = duration(&opts, "duration")?.or(o.duration);
+            o.batch = opts.get::<Option<usize>>("batch")?.unwrap_or(o.batch);
+            o.cpu = opts.get::<Option<usize>>("cpu")?;
+            o.sink_cpu = opts.get::<Option<usize>>("sink_cpu")?;
+            let (src_ns, dst_ns) = (this.runtime.netns(&this.name)?, this.runtime.netns(&dst)?);
+            let report =
+                traffic::blast(&src_ns, &dst_ns, &o).map_err(|e| fail(format!("blast from {}: {e}", this.name)))?;
             lua.to_value(&report)
         });
         // x.h1:run{"ip", "route"} or x.h1:run("ip route") (split on spaces), with { timeout = seconds }.
@@ -264,6 +326,9 @@ impl UserData for NodeRef {
             let result = command::run(&netns, &argv, Duration::from_secs_f64(timeout)).map_err(|e| {
                 mlua::Error::runtime(format!("run(): cannot start {:?} in {}: {e}", argv[0], this.name))
             })?;
+            if result.interrupted {
+                return Err(fail("interrupted"));
+            }
             let t = lua.create_table()?;
             t.set("status", result.status)?;
             t.set("stdout", result.stdout)?;

@@ -1,0 +1,333 @@
+-- Part 2: Peeking under the hood — follow one packet with the kernel's own
+-- counters, see where and why packets are dropped, and watch the CPU's
+-- packet-processing work (softirqs) move.
+--
+--      h1 ─┐                          198.18.0.0/24 (the LAN, switch sw)
+--          ├── sw ── r1 ── h3         198.18.1.0/24 (a cable r1 <-> h3)
+--      h2 ─┘
+--
+-- The same network as part 1 (IPv4 only). Interface names, as the counters
+-- and traces below name them:
+--
+--   h1:eth0 <-> sw:eth0     h2:eth0 <-> sw:eth1     r1:eth0 <-> sw:eth2
+--   r1:eth1 <-> h3:eth0     (each pair is one veth "cable")
+--
+-- Where the kernel counts a packet:
+--   * every interface counts what it sends and receives (rx_/tx_packets,
+--     rx_/tx_bytes, drops): `ip -s link`. These are the driver's counters,
+--     below IP: ARP is counted here too, and so are frames a bridge forwards.
+--   * every namespace counts what its IP stack did, one counter per event
+--     and per reason (the SNMP MIBs of RFC 1213 and Linux' own extensions):
+--     `nstat -az`, /proc/net/snmp and /proc/net/netstat. Ip.InReceives (a
+--     packet reached IP), Ip.ForwDatagrams (a router forwarded it),
+--     Ip.InNoRoutes, Ip.InHdrErrors, TcpExt.IPReversePathFilter (dropped,
+--     and why), Icmp.Out* (the errors sent back) ...
+--   * every CPU counts its packet-processing work: a received packet is
+--     processed in a software interrupt (NET_RX softirq, /proc/softirqs),
+--     taken off the CPU's backlog queue (/proc/net/softnet_stat: processed,
+--     dropped when the queue is full, time_squeeze when the softirq ran out
+--     of budget with packets left). These are per CPU, for the whole machine.
+--
+-- A veth has no hardware: sending on one end puts the packet on the other
+-- end's CPU backlog and raises NET_RX there, just as a NIC's interrupt would.
+-- From there on the path is the real one: bridge, IP, routing, forwarding,
+-- neighbour (ARP) resolution, firewall hooks, sockets.
+--
+-- Experiments (`labctl test labs/part2.lua`, or `labctl run labs/part2.lua`
+-- to see the results and the captures as pcapng):
+--   one-ping  one ping h1 -> h3: the counters of every hop, and the trace at r1
+--   drops     four pings that die at r1, and the counter that says why
+--   softirq   10,000 UDP packets h1 -> h3, and the CPU work they cost
+--
+-- Try (after `sudo labctl up labs/part2.lua`):
+--   labctl exec part2 h1 -- ip -s link show eth0       # the interface counters
+--   labctl exec part2 r1 -- nstat -az                  # every SNMP counter of r1
+--   labctl exec part2 h1 -- ping -c1 198.18.1.1
+--   labctl exec part2 r1 -- nstat                      # only what moved since the last nstat
+--   labctl exec part2 h1 -- ping -c1 -t1 198.18.1.1    # TTL 1: r1 says "Time to live exceeded"
+--   labctl exec part2 r1 -- nstat                      # Ip.InHdrErrors, Icmp.OutTimeExcds
+--   cat /proc/net/softnet_stat /proc/softirqs          # the per-CPU work (whole machine)
+--   labctl down part2
+
+lab { name = "part2", description = "Peeking under the hood: counters at every hop, drops and their reasons, softirqs" }
+
+local h1 = node("h1")
+local h2 = node("h2")
+local h3 = node("h3")
+local r1 = node("r1")
+local sw = bridge("sw")
+
+link(h1, sw, { "198.18.0.1/24" })
+link(h2, sw, { "198.18.0.2/24" })
+link(r1, sw, { "198.18.0.254/24" })
+link(r1, h3, { "198.18.1.254/24", "198.18.1.1/24" })
+
+h1:route("default", "198.18.0.254")
+h2:route("default", "198.18.0.254")
+h3:route("default", "198.18.1.254")
+
+-- r1 routes IPv4 only. (part 1's `forwarding = true` turns on IPv6
+-- forwarding as well; an IPv6 router joins the "all routers" multicast
+-- groups and announces them with MLD reports, packets we did not send.)
+r1:sysctl("net.ipv4.ip_forward", 1)
+
+-- Quiet, so that counters are exact: a Linux bridge that snoops multicast
+-- (the default) joins the "all snoopers" groups 224.0.0.106 and ff02::6a
+-- and announces them with IGMP and MLD reports, repeated at random moments
+-- during the lab's first second. This lab has no IPv6, and nobody needs to
+-- hear about link-local groups, so both are switched off in every namespace
+-- (before any interface exists, so every interface inherits it).
+for _, n in ipairs { h1, h2, h3, r1, sw } do
+  n:sysctl("net.ipv6.conf.default.disable_ipv6", 1)
+  n:sysctl("net.ipv4.igmp_link_local_mcast_reports", 0)
+end
+
+-- ---------------------------------------------------------------------------
+-- helpers
+
+-- Runs argv in a node and fails the experiment (at the caller's line) unless
+-- it exits 0; returns its output.
+local function must(node, argv)
+  local r = node:run(argv)
+  if r.status ~= 0 then
+    error(("%s: `%s` exited %d: %s"):format(node.name, table.concat(argv, " "), r.status, r.stderr), 2)
+  end
+  return r.stdout
+end
+
+-- Every measurement starts with empty ARP caches, on purpose:
+--   * it always sees the same packets, whichever experiment ran before: the
+--     ARP exchange is part of the journey (and of the lesson);
+--   * no entry is left half-way through its timers. An entry that was used
+--     but never confirmed (ping replies do not confirm a neighbour, TCP acks
+--     do) is re-checked with a unicast ARP request 5 seconds later
+--     (delay_first_probe_time), which would land in the middle of a later
+--     measurement.
+-- The switch needs no such care: it learns h1's MAC from h1's ARP request
+-- and r1's from the reply, before any unicast frame, so it never floods one.
+local function forget_neighbours(x)
+  for _, name in ipairs { "h1", "h2", "r1", "h3" } do
+    must(x[name], { "ip", "neigh", "flush", "all" })
+  end
+end
+
+-- What a ping says, without the round-trip times (they differ every run).
+local function outcome(ping)
+  local replies = {}
+  for _, r in ipairs(ping.replies) do
+    replies[#replies + 1] = { seq = r.seq, from = r.from, ttl = r.ttl }
+  end
+  return { transmitted = ping.transmitted, received = ping.received, replies = replies, errors = ping.errors }
+end
+
+-- Makes a change, runs body, and always undoes the change (also when body
+-- fails), so every experiment leaves the lab as it found it.
+local function with(make, undo, body)
+  make()
+  local ok, result = pcall(body)
+  undo()
+  if not ok then
+    error(result, 0)
+  end
+  return result
+end
+
+-- ---------------------------------------------------------------------------
+-- one-ping: one echo request h1 -> h3 and its reply, counted at every hop.
+--
+-- What to look for in snapshots/part2/one-ping__links.snap:
+--   * h1:eth0 sends 2 frames: an ARP request "who has 198.18.0.254?" (42
+--     bytes, broadcast) and the echo request (98 bytes: 14 Ethernet + 20 IP
+--     + 8 ICMP + 56 data). It receives the ARP reply and the echo reply.
+--   * each cable counts the same frames at both ends: h1:eth0's tx is
+--     sw:eth0's rx. The switch forwards frames without touching IP.
+--   * h2:eth0 receives the broadcast ARP request, and nothing else: the
+--     switch floods broadcasts, but sends unicast only where the MAC lives.
+--   * on r1's far side (r1:eth1, h3:eth0) the same story again: r1 ARPs for
+--     h3 before it can forward. h3 answers the ping without an ARP of its
+--     own: r1's request told it r1's MAC.
+-- And in one-ping__snmp.snap, what each IP stack did:
+--   * h1: Ip.OutRequests 1 (sent one packet of its own), Icmp.OutEchos 1,
+--     then Ip.InReceives 1, Icmp.InEchoReps 1, Ip.InDelivers 1 (the reply
+--     went up to the ping socket).
+--   * r1: Ip.InReceives 2 and Ip.ForwDatagrams 2 (request and reply), but
+--     no InDelivers and no Icmp counter: a router does not look inside.
+--   * h3: Icmp.InEchos 1 and Icmp.OutEchoReps 1: the kernel itself answers
+--     pings, no program is involved.
+-- ---------------------------------------------------------------------------
+
+local PATH = { "h1:eth0", "sw:eth0", "sw:eth1", "h2:eth0", "sw:eth2", "r1:eth0", "r1:eth1", "h3:eth0" }
+
+experiment("one-ping", function(x)
+  local watched = { "h1", "r1", "h3" }
+  for _, interface in ipairs(PATH) do
+    watched[#watched + 1] = interface
+  end
+
+  forget_neighbours(x)
+  local ping
+  local moved = x:delta(watched, function()
+    ping = x.h1:ping("198.18.1.1", { count = 1 })
+  end)
+  x:expect_eq(ping.received, 1, "replies to h1's ping")
+
+  -- The interfaces in the order the request meets them ("1 h1:eth0" ...).
+  local links = {}
+  for i, interface in ipairs(PATH) do
+    links[("%d %s"):format(i, interface)] = moved[interface]
+  end
+  x:snapshot("links", links)
+  x:snapshot("snmp", { h1 = moved.h1, r1 = moved.r1, h3 = moved.h3 })
+  x:snapshot("ping", outcome(ping))
+
+  -- The same ping seen by r1 on both its interfaces, like
+  -- `tcpdump -i eth0` and `tcpdump -i eth1` at once, merged in time order.
+  -- "in"/"out" is the direction at the capturing interface. Note the TTL:
+  -- 64 when the request reaches r1, 63 when r1 sends it on.
+  forget_neighbours(x)
+  local trace = x:capture({ "r1:eth0", "r1:eth1" }, function()
+    x.h1:ping("198.18.1.1", { count = 1 })
+  end)
+  x:expect_eq(trace:count("echo reply"), 2, "echo replies seen at r1 (in on eth1, out on eth0)")
+  x:snapshot("trace", trace)
+end)
+
+-- ---------------------------------------------------------------------------
+-- drops: four pings that never reach their destination, each dropped at r1
+-- for a different reason. For each, the SNMP counters of r1 that moved, and
+-- what the ping saw. The lesson: when a packet disappears, one of these
+-- counters says where and why (`nstat` on each hop is the first thing to
+-- try), and sometimes the sender is told (an ICMP error) and sometimes not.
+-- ---------------------------------------------------------------------------
+
+-- r1's SNMP counters that move while step() runs, and the ping it returns.
+local function at_r1(x, step)
+  local ping
+  local moved = x:delta({ "r1" }, function()
+    ping = step()
+  end)
+  x:expect_eq(ping.received, 0, "replies to a ping that r1 drops")
+  return { r1 = moved.r1, ping = { received = ping.received, errors = ping.errors } }
+end
+
+experiment("drops", function(x)
+  -- (a) No route. h1 sends everything off its LAN to r1, but r1 only knows
+  -- its two connected subnets: 198.19.0.1 matches no route
+  -- (IpExt.InNoRoutes). r1 says so to h1 with an ICMP "net unreachable"
+  -- (Icmp.OutDestUnreachs; IpExt.OutOctets 112: the error quotes the
+  -- packet it is about).
+  -- (198.19.0.0/16 belongs to the benchmarking range 198.18.0.0/15, like
+  -- the lab's own addresses; nothing routes it anywhere.)
+  forget_neighbours(x)
+  x:snapshot("no-route", at_r1(x, function()
+    return x.h1:ping("198.19.0.1", { count = 1 })
+  end))
+
+  -- (b) TTL expiry. Each router decrements the TTL and drops a packet whose
+  -- TTL would reach 0 (counted as a header error, Ip.InHdrErrors), telling
+  -- the sender "time to live exceeded" (Icmp.OutTimeExcds). This is how
+  -- traceroute finds the routers on a path: TTL 1, 2, 3 ...
+  forget_neighbours(x)
+  x:snapshot("ttl-expired", at_r1(x, function()
+    return x.h1:ping("198.18.1.1", { count = 1, ttl = 1 })
+  end))
+
+  -- (c) Reverse path filter. h3 sends a ping from an address of h1's LAN
+  -- (198.18.0.99, added to h3 for the occasion: a spoofed source). With
+  -- strict rp_filter, r1 checks that it would route the reply back out of
+  -- the interface the packet came in on; 198.18.0.0/24 is behind eth0, the
+  -- packet came in on eth1, so r1 drops it, silently
+  -- (TcpExt.IPReversePathFilter, despite its name an IP counter).
+  -- The effective rp_filter of an interface is the larger of conf.all and
+  -- conf.<interface>, so both are set, and both put back afterwards.
+  forget_neighbours(x)
+  -- h3 learns r1's MAC first, with a genuine ARP request: an ARP request
+  -- from the spoofed address would itself be refused by r1's rp_filter,
+  -- and the ping would never leave h3.
+  x:expect_eq(x.h3:ping("198.18.1.254", { count = 1 }).received, 1, "h3 reaches r1")
+  local keys = { "net.ipv4.conf.all.rp_filter", "net.ipv4.conf.eth1.rp_filter" }
+  local saved = {}
+  x:snapshot("rp-filter", with(function()
+    for _, key in ipairs(keys) do
+      saved[key] = must(x.r1, { "sysctl", "-n", key }):match("%d+")
+      must(x.r1, { "sysctl", "-qw", key .. "=1" })
+    end
+    must(x.h3, { "ip", "addr", "add", "198.18.0.99/32", "dev", "eth0" })
+  end, function()
+    x.h3:run { "ip", "addr", "del", "198.18.0.99/32", "dev", "eth0" }
+    for _, key in ipairs(keys) do
+      if saved[key] then
+        x.r1:run { "sysctl", "-qw", key .. "=" .. saved[key] }
+      end
+    end
+  end, function()
+    return at_r1(x, function()
+      return x.h3:ping("198.18.0.1", { count = 1, source = "198.18.0.99" })
+    end)
+  end))
+
+  -- (d) Firewall. An nftables rule on r1's forward hook (which routed
+  -- packets pass after the routing decision) drops everything for h3. No
+  -- SNMP counter names a drop: Ip.ForwDatagrams even says "forwarded" (on
+  -- this kernel it counts the decision to forward, taken before the hook
+  -- ran), but there is no Ip.OutTransmits: the packet never left. Only the
+  -- rule's own counter tells, and h1 hears nothing.
+  forget_neighbours(x)
+  local result = with(function()
+    must(x.r1, {
+      "nft",
+      "add table ip part2_firewall; "
+        .. "add chain ip part2_firewall forward { type filter hook forward priority filter; policy accept; }; "
+        .. "add rule ip part2_firewall forward ip daddr 198.18.1.1 counter drop",
+    })
+  end, function()
+    x.r1:run { "nft", "delete table ip part2_firewall" }
+  end, function()
+    local dropped = at_r1(x, function()
+      return x.h1:ping("198.18.1.1", { count = 1 })
+    end)
+    dropped.rule = must(x.r1, { "nft", "list", "chain", "ip", "part2_firewall", "forward" })
+    return dropped
+  end)
+  x:snapshot("firewall", result)
+end)
+
+-- ---------------------------------------------------------------------------
+-- softirq: the CPU's side. 10,000 small UDP packets h1 -> h3 at 20,000 per
+-- second. Every packet is received three times on its way (by sw:eth0 from
+-- h1, by r1:eth0 from the switch, by h3:eth0 from r1), and each receive is
+-- work done in a NET_RX softirq on some CPU, taken off that CPU's backlog:
+-- softnet_stat's "processed" moves by at least 30,000.
+--
+-- These counters are per CPU and for the whole machine (whatever else it
+-- does is counted too), and which CPU does the work changes from run to
+-- run, so the snapshot keeps their shape, not their values: the sums over
+-- all CPUs, as a lower bound or "> 0". The flow itself is exact: every
+-- packet sent arrives.
+-- ---------------------------------------------------------------------------
+
+experiment("softirq", function(x)
+  forget_neighbours(x)
+  local flow
+  local moved = x:delta({ "softnet", "softirqs" }, function()
+    flow = x.h1:udp { to = "198.18.1.1", port = 5201, size = 64, count = 10000, rate = 20000 }
+  end)
+  x:expect_eq(flow.received_packets, flow.sent_packets, "UDP packets received at h3")
+
+  -- The sum over all CPUs of the counters whose names match a Lua pattern
+  -- ("NET_RX.cpu0", "cpu1.processed", ...).
+  local function sum(group, pattern)
+    local total = 0
+    for name, value in pairs(moved[group]) do
+      if name:match(pattern) then
+        total = total + value
+      end
+    end
+    return total
+  end
+  x:snapshot("flow", {
+    udp = { sent = flow.sent_packets, received = flow.received_packets, send_errors = flow.send_errors },
+    ["NET_RX softirqs, all CPUs"] = x.positive(sum("softirqs", "^NET_RX%.")),
+    ["softnet processed, all CPUs"] = x.range(sum("softnet", "%.processed$"), 30000, math.huge),
+  })
+end)
