@@ -39,6 +39,7 @@ pub fn validate(lab: &Lab) -> Result<(), Diagnostics> {
     for node in &lab.nodes {
         check_routes(lab, node, &mut found);
         check_sysctls(lab, node, &mut found);
+        check_tunings(lab, node, &mut found);
     }
     check_experiments(lab, &mut found);
     if found.is_empty() {
@@ -47,6 +48,36 @@ pub fn validate(lab: &Lab) -> Result<(), Diagnostics> {
     // File order: the lab file first, then modules it required; stable within a line.
     found.sort_by_key(|d| (d.origin.file != lab.file, d.origin.file.clone(), d.origin.line));
     Err(Diagnostics(found))
+}
+
+/// `tune` names an interface the node has, once per interface; bridges have no queues to tune here.
+fn check_tunings(lab: &Lab, node: &Node, found: &mut Vec<Diagnostic>) {
+    let mut seen = std::collections::HashSet::new();
+    for tuning in &node.tunings {
+        let has = lab.endpoints_of(&node.name).any(|e| e.ifname == tuning.ifname);
+        if !has {
+            let names: Vec<String> = lab.endpoints_of(&node.name).map(|e| e.ifname.clone()).collect();
+            found.push(
+                Diagnostic::new(
+                    tuning.origin.clone(),
+                    format!("tune(): node {} has no interface {:?}", node.name, tuning.ifname),
+                )
+                .help(if names.is_empty() {
+                    "the node has no links yet".to_string()
+                } else {
+                    format!("its interfaces: {}", names.join(", "))
+                }),
+            );
+        } else if !seen.insert(tuning.ifname.clone()) {
+            found.push(
+                Diagnostic::new(
+                    tuning.origin.clone(),
+                    format!("tune(): {}:{} is tuned twice", node.name, tuning.ifname),
+                )
+                .help("put all settings of an interface in one tune call"),
+            );
+        }
+    }
 }
 
 /// Lab names: what the script stage checks `lab { name = ... }` with too.

@@ -33,6 +33,8 @@ pub enum StepError {
     Socket(std::io::Error),
     #[error("cannot write {path}: {source}")]
     Sysctl { path: String, source: std::io::Error },
+    #[error(transparent)]
+    Tune(#[from] super::tune::TuneError),
     #[error("failed on purpose (LABCTL_FAULT_FAIL_AT)")]
     Injected,
 }
@@ -118,7 +120,7 @@ pub fn execute(
                 let started = Instant::now();
                 state.journal(steps.iter().map(|(_, s)| *s))?;
                 if *phase == Phase::DeviceSysctls {
-                    let done = write_device_sysctls(&nodes, steps, &mut tracker);
+                    let done = write_device_sysctls(&nodes, steps, &state.dir().join("sysfs"), &mut tracker);
                     home.restore()?;
                     done?;
                 } else {
@@ -272,9 +274,11 @@ async fn build_nodes_and_links(
         .collect())
 }
 
+/// Device sysctls and tuning: this thread enters each node's namespace.
 fn write_device_sysctls(
     nodes: &HashMap<String, Node>,
     steps: &[(usize, &Step)],
+    scratch: &std::path::Path,
     tracker: &mut Tracker<'_>,
 ) -> Result<(), ApplyError> {
     for &(index, step) in steps {
@@ -286,6 +290,9 @@ fn write_device_sysctls(
                 return Err(StepError::Injected);
             }
             netns::enter(&nodes[step.node()].netns)?;
+            if let Step::Tune { tuning, .. } = step {
+                return Ok(super::tune::apply(tuning, scratch)?);
+            }
             step.sysctls().into_iter().try_for_each(|(k, v)| write_sysctl(k, v))
         };
         run().map_err(|e| step_error(index, step, e))?;

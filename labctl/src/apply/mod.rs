@@ -15,6 +15,7 @@ mod schedule;
 pub mod state;
 mod sysctl;
 mod teardown;
+mod tune;
 
 use std::path::Path;
 

@@ -89,6 +89,11 @@ impl LabState {
         names
     }
 
+    /// The lab's state folder, for scratch files of its own.
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
     pub fn name(&self) -> &str {
         &self.name
     }

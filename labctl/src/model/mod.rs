@@ -46,6 +46,9 @@ pub struct Node {
     pub forwarding: bool,
     pub routes: Vec<Route>,
     pub sysctls: Vec<Sysctl>,
+    /// Per-interface tuning: `h1:tune("eth0", { ... })`.
+    #[serde(default)]
+    pub tunings: Vec<Tuning>,
     pub origin: Origin,
 }
 
@@ -84,6 +87,27 @@ pub struct Sysctl {
     pub value: String,
     pub origin: Origin,
 }
+
+/// Receive/transmit tuning of one interface, from `h1:tune("eth0", {...})`.
+/// Unset fields keep the kernel's defaults.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct Tuning {
+    pub ifname: String,
+    /// RPS: hex CPU mask for every receive queue (`/sys/class/net/<if>/queues/rx-*/rps_cpus`).
+    pub rps_cpus: Option<String>,
+    /// XPS: hex CPU mask for every transmit queue.
+    pub xps_cpus: Option<String>,
+    /// RFS: flow table entries per receive queue (`rps_flow_cnt`).
+    pub rps_flow_cnt: Option<u32>,
+    /// Offloads by name: `gro`, `gso`, `tso`, `rx_checksum`, `tx_checksum`.
+    pub offloads: std::collections::BTreeMap<String, bool>,
+    /// NAPI in kernel threads instead of softirq (`/sys/class/net/<if>/threaded`).
+    pub threaded: Option<bool>,
+    pub origin: Origin,
+}
+
+/// The offloads `tune` can switch.
+pub const OFFLOADS: &[&str] = &["gro", "gso", "tso", "rx_checksum", "tx_checksum"];
 
 /// An experiment declared with `experiment("name", fn)`; the function itself
 /// stays in the script's Lua state.

@@ -54,6 +54,8 @@ pub fn plan(lab: &Lab) -> Plan {
     }
 
     let mut configure = Vec::new();
+    // Where each interface ended up, for steps that name it later.
+    let mut ifindex_of: HashMap<(String, String), u32> = HashMap::new();
     for link in &lab.links {
         // Create from the bridge side when there is one, so the port is
         // enslaved and up in the create message itself.
@@ -76,6 +78,9 @@ pub fn plan(lab: &Lab) -> Plan {
             queues: link.queues,
         });
         configure.push(Step::SetUp { device: peer_dev.clone() });
+        for dev in [&main_dev, &peer_dev] {
+            ifindex_of.insert((dev.node.clone(), dev.ifname.clone()), dev.ifindex);
+        }
         for (end, dev) in [(main, &main_dev), (peer, &peer_dev)] {
             if end.addresses.iter().any(|a| matches!(a, IpNet::V6(_))) {
                 let link_local = Ipv6Net::new(lab.mac_of(end).link_local(), 64).expect("64 is a valid prefix");
@@ -96,6 +101,10 @@ pub fn plan(lab: &Lab) -> Plan {
         }
         for sysctl in &node.sysctls {
             steps.push(Step::Sysctl { node: node.name.clone(), key: sysctl.key.clone(), value: sysctl.value.clone() });
+        }
+        for tuning in &node.tunings {
+            let ifindex = ifindex_of[&(node.name.clone(), tuning.ifname.clone())];
+            steps.push(Step::Tune { device: device(&node.name, &tuning.ifname, ifindex), tuning: tuning.clone() });
         }
         for route in &node.routes {
             steps.push(Step::AddRoute { node: node.name.clone(), destination: route.destination, via: route.via });

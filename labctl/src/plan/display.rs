@@ -38,6 +38,24 @@ impl fmt::Display for Step {
                 }
                 write!(f, ", {device} up)")
             }
+            Step::Tune { device, tuning } => {
+                let mut settings = Vec::new();
+                for (name, value) in [("rps_cpus", &tuning.rps_cpus), ("xps_cpus", &tuning.xps_cpus)] {
+                    if let Some(v) = value {
+                        settings.push(format!("{name}={v}"));
+                    }
+                }
+                if let Some(n) = tuning.rps_flow_cnt {
+                    settings.push(format!("rps_flow_cnt={n}"));
+                }
+                for (name, on) in &tuning.offloads {
+                    settings.push(format!("{name} {}", if *on { "on" } else { "off" }));
+                }
+                if let Some(on) = tuning.threaded {
+                    settings.push(format!("threaded {}", if on { "on" } else { "off" }));
+                }
+                write!(f, "{device}: tune {}", settings.join(", "))
+            }
             Step::SetUp { device } => write!(f, "{device}: link set up"),
             Step::AddAddress { device, address } => write!(f, "{device}: addr add {address}"),
             Step::AddRoute { node, destination, via } => write!(f, "{node}: route add {destination} via {via}"),

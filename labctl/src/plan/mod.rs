@@ -67,6 +67,11 @@ pub enum Step {
         mtu: Option<u32>,
         queues: Option<u32>,
     },
+    /// RPS/XPS/RFS, offloads and NAPI threading of one interface.
+    Tune {
+        device: Device,
+        tuning: crate::model::Tuning,
+    },
     SetUp {
         device: Device,
     },
@@ -102,6 +107,7 @@ impl Step {
             // IPv6 defaults among them) must come before any device exists.
             Step::Sysctl { key, .. } if sysctl_names_device(key) => Phase::DeviceSysctls,
             Step::QuietIpv6 { .. } | Step::Sysctl { .. } => Phase::NamespaceSysctls,
+            Step::Tune { .. } => Phase::DeviceSysctls,
             Step::CreateBridge { .. } => Phase::Bridges,
             Step::CreateVeth { .. } => Phase::Veths,
             Step::SetUp { .. } | Step::AddAddress { .. } => Phase::Configure,
@@ -118,6 +124,7 @@ impl Step {
             | Step::AddRoute { node, .. } => node,
             Step::CreateBridge { device, .. }
             | Step::CreateVeth { device, .. }
+            | Step::Tune { device, .. }
             | Step::SetUp { device }
             | Step::AddAddress { device, .. } => &device.node,
         }

@@ -13,6 +13,7 @@ mod errors;
 mod link;
 mod require;
 mod sandbox;
+mod tune;
 mod vocabulary;
 
 use std::path::{Path, PathBuf};

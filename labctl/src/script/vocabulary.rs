@@ -184,6 +184,12 @@ impl UserData for NodeHandle {
             }
             Ok(this)
         });
+        methods.add_function("tune", |lua, (this, ifname, opts): (Value, Value, Value)| {
+            if let Some(index) = method_target(lua, "tune", &this, r#"h1:tune("eth0", { rps_cpus = "3", gro = false })"#)? {
+                super::tune::tune(lua, index, &ifname, &opts)?;
+            }
+            Ok(this)
+        });
         methods.add_meta_method(MetaMethod::ToString, |_, this, ()| Ok(format!("node {:?}", this.name)));
     }
 }
