@@ -13,6 +13,8 @@ use ipnet::IpNet;
 use crate::diag::{Diagnostic, Diagnostics, Origin};
 use crate::model::{Lab, Link, Node, NodeKind, BRIDGE_DEVICE};
 
+mod ipsec;
+
 /// Lab names end up in `<lab>-<node>` netns names and state file names.
 const MAX_LAB_NAME: usize = 32;
 /// Node names as short as interface names, so `<lab>-<node>` stays readable.
@@ -42,6 +44,7 @@ pub fn validate(lab: &Lab) -> Result<(), Diagnostics> {
         check_tunings(lab, node, &mut found);
     }
     check_experiments(lab, &mut found);
+    ipsec::check(lab, &mut found);
     if found.is_empty() {
         return Ok(());
     }

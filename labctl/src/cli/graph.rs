@@ -37,7 +37,7 @@ fn addresses(lab: &Lab, node: &str) -> Vec<String> {
 }
 
 fn mermaid(lab: &Lab) -> String {
-    let mut out = format!("graph LR\n");
+    let mut out = String::from("graph LR\n");
     // Mermaid ids are positional: node names may contain '-', which Mermaid reads as an edge.
     let id = |name: &str| format!("n{}", lab.nodes.iter().position(|n| n.name == name).unwrap_or(0));
     for node in &lab.nodes {

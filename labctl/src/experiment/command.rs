@@ -22,17 +22,31 @@ pub struct CommandResult {
     pub interrupted: bool,
 }
 
-/// Runs `argv` in the namespace behind `netns`, killing it after `timeout`
-/// or as soon as labctl is interrupted (Ctrl-C, SIGTERM).
-pub fn run(netns: &File, argv: &[String], timeout: Duration) -> std::io::Result<CommandResult> {
+/// Runs `argv` in the namespace behind `netns`, pinned to `cpu` if given,
+/// killing it after `timeout` or as soon as labctl is interrupted (Ctrl-C,
+/// SIGTERM).
+pub fn run(netns: &File, argv: &[String], cpu: Option<usize>, timeout: Duration) -> std::io::Result<CommandResult> {
     let fd = netns.as_raw_fd();
+    // Built before fork: the child may not allocate.
+    // SAFETY: cpu_set_t is plain data; CPU_SET only writes into it.
+    let cpus = cpu.map(|cpu| unsafe {
+        let mut set: nix::libc::cpu_set_t = std::mem::zeroed();
+        nix::libc::CPU_SET(cpu, &mut set);
+        set
+    });
     let mut command = Command::new(&argv[0]);
     command.args(&argv[1..]).stdin(Stdio::null()).stdout(Stdio::piped()).stderr(Stdio::piped());
-    // SAFETY: between fork and exec only setns(2) runs: no allocation, no locks.
+    // SAFETY: between fork and exec only setns(2) and sched_setaffinity(2)
+    // run: no allocation, no locks.
     unsafe {
         command.pre_exec(move || {
             if nix::libc::setns(fd, nix::libc::CLONE_NEWNET) != 0 {
                 return Err(std::io::Error::last_os_error());
+            }
+            if let Some(set) = &cpus {
+                if nix::libc::sched_setaffinity(0, std::mem::size_of::<nix::libc::cpu_set_t>(), set) != 0 {
+                    return Err(std::io::Error::last_os_error());
+                }
             }
             Ok(())
         });

@@ -322,8 +322,9 @@ impl UserData for NodeRef {
                 return Err(mlua::Error::runtime("run(): empty command"));
             }
             let timeout = opts.as_ref().and_then(|o| o.get::<Option<f64>>("timeout").ok().flatten()).unwrap_or(30.0);
+            let cpu = opts.as_ref().map(|o| o.get::<Option<usize>>("cpu")).transpose()?.flatten();
             let netns = this.runtime.netns(&this.name)?;
-            let result = command::run(&netns, &argv, Duration::from_secs_f64(timeout)).map_err(|e| {
+            let result = command::run(&netns, &argv, cpu, Duration::from_secs_f64(timeout)).map_err(|e| {
                 mlua::Error::runtime(format!("run(): cannot start {:?} in {}: {e}", argv[0], this.name))
             })?;
             if result.interrupted {

@@ -4,6 +4,7 @@
 //! script stage builds a [`Lab`]; [`crate::validate`] checks it; the plan
 //! stage turns it into kernel steps.
 
+pub mod ipsec;
 mod mac;
 
 use std::net::IpAddr;
@@ -13,6 +14,7 @@ use ipnet::IpNet;
 use serde::{Deserialize, Serialize};
 
 use crate::diag::Origin;
+pub use ipsec::{Backend, Cipher, Ipsec, IpsecMode};
 pub use mac::MacAddr;
 
 /// Name of the bridge device inside a bridge node's namespace.
@@ -27,6 +29,9 @@ pub struct Lab {
     pub nodes: Vec<Node>,
     pub links: Vec<Link>,
     pub experiments: Vec<Experiment>,
+    /// IPsec links declared with `ipsec { ... }` (model/ipsec.rs).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub ipsec: Vec<Ipsec>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]

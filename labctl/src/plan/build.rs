@@ -110,6 +110,7 @@ pub fn plan(lab: &Lab) -> Plan {
             steps.push(Step::AddRoute { node: node.name.clone(), destination: route.destination, via: route.via });
         }
     }
+    steps.extend(super::ipsec::steps(lab));
     steps.sort_by_key(Step::phase); // stable: keeps declaration order within a phase
     Plan { lab: lab.name.clone(), steps }
 }

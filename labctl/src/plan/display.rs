@@ -59,6 +59,7 @@ impl fmt::Display for Step {
             Step::SetUp { device } => write!(f, "{device}: link set up"),
             Step::AddAddress { device, address } => write!(f, "{device}: addr add {address}"),
             Step::AddRoute { node, destination, via } => write!(f, "{node}: route add {destination} via {via}"),
+            Step::StartIpsec { node, backend, tunnels, .. } => super::ipsec::describe(f, node, *backend, tunnels),
         }
     }
 }

@@ -7,6 +7,7 @@
 
 mod build;
 mod display;
+mod ipsec;
 
 use std::net::IpAddr;
 
@@ -15,6 +16,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::model::MacAddr;
 pub use build::{plan, QUIET_IPV6, QUIET_IPV6_ADDRESSED};
+pub use ipsec::IpsecTunnel;
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Plan {
@@ -84,6 +86,17 @@ pub enum Step {
         destination: IpNet,
         via: IpAddr,
     },
+    /// IPsec on one node, for every IPsec link it is on (plan/ipsec.rs): a
+    /// strongSwan charon of its own (pid in `dir`/charon.pid, which
+    /// teardown kills), or XFRM states and policies (gone with the
+    /// namespace). `backend` may still be `auto`: apply probes the kernel.
+    StartIpsec {
+        node: String,
+        backend: crate::model::Backend,
+        /// `/run/labctl/<lab>/ipsec/<node>`: config, socket, pidfile, log.
+        dir: std::path::PathBuf,
+        tunnels: Vec<IpsecTunnel>,
+    },
 }
 
 /// Steps of one phase depend only on steps of earlier phases, so apply may
@@ -97,6 +110,8 @@ pub enum Phase {
     DeviceSysctls,
     Configure,
     Routes,
+    /// After routes: IKE needs the peer reachable.
+    Ipsec,
 }
 
 impl Step {
@@ -112,6 +127,7 @@ impl Step {
             Step::CreateVeth { .. } => Phase::Veths,
             Step::SetUp { .. } | Step::AddAddress { .. } => Phase::Configure,
             Step::AddRoute { .. } => Phase::Routes,
+            Step::StartIpsec { .. } => Phase::Ipsec,
         }
     }
 
@@ -121,7 +137,8 @@ impl Step {
             Step::CreateNamespace { node, .. }
             | Step::QuietIpv6 { node, .. }
             | Step::Sysctl { node, .. }
-            | Step::AddRoute { node, .. } => node,
+            | Step::AddRoute { node, .. }
+            | Step::StartIpsec { node, .. } => node,
             Step::CreateBridge { device, .. }
             | Step::CreateVeth { device, .. }
             | Step::Tune { device, .. }

@@ -33,6 +33,7 @@ impl Builder {
                 nodes: Vec::new(),
                 links: Vec::new(),
                 experiments: Vec::new(),
+                ipsec: Vec::new(),
             },
             lab_call: None,
             diagnostics: Vec::new(),

@@ -10,6 +10,7 @@
 mod args;
 mod builder;
 mod errors;
+mod ipsec;
 mod link;
 mod require;
 mod sandbox;

@@ -35,6 +35,7 @@ pub(super) fn register(lua: &Lua) -> mlua::Result<()> {
         lua.create_function(|lua, (name, opts): (Value, Value)| declare(lua, NodeKind::Bridge, name, opts))?,
     )?;
     globals.set("link", lua.create_function(super::link::link)?)?;
+    globals.set("ipsec", lua.create_function(super::ipsec::ipsec)?)?;
     globals.set("experiment", lua.create_function(experiment)?)?;
     lua.set_named_registry_value(EXPERIMENTS, lua.create_table()?)
 }
