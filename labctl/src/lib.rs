@@ -4,6 +4,7 @@
 //! script -> model -> validate -> plan -> apply -> observe -> snapshot.
 
 pub mod apply;
+pub mod bpf;
 pub mod diag;
 pub mod experiment;
 pub mod model;

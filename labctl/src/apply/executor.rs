@@ -37,6 +37,8 @@ pub enum StepError {
     Tune(#[from] super::tune::TuneError),
     #[error("failed on purpose (LABCTL_FAULT_FAIL_AT)")]
     Injected,
+    #[error(transparent)]
+    Ipsec(#[from] super::ipsec::IpsecError),
 }
 
 /// How long one phase of the plan took. Namespaces and links overlap, so
@@ -93,7 +95,7 @@ pub fn execute(
     // Everything up to addresses streams as dependencies allow; device
     // sysctls and routes (which need every address in place) come after.
     let (early, late): (Vec<_>, Vec<_>) =
-        phases.into_iter().partition(|(p, _)| !matches!(p, Phase::DeviceSysctls | Phase::Routes));
+        phases.into_iter().partition(|(p, _)| !matches!(p, Phase::DeviceSysctls | Phase::Routes | Phase::Ipsec));
     let per_node: Vec<(usize, &Step)> =
         early.iter().filter(|(p, _)| *p <= Phase::NamespaceSysctls).flat_map(|(_, s)| s.clone()).collect();
     let links: Vec<(usize, &Step)> =
@@ -123,6 +125,8 @@ pub fn execute(
                     let done = write_device_sysctls(&nodes, steps, &state.dir().join("sysfs"), &mut tracker);
                     home.restore()?;
                     done?;
+                } else if *phase == Phase::Ipsec {
+                    start_ipsec(&nodes, steps, &mut tracker)?;
                 } else {
                     run_concurrently(&nodes, steps, &mut tracker).await?;
                 }
@@ -355,6 +359,24 @@ async fn run_netlink(nodes: &HashMap<String, Node>, step: &Step) -> Result<(), S
         Step::AddRoute { destination, via, .. } => netlink.add_route(*destination, *via).await?,
         other => unreachable!("{other:?} is not a route"),
     }
+    Ok(())
+}
+
+/// IPsec daemons or XFRM objects (apply/ipsec/), after routes.
+fn start_ipsec(
+    nodes: &HashMap<String, Node>,
+    steps: &[(usize, &Step)],
+    tracker: &mut Tracker<'_>,
+) -> Result<(), ApplyError> {
+    if let Some(&(index, step)) = steps.iter().find(|(i, _)| tracker.faults.fails(i + 1)) {
+        return Err(step_error(index, step, StepError::Injected));
+    }
+    let netns: HashMap<&str, &File> = nodes.iter().map(|(name, node)| (name.as_str(), &node.netns)).collect();
+    super::ipsec::start(steps, &netns).map_err(|(index, step, e)| match e {
+        super::ipsec::IpsecError::Interrupted => ApplyError::Interrupted,
+        e => step_error(index, step, e.into()),
+    })?;
+    steps.iter().for_each(|&(index, _)| tracker.applied(index));
     Ok(())
 }
 

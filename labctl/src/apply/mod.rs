@@ -8,6 +8,7 @@ mod executor;
 mod faults;
 pub mod floor;
 mod interrupt;
+pub mod ipsec;
 mod netlink;
 pub mod netns;
 pub mod privileges;

@@ -27,7 +27,9 @@ pub fn remove_journaled(journal: &[Step]) -> Result<Removed, NetnsError> {
             _ => None,
         })
         .collect();
-    let mut removed = Removed { processes: stop_processes_in(&names), ..Removed::default() };
+    // IPsec daemons by their pidfiles first, then anything else left inside.
+    let daemons = super::ipsec::stop_journaled(journal);
+    let mut removed = Removed { processes: daemons + stop_processes_in(&names), ..Removed::default() };
     for name in names {
         if netns::exists(name) {
             removed.namespaces += 1;

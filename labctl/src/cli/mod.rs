@@ -3,6 +3,7 @@
 
 mod bench;
 mod blast;
+mod doctor;
 mod down;
 mod exec;
 mod graph;
@@ -76,6 +77,8 @@ enum Command {
     /// Time bring-up and teardown of a star against the kernel floor,
     /// ip-star.sh and Mininet, in a throwaway namespace (needs root)
     Bench(bench::Args),
+    /// Probe what this machine offers labs: IPsec backend (kernel ESP or strongSwan), BTF, tracefs, tools
+    Doctor(doctor::Args),
 }
 
 pub fn run(cli: Cli) -> Result<ExitCode, Failure> {
@@ -93,6 +96,7 @@ pub fn run(cli: Cli) -> Result<ExitCode, Failure> {
         Command::Plan(args) => plan::run(args),
         Command::Graph(args) => graph::run(args),
         Command::Bench(args) => bench::run(args),
+        Command::Doctor(args) => doctor::run(args),
     }
     .map(|()| ExitCode::SUCCESS)
 }

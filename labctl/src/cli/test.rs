@@ -165,19 +165,24 @@ fn judge(store: &Store, script: &Script, result: &ExperimentResult, source: &str
                     indent_all(&file.normalized())
                 ),
             }),
-            Ok(Outcome::Changed { old }) => problems.push(Problem {
-                origin: taken.origin.clone(),
-                title: format!(
-                    "snapshot {:?} changed: {}",
-                    taken.name,
-                    diff::first_change(&old, &file.normalized()).unwrap_or_default()
-                ),
-                detail: format!(
-                    "--- {}\n+++ this run\n{}",
-                    path.display(),
-                    diff::render(&old, &file.normalized(), std::io::stdout().is_terminal())
-                ),
-            }),
+            Ok(Outcome::Changed { old }) => {
+                // Whole lines on both sides: normalized text has no final
+                // newline, and "x" would not match "x\n" in the middle.
+                let (old, new) = (format!("{old}\n"), format!("{}\n", file.normalized()));
+                problems.push(Problem {
+                    origin: taken.origin.clone(),
+                    title: format!(
+                        "snapshot {:?} changed: {}",
+                        taken.name,
+                        diff::first_change(&old, &new).unwrap_or_default()
+                    ),
+                    detail: format!(
+                        "--- {}\n+++ this run\n{}",
+                        path.display(),
+                        diff::render(&old, &new, std::io::stdout().is_terminal())
+                    ),
+                })
+            }
             Err(e) => {
                 problems.push(Problem { origin: taken.origin.clone(), title: e.to_string(), detail: String::new() })
             }

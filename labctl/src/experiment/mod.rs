@@ -2,10 +2,13 @@
 //! run against the live lab. They produce snapshots (compared later by the
 //! snapshot stage) and expectation failures, each with its script line.
 
+mod chart;
 mod command;
+mod ipsec;
 mod observe;
 mod render;
 mod runtime;
+mod stamps;
 mod tolerance;
 mod trace;
 

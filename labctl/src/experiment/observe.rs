@@ -106,6 +106,10 @@ impl Captures {
             let capture = Capture::start(node_ns(netns, node)?, ifname).map_err(|e| format!("capture {point}: {e}"))?;
             started.push((point.clone(), capture.labelled(point.clone())));
         }
+        // So that packets of several points merge in the order they passed.
+        if let Some((node, _)) = points.first().and_then(|p| p.split_once(':')) {
+            super::stamps::wait_for_kernel_timestamps(node_ns(netns, node)?);
+        }
         Ok(Captures(started))
     }
 

@@ -207,6 +207,46 @@ impl UserData for Runtime {
             let lab = this.lock().lab.clone();
             Ok(Trace { lines: look::trace_lines(&packets, &lab, points.len()) })
         });
+        // x:drops(function() ... end, { locations = true }): the packets the kernel dropped in
+        // the lab's nodes while fn ran, by place and reason: { ["r1:eth0"] = { IP_INNOROUTES = 1 } }.
+        methods.add_method("drops", |lua, this, (step, opts): (Function, Option<Table>)| {
+            use crate::bpf::{drops, DropTracer};
+            let locations = opts.map(|o| o.get::<Option<bool>>("locations")).transpose()?.flatten().unwrap_or(false);
+            let bpf = |e: crate::bpf::BpfError| fail(format!("x:drops(): {e}"));
+            let netns = this.all_netns()?;
+            let tracer = DropTracer::start_in(&drops::inodes(&netns).map_err(bpf)?).map_err(bpf)?;
+            let result = step.call::<()>(());
+            // Let the step's last packets meet their fate.
+            std::thread::sleep(Duration::from_millis(50));
+            let records = tracer.stop();
+            result?;
+            lua.to_value(&drops::by_node(&records.map_err(bpf)?, &netns, locations).map_err(bpf)?)
+        });
+        // x:ipsec("gw1"): backend, IKE and child SAs with packet/byte counters, nonzero xfrm_stat (experiment/ipsec.rs).
+        methods.add_method("ipsec", |lua, this, node: String| {
+            let (lab, ns) = (this.lock().lab.clone(), this.netns(&node)?);
+            let status = super::ipsec::status(&lab, &node, &ns).map_err(|e| fail(format!("ipsec({node:?}): {e}")))?;
+            lua.to_value(&status)
+        });
+        // x:ipsec_stop("gw1") / x:ipsec_start("gw1"): the node's tunnels down, and back up (waits for them).
+        methods.add_method("ipsec_stop", |_, this, node: String| {
+            let (lab, ns) = (this.lock().lab.clone(), this.netns(&node)?);
+            super::ipsec::stop(&lab, &node, &ns).map_err(|e| fail(format!("ipsec_stop({node:?}): {e}")))
+        });
+        methods.add_method("ipsec_start", |_, this, node: String| {
+            let (lab, ns) = (this.lock().lab.clone(), this.netns(&node)?);
+            super::ipsec::start(&lab, &node, &ns).map_err(|e| fail(format!("ipsec_start({node:?}): {e}")))
+        });
+        // x:chart("cpu-work", { title = "...", unit = "pps", bars = { { "1 queue", 123 }, ... } }):
+        // <name>.svg and <name>.txt in the run folder (`labctl run`); checked only under `labctl test`.
+        methods.add_method("chart", |_, this, (name, opts): (String, Table)| {
+            super::chart::check_name(&name)?;
+            let chart = super::chart::Chart::from_lua(&opts)?;
+            if let Some(dir) = this.lock().artifacts.clone() {
+                chart.write(&dir, &name).map_err(|e| fail(format!("x:chart({name:?}): {e}")))?;
+            }
+            Ok(chart.table())
+        });
         // `x.range(v, lo, hi)` as documented; `x:range(v, lo, hi)` works too.
         methods.add_function("range", |lua, args: MultiValue| {
             let (value, lo, hi): (f64, f64, f64) = lua.unpack_multi(tolerance_args(args))?;

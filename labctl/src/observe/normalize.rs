@@ -74,6 +74,8 @@ pub struct Normalizer<'a> {
     options: Options,
     tcp_bases: HashMap<TcpDirection, u32>,
     first_ts: Option<u64>,
+    /// ESP SPIs and sequence numbers seen so far (normalize/esp.rs).
+    esp: esp::EspNames,
 }
 
 /// One direction of a TCP flow: (source, source port, destination, destination port).
@@ -81,7 +83,7 @@ type TcpDirection = (IpAddr, u16, IpAddr, u16);
 
 impl<'a> Normalizer<'a> {
     pub fn new(names: &'a BTreeMap<MacAddr, String>, options: Options) -> Self {
-        Normalizer { names, options, tcp_bases: HashMap::new(), first_ts: None }
+        Normalizer { names, options, tcp_bases: HashMap::new(), first_ts: None, esp: Default::default() }
     }
 
     pub fn line(&mut self, packet: &Packet) -> String {
@@ -221,12 +223,20 @@ impl<'a> Normalizer<'a> {
             return format!("{family} {src} > {dst} {} frag{offset}{tail} len {len}", proto_name(payload.ip_number));
         }
         match &packet.transport {
-            Some(TransportSlice::Udp(udp)) => format!(
-                "{family} UDP {} > {}{tail} len {}",
-                endpoint(src, self.port(udp.source_port())),
-                endpoint(dst, self.port(udp.destination_port())),
-                udp.payload().len()
-            ),
+            Some(TransportSlice::Udp(udp)) => {
+                let ports = [udp.source_port(), udp.destination_port()];
+                let what = if ports.contains(&esp::NAT_T_PORT) {
+                    format!(" {}", self.esp.udp_encap(udp.payload()))
+                } else {
+                    String::new()
+                };
+                format!(
+                    "{family} UDP {} > {}{what}{tail} len {}",
+                    endpoint(src, self.port(ports[0])),
+                    endpoint(dst, self.port(ports[1])),
+                    udp.payload().len()
+                )
+            }
             Some(TransportSlice::Tcp(tcp)) => {
                 let what = self.tcp(src, dst, tcp);
                 format!(
@@ -248,6 +258,7 @@ impl<'a> Normalizer<'a> {
                     icmpv6(icmp.type_u8(), icmp.code_u8(), icmp.bytes5to8(), icmp.payload(), self)
                 )
             }
+            _ if payload.ip_number.0 == 50 => format!("{family} {src} > {dst} {}{tail} len {len}", self.esp.esp(payload.payload)),
             _ => format!("{family} {src} > {dst} {}{tail} len {len}", proto_name(payload.ip_number)),
         }
     }
@@ -399,6 +410,8 @@ fn quote(proto: u8, src: IpAddr, dst: IpAddr, l4: &[u8], n: &Normalizer) -> Stri
         _ => format!("({} {src} > {dst})", proto_name(IpNumber(proto))),
     }
 }
+
+mod esp;
 
 #[cfg(test)]
 mod tests;

@@ -12,6 +12,11 @@ use crate::model::{Lab, NodeKind, BRIDGE_DEVICE};
 /// `default` is written before any device exists, so every device inherits it.
 pub const QUIET_IPV6: &[(&str, &str)] = &[("net.ipv6.conf.default.addr_gen_mode", "1")];
 
+/// Nodes without any IPv6 address have IPv6 switched off altogether: even
+/// without link-local addresses, a forwarding node joins the all-routers
+/// groups and sends MLD reports its neighbours then drop.
+pub const IPV6_OFF: &[(&str, &str)] = &[("net.ipv6.conf.default.disable_ipv6", "1")];
+
 /// Nodes with IPv6 addresses also get no DAD, autoconf, router advertisements
 /// or solicitations, and the repeats of MLD reports sent within a millisecond
 /// of an address being added rather than up to a second later, during an

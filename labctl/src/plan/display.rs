@@ -15,7 +15,7 @@ impl fmt::Display for Step {
         match self {
             Step::CreateNamespace { netns, .. } => write!(f, "netns add {netns}"),
             Step::QuietIpv6 { node, ipv6: false } => {
-                write!(f, "{node}: sysctl net.ipv6.conf.default: no automatic link-local address")
+                write!(f, "{node}: sysctl net.ipv6.conf.default: IPv6 off (the node has no IPv6 address)")
             }
             Step::QuietIpv6 { node, ipv6: true } => write!(
                 f,

@@ -11,7 +11,7 @@ use ipnet::IpNet;
 use serde::{Deserialize, Serialize};
 
 use super::Step;
-use crate::model::ipsec::{derive, hex};
+use crate::model::ipsec::derive;
 use crate::model::{Backend, Cipher, IpsecMode, Lab};
 
 /// One IPsec link as seen from one of its nodes.
@@ -119,9 +119,4 @@ pub(super) fn describe(f: &mut fmt::Formatter<'_>, node: &str, backend: Backend,
         write!(f, ", {}, {}", t.cipher, if t.initiator { "initiator" } else { "responder" })?;
     }
     Ok(())
-}
-
-/// The key's fingerprint, for messages: never the key itself.
-pub fn key_id(psk: &str) -> String {
-    hex(&derive(&["key-id", psk])[..4])
 }

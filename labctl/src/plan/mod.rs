@@ -15,7 +15,7 @@ use ipnet::IpNet;
 use serde::{Deserialize, Serialize};
 
 use crate::model::MacAddr;
-pub use build::{plan, QUIET_IPV6, QUIET_IPV6_ADDRESSED};
+pub use build::{plan, IPV6_OFF, QUIET_IPV6, QUIET_IPV6_ADDRESSED};
 pub use ipsec::IpsecTunnel;
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -158,10 +158,8 @@ impl Step {
     /// The sysctls a namespace-level step writes, in order.
     pub fn sysctls(&self) -> Vec<(&str, &str)> {
         match self {
-            Step::QuietIpv6 { ipv6, .. } => {
-                let extra = if *ipv6 { QUIET_IPV6_ADDRESSED } else { &[] };
-                QUIET_IPV6.iter().chain(extra).copied().collect()
-            }
+            Step::QuietIpv6 { ipv6: true, .. } => QUIET_IPV6.iter().chain(QUIET_IPV6_ADDRESSED).copied().collect(),
+            Step::QuietIpv6 { ipv6: false, .. } => QUIET_IPV6.iter().chain(IPV6_OFF).copied().collect(),
             Step::Sysctl { key, value, .. } => vec![(key.as_str(), value.as_str())],
             _ => vec![],
         }

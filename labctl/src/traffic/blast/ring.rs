@@ -70,6 +70,14 @@ impl TxRing {
         };
         sockopt::set(&fd, libc::SOL_PACKET, libc::PACKET_TX_RING, &req).map_err(io_err("set up PACKET_TX_RING"))?;
         let len = BLOCKS * BLOCK_SIZE;
+        // Every frame in flight is charged to the socket's send buffer until
+        // the receiver frees it; the default (~200 KB, ~270 small frames)
+        // would hold the sender back long before the ring or the receiver's
+        // backlog (netdev_max_backlog, 1000) fills. Room for the whole ring
+        // (the kernel doubles the value); as root, past net.core.wmem_max.
+        if sockopt::set(&fd, libc::SOL_SOCKET, libc::SO_SNDBUFFORCE, &(len as libc::c_int)).is_err() {
+            let _ = sockopt::set(&fd, libc::SOL_SOCKET, libc::SO_SNDBUF, &(len as libc::c_int));
+        }
         // SAFETY: maps the ring the kernel just allocated for this socket.
         let ring = unsafe {
             libc::mmap(

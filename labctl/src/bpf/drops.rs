@@ -1,0 +1,324 @@
+//! The drop-reason tracer: which packets the kernel dropped, where (network
+//! namespace and interface) and why (`enum skb_drop_reason`, e.g.
+//! `IP_INNOROUTES`, `NETFILTER_DROP`, `IP_RPFILTER`), and the code that
+//! dropped them (`ip_error`, `nf_hook_slow`, ...). The BPF side is
+//! `fixtures/bpf/drops.c`, compiled on first use and cached.
+//!
+//! ```no_run
+//! # fn main() -> labctl::bpf::Result<()> {
+//! let tracer = labctl::bpf::DropTracer::start()?;
+//! // ... traffic ...
+//! for drop in tracer.stop()? {
+//!     println!("netns {} if {} {} x{}", drop.netns_inode, drop.ifindex, drop.reason, drop.count);
+//! }
+//! # Ok(()) }
+//! ```
+//!
+//! [`by_node`] turns records into a lab's names (`"r1:eth0"`), keeping only
+//! the lab's own namespaces.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::fs::File;
+use std::os::unix::fs::MetadataExt;
+
+use aya::maps::{HashMap, MapData, PerCpuArray, PerCpuHashMap};
+use aya::programs::BtfTracePoint;
+use aya::{Ebpf, Pod};
+use serde::Serialize;
+
+use super::kallsyms::Symbols;
+use super::{btf, compile_embedded, load, program_error, sum_percpu_hash, BpfError, Result};
+use crate::apply::netns;
+
+const SOURCE: &str = include_str!("../../../fixtures/bpf/drops.c");
+
+/// (program in drops.c, kernel tracepoint it attaches to)
+const PROGRAMS: [(&str, &str); 3] =
+    [("drops_kfree_skb", "kfree_skb"), ("drops_rx", "netif_receive_skb"), ("drops_tx", "net_dev_xmit")];
+
+const REASON_PREFIX: &str = "SKB_DROP_REASON_";
+
+/// `struct drop_key` of drops.c.
+#[repr(C)]
+#[derive(Clone, Copy, Debug)]
+struct DropKey {
+    netns: u64,
+    location: u64,
+    ifindex: u32,
+    reason: u32,
+}
+// SAFETY: repr(C), plain integers, no padding (8 + 8 + 4 + 4).
+unsafe impl Pod for DropKey {}
+
+/// `struct path_key` of drops.c.
+#[repr(C)]
+#[derive(Clone, Copy, Debug)]
+struct PathKey {
+    netns: u64,
+    ifindex: u32,
+    dir: u32,
+}
+// SAFETY: repr(C), plain integers, no padding (8 + 4 + 4).
+unsafe impl Pod for PathKey {}
+
+/// Packets dropped at one place for one reason.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Serialize)]
+pub struct DropRecord {
+    /// Inode of the network namespace (as `stat -L /run/netns/<name>` shows
+    /// it); 0 when the skb had neither a device nor a socket.
+    pub netns_inode: u64,
+    /// The skb's device (or, without one, the device it came in on); 0: none.
+    pub ifindex: u32,
+    /// The kernel's name without `SKB_DROP_REASON_`: `NO_SOCKET`, `IP_INNOROUTES`, ...
+    pub reason: String,
+    /// The kernel function that dropped it, when /proc/kallsyms tells.
+    pub location: Option<String>,
+    pub count: u64,
+}
+
+/// Packets received and transmitted by one interface while tracing.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Serialize)]
+pub struct PathRecord {
+    pub netns_inode: u64,
+    pub ifindex: u32,
+    pub rx: u64,
+    pub tx: u64,
+}
+
+/// Everything the tracer counted.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct KernelPath {
+    pub drops: Vec<DropRecord>,
+    pub path: Vec<PathRecord>,
+    /// Events not counted because a map was full.
+    pub lost: u64,
+}
+
+/// Attached tracepoint programs; dropping it (or [`DropTracer::stop`])
+/// detaches and unloads them.
+pub struct DropTracer {
+    ebpf: Ebpf,
+    reasons: BTreeMap<u64, String>,
+    program_ids: Vec<u32>,
+}
+
+impl DropTracer {
+    /// Traces drops in every network namespace of the machine.
+    pub fn start() -> Result<DropTracer> {
+        DropTracer::start_with(None)
+    }
+
+    /// Traces drops only in the namespaces with these inodes (see
+    /// [`inodes`]); the filter runs in the kernel, so the rest of the machine
+    /// costs a map lookup per packet and fills nothing.
+    pub fn start_in(netns_inodes: &[u64]) -> Result<DropTracer> {
+        DropTracer::start_with(Some(netns_inodes))
+    }
+
+    fn start_with(filter: Option<&[u64]>) -> Result<DropTracer> {
+        // Reason names and values come from this kernel, never from a table.
+        let reasons = btf::kernel_enum("skb_drop_reason")?;
+        let consumed =
+            reasons.iter().find(|(_, name)| *name == "SKB_CONSUMED").map_or(u32::MAX, |(value, _)| *value as u32);
+        let only_watched = u8::from(filter.is_some());
+
+        let object = compile_embedded("drops.c", SOURCE)?;
+        let btf = super::kernel_btf()?;
+        let mut ebpf = load(&object, &btf, |loader| {
+            loader.override_global("consumed_reason", &consumed, true);
+            loader.override_global("only_watched", &only_watched, true);
+        })?;
+
+        if let Some(inodes) = filter {
+            let map = ebpf.map_mut("watched").ok_or_else(|| missing_map("watched"))?;
+            let mut watched: HashMap<&mut MapData, u64, u8> = HashMap::try_from(map).map_err(map_error("watched"))?;
+            for inode in inodes {
+                watched.insert(inode, 1, 0).map_err(map_error("watched"))?;
+            }
+        }
+
+        let mut program_ids = Vec::new();
+        for (name, tracepoint) in PROGRAMS {
+            let program: &mut BtfTracePoint = ebpf
+                .program_mut(name)
+                .ok_or_else(|| BpfError::Program { program: name.into(), message: "not in drops.c".into() })?
+                .try_into()
+                .map_err(|e| program_error(name, e))?;
+            program.load(tracepoint, &btf).map_err(|e| program_error(name, e))?;
+            program.attach().map_err(|e| program_error(name, e))?;
+            if let Ok(info) = program.info() {
+                program_ids.push(info.id());
+            }
+        }
+        Ok(DropTracer { ebpf, reasons, program_ids })
+    }
+
+    /// The kernel ids of the loaded programs (`bpftool prog show id N`).
+    pub fn program_ids(&self) -> &[u32] {
+        &self.program_ids
+    }
+
+    /// Detaches and unloads the programs, then returns the drops counted,
+    /// sorted. Fails if some drops could not be counted (a full map).
+    pub fn stop(self) -> Result<Vec<DropRecord>> {
+        let all = self.stop_with_path()?;
+        if all.lost > 0 {
+            return Err(BpfError::Map {
+                map: "drops".into(),
+                message: format!("{} events were not counted: the map was full", all.lost),
+            });
+        }
+        Ok(all.drops)
+    }
+
+    /// Like [`stop`](Self::stop), with the packets each interface received
+    /// and transmitted, and the count of events lost to full maps.
+    pub fn stop_with_path(mut self) -> Result<KernelPath> {
+        let drops = self.ebpf.take_map("drops").ok_or_else(|| missing_map("drops"))?;
+        let path = self.ebpf.take_map("path").ok_or_else(|| missing_map("path"))?;
+        let lost = self.ebpf.take_map("lost").ok_or_else(|| missing_map("lost"))?;
+        let reasons = std::mem::take(&mut self.reasons);
+        // Detach and unload now: the counts stop moving.
+        drop(self.ebpf);
+
+        let drops: PerCpuHashMap<MapData, DropKey, u64> = PerCpuHashMap::try_from(drops).map_err(map_error("drops"))?;
+        let path: PerCpuHashMap<MapData, PathKey, u64> = PerCpuHashMap::try_from(path).map_err(map_error("path"))?;
+        let lost: PerCpuArray<MapData, u64> = PerCpuArray::try_from(lost).map_err(map_error("lost"))?;
+
+        let raw = sum_percpu_hash(&drops, "drops")?;
+        let symbols = if raw.is_empty() { None } else { Some(Symbols::load()) };
+        let mut merged: BTreeMap<(u64, u32, String, Option<String>), u64> = BTreeMap::new();
+        for (key, count) in raw {
+            let reason = reason_name(&reasons, key.reason);
+            let location = symbols.as_ref().and_then(|s| s.lookup(key.location)).map(String::from);
+            *merged.entry((key.netns, key.ifindex, reason, location)).or_default() += count;
+        }
+        let drops = merged
+            .into_iter()
+            .map(|((netns_inode, ifindex, reason, location), count)| DropRecord {
+                netns_inode,
+                ifindex,
+                reason,
+                location,
+                count,
+            })
+            .collect();
+
+        let mut by_if: BTreeMap<(u64, u32), (u64, u64)> = BTreeMap::new();
+        for (key, count) in sum_percpu_hash(&path, "path")? {
+            let entry = by_if.entry((key.netns, key.ifindex)).or_default();
+            if key.dir == 0 {
+                entry.0 += count;
+            } else {
+                entry.1 += count;
+            }
+        }
+        let path = by_if
+            .into_iter()
+            .map(|((netns_inode, ifindex), (rx, tx))| PathRecord { netns_inode, ifindex, rx, tx })
+            .collect();
+
+        let mut lost_total = 0;
+        for slot in 0..2 {
+            let values = lost.get(&slot, 0).map_err(map_error("lost"))?;
+            lost_total += values.iter().sum::<u64>();
+        }
+        Ok(KernelPath { drops, path, lost: lost_total })
+    }
+}
+
+/// `IP_INNOROUTES` for `SKB_DROP_REASON_IP_INNOROUTES`; a value this kernel
+/// does not name (a subsystem's reason) as `REASON_0x...`.
+fn reason_name(reasons: &BTreeMap<u64, String>, value: u32) -> String {
+    match reasons.get(&(value as u64)) {
+        Some(name) => name.strip_prefix(REASON_PREFIX).unwrap_or(name).to_string(),
+        None => format!("REASON_{value:#x}"),
+    }
+}
+
+fn missing_map(name: &str) -> BpfError {
+    BpfError::Map { map: name.into(), message: "not in drops.c".into() }
+}
+
+fn map_error(name: &'static str) -> impl Fn(aya::maps::MapError) -> BpfError {
+    move |e| BpfError::Map { map: name.into(), message: e.to_string() }
+}
+
+/// The namespace inode behind an open namespace file (`/run/netns/<name>`).
+pub fn inode(netns: &File) -> Result<u64> {
+    netns.metadata().map(|m| m.ino()).map_err(BpfError::io("cannot stat a network namespace"))
+}
+
+/// The inodes of a lab's node namespaces, for [`DropTracer::start_in`].
+pub fn inodes(nodes: &BTreeMap<String, File>) -> Result<Vec<u64>> {
+    nodes.values().map(inode).collect()
+}
+
+/// Drops counted per place, then per reason: `{"r1:eth0": {"IP_INNOROUTES": 3}}`.
+pub type DropTable = BTreeMap<String, BTreeMap<String, u64>>;
+
+/// Records in the lab's names: a node's namespace becomes the node's name,
+/// an ifindex the interface's name inside that node (`"r1:eth0"`), and a
+/// drop without a device just the node (`"r1"`). Records from namespaces
+/// that are not the lab's are left out. With `locations`, each reason also
+/// says which kernel function dropped the packets: `"IP_INNOROUTES (ip_error)"`.
+pub fn by_node(records: &[DropRecord], nodes: &BTreeMap<String, File>, locations: bool) -> Result<DropTable> {
+    let mut names = BTreeMap::new();
+    for (node, file) in nodes {
+        names.insert(inode(file)?, (node.as_str(), file));
+    }
+    let wanted: BTreeSet<(u64, u32)> = records
+        .iter()
+        .filter(|r| r.ifindex != 0 && names.contains_key(&r.netns_inode))
+        .map(|r| (r.netns_inode, r.ifindex))
+        .collect();
+    let mut ifnames = BTreeMap::new();
+    for (inode, ifindex) in wanted {
+        let (node, file) = names[&inode];
+        let name = netns::run_in(file, || ifname(ifindex)).map_err(|e| BpfError::Io {
+            what: format!("cannot enter node {node}"),
+            source: std::io::Error::other(e),
+        })?;
+        ifnames.insert((inode, ifindex), name.unwrap_or_else(|| format!("if{ifindex}")));
+    }
+
+    let mut table = DropTable::new();
+    for record in records {
+        let Some((node, _)) = names.get(&record.netns_inode) else { continue };
+        let place = match ifnames.get(&(record.netns_inode, record.ifindex)) {
+            Some(ifname) => format!("{node}:{ifname}"),
+            None => node.to_string(),
+        };
+        let reason = match (&record.location, locations) {
+            (Some(location), true) => format!("{} ({location})", record.reason),
+            _ => record.reason.clone(),
+        };
+        *table.entry(place).or_default().entry(reason).or_default() += record.count;
+    }
+    Ok(table)
+}
+
+/// The name of interface `ifindex` in the calling thread's namespace.
+fn ifname(ifindex: u32) -> Option<String> {
+    let mut buf = [0 as libc::c_char; libc::IF_NAMESIZE];
+    // SAFETY: buf has IF_NAMESIZE bytes, as if_indextoname requires.
+    let p = unsafe { libc::if_indextoname(ifindex, buf.as_mut_ptr()) };
+    if p.is_null() {
+        return None;
+    }
+    // SAFETY: on success buf holds a NUL-terminated name.
+    Some(unsafe { std::ffi::CStr::from_ptr(buf.as_ptr()) }.to_string_lossy().into_owned())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reason_names_drop_the_prefix() {
+        let reasons = BTreeMap::from([(2, "SKB_DROP_REASON_NOT_SPECIFIED".to_string()), (1, "SKB_CONSUMED".into())]);
+        assert_eq!(reason_name(&reasons, 2), "NOT_SPECIFIED");
+        assert_eq!(reason_name(&reasons, 1), "SKB_CONSUMED");
+        assert_eq!(reason_name(&reasons, 0x10001), "REASON_0x10001");
+    }
+}

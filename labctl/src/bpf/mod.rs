@@ -1,0 +1,115 @@
+//! BPF: compile C programs with clang (cached by content), load them with
+//! aya against the running kernel's BTF, read their maps.
+//!
+//! - [`compile`]: C source -> BPF object file in the cache (CO-RE programs
+//!   get a `vmlinux.h` generated once per kernel).
+//! - [`load`] / [`program_error`]: object file -> [`aya::Ebpf`], with the
+//!   verifier's last lines in the error when the kernel rejects a program.
+//!   The drop tracer uses them; an XDP loader can too (load, then
+//!   `ebpf.program_mut(name)` as `aya::programs::Xdp`).
+//! - [`drops`]: the drop-reason tracer behind `x:drops(...)`.
+//!
+//! Everything here needs root (CAP_BPF, CAP_PERFMON) except [`compile`].
+
+mod btf;
+mod compile;
+pub mod drops;
+mod kallsyms;
+
+use std::io;
+use std::path::{Path, PathBuf};
+
+pub use compile::{cache_dir, compile, compile_embedded, PACKAGES};
+pub use drops::{DropRecord, DropTable, DropTracer, KernelPath, PathRecord};
+
+use aya::maps::{MapData, PerCpuHashMap};
+use aya::programs::ProgramError;
+use aya::{Btf, Ebpf, EbpfLoader, Pod};
+
+pub type Result<T, E = BpfError> = std::result::Result<T, E>;
+
+#[derive(Debug, thiserror::Error)]
+pub enum BpfError {
+    #[error("{tool} is not installed ({why}); install it with: apt-get install -y {PACKAGES}")]
+    ToolMissing { tool: &'static str, why: String },
+    #[error("cannot compile {}:\n{message}", src.display())]
+    Compile { src: PathBuf, message: String },
+    #[error("{what}: {source}")]
+    Io { what: String, source: io::Error },
+    #[error("cannot load {}: {message}", object.display())]
+    Load { object: PathBuf, message: String },
+    #[error("the kernel rejected BPF program {program}: {message}")]
+    Program { program: String, message: String },
+    #[error("BPF map {map}: {message}")]
+    Map { map: String, message: String },
+    #[error("kernel BTF: {0}")]
+    Btf(String),
+}
+
+impl BpfError {
+    pub(crate) fn io(what: impl Into<String>) -> impl FnOnce(io::Error) -> BpfError {
+        let what = what.into();
+        move |source| BpfError::Io { what, source }
+    }
+}
+
+/// How many lines of the verifier log an error keeps: the verdict is at the end.
+const VERIFIER_TAIL: usize = 20;
+
+/// The running kernel's BTF, for [`load`] and for attaching BTF-typed
+/// programs (`tp_btf`, `fentry`).
+pub fn kernel_btf() -> Result<Btf> {
+    Btf::from_sys_fs().map_err(|e| BpfError::Btf(format!("/sys/kernel/btf/vmlinux: {e}")))
+}
+
+/// Loads a BPF object file with the running kernel's BTF (for CO-RE
+/// relocations). `configure` may set globals (`override_global`), map sizes
+/// or pin paths before the maps are created. Programs are not loaded into
+/// the kernel yet: take each with `ebpf.program_mut(name)`, convert it to
+/// its type, `load` it (map errors with [`program_error`]) and attach it.
+pub fn load<'a>(object: &Path, btf: &'a Btf, configure: impl FnOnce(&mut EbpfLoader<'a>)) -> Result<Ebpf> {
+    let mut loader = EbpfLoader::new();
+    loader.btf(Some(btf));
+    configure(&mut loader);
+    loader.load_file(object).map_err(|e| BpfError::Load { object: object.to_path_buf(), message: error_chain(&e) })
+}
+
+/// A program's load or attach error, with the verifier's verdict (the last
+/// lines of its log) when the kernel rejected the program.
+pub fn program_error(program: &str, error: ProgramError) -> BpfError {
+    let message = match &error {
+        ProgramError::LoadError { io_error, verifier_log } => {
+            let log = verifier_log.to_string();
+            let lines: Vec<&str> = log.lines().filter(|l| !l.trim().is_empty()).collect();
+            let tail = &lines[lines.len().saturating_sub(VERIFIER_TAIL)..];
+            format!("{io_error}; verifier log (last {} lines):\n{}", tail.len(), tail.join("\n"))
+        }
+        _ => error_chain(&error),
+    };
+    BpfError::Program { program: program.to_string(), message }
+}
+
+fn error_chain(error: &dyn std::error::Error) -> String {
+    let mut text = error.to_string();
+    let mut source = error.source();
+    while let Some(e) = source {
+        let more = e.to_string();
+        if !text.contains(&more) {
+            text.push_str(": ");
+            text.push_str(&more);
+        }
+        source = e.source();
+    }
+    text
+}
+
+/// Every entry of a per-CPU hash map of `u64` counters, summed over CPUs.
+pub fn sum_percpu_hash<K: Pod>(map: &PerCpuHashMap<MapData, K, u64>, name: &str) -> Result<Vec<(K, u64)>> {
+    map.iter()
+        .map(|entry| {
+            entry
+                .map(|(key, values)| (key, values.iter().sum()))
+                .map_err(|e| BpfError::Map { map: name.into(), message: error_chain(&e) })
+        })
+        .collect()
+}

@@ -1,0 +1,109 @@
+//! `labctl doctor`: what this machine's kernel and tools offer the labs,
+//! probed, not assumed (DESIGN.md principle 7): which IPsec backend `auto`
+//! picks and why, BPF type information, tracefs, and the tools labs run.
+
+use std::path::Path;
+
+use comfy_table::{presets, Table};
+use serde::Serialize;
+
+use super::Failure;
+
+#[derive(Debug, clap::Args)]
+pub struct Args {
+    /// Print the findings as JSON
+    #[arg(long)]
+    json: bool,
+}
+
+#[derive(Debug, Serialize)]
+struct Finding {
+    check: String,
+    ok: bool,
+    detail: String,
+}
+
+fn finding(check: impl Into<String>, ok: bool, detail: impl Into<String>) -> Finding {
+    Finding { check: check.into(), ok, detail: detail.into() }
+}
+
+/// The first of `candidates` that exists, else the program found on PATH.
+fn tool(name: &str, candidates: &[&str]) -> Option<String> {
+    candidates.iter().find(|c| Path::new(c).exists()).map(|c| c.to_string()).or_else(|| {
+        std::env::var_os("PATH")?
+            .to_str()?
+            .split(':')
+            .map(|dir| Path::new(dir).join(name))
+            .find(|p| p.is_file())
+            .map(|p| p.display().to_string())
+    })
+}
+
+fn is_mount_point(path: &str) -> bool {
+    std::fs::read_to_string("/proc/self/mountinfo")
+        .is_ok_and(|m| m.lines().any(|l| l.split_whitespace().nth(4) == Some(path)))
+}
+
+pub fn run(args: Args) -> Result<(), Failure> {
+    let mut findings = Vec::new();
+    let root = labctl::apply::privileges::missing().is_empty();
+
+    // IPsec: the ESP probe needs a scratch namespace, so root.
+    if root {
+        let choice = labctl::apply::ipsec::auto_choice();
+        findings.push(finding("kernel ESP (XFRM)", choice.esp.is_ok(), choice.reason()));
+        let strongswan = labctl::apply::ipsec::strongswan::installed();
+        let mut detail = format!("picks {}: {}", choice.backend, choice.reason());
+        if choice.backend == labctl::model::Backend::Strongswan && !strongswan {
+            detail.push_str("; but charon is missing: apt-get install strongswan-charon strongswan-swanctl libcharon-extra-plugins libstrongswan-standard-plugins");
+        }
+        let usable = choice.esp.is_ok() || strongswan;
+        findings.push(finding("ipsec backend = \"auto\"", usable, detail));
+    } else {
+        findings.push(finding("kernel ESP (XFRM)", false, "not probed: needs root (a scratch network namespace)"));
+    }
+
+    let btf = Path::new("/sys/kernel/btf/vmlinux").exists();
+    findings.push(finding(
+        "BTF (/sys/kernel/btf/vmlinux)",
+        btf,
+        if btf { "present" } else { "absent: CO-RE BPF programs cannot load" },
+    ));
+    let tracefs = is_mount_point("/sys/kernel/tracing");
+    let tracefs_detail = if tracefs {
+        "mounted at /sys/kernel/tracing".to_string()
+    } else if Path::new("/sys/kernel/tracing").is_dir() {
+        "not mounted: mount -t tracefs nodev /sys/kernel/tracing".to_string()
+    } else {
+        "absent".to_string()
+    };
+    findings.push(finding("tracefs", tracefs, tracefs_detail));
+    let tun = Path::new("/dev/net/tun").exists();
+    findings.push(finding("TUN (/dev/net/tun)", tun, if tun { "present (strongswan's ipsec0)" } else { "absent" }));
+
+    for (name, candidates, package) in [
+        ("charon", &["/usr/lib/ipsec/charon"][..], "strongswan-charon"),
+        ("swanctl", &[][..], "strongswan-swanctl"),
+        ("ping", &[][..], "iputils-ping"),
+        ("nft", &[][..], "nftables"),
+        ("clang", &[][..], "clang"),
+        ("bpftool", &[][..], "bpftool"),
+    ] {
+        match tool(name, candidates) {
+            Some(path) => findings.push(finding(format!("tool {name}"), true, path)),
+            None => findings.push(finding(format!("tool {name}"), false, format!("missing: apt-get install {package}"))),
+        }
+    }
+
+    if args.json {
+        println!("{}", serde_json::to_string_pretty(&findings).expect("findings serialize"));
+        return Ok(());
+    }
+    let mut table = Table::new();
+    table.load_preset(presets::NOTHING).set_header(["CHECK", "", "DETAIL"]);
+    for f in &findings {
+        table.add_row([f.check.clone(), if f.ok { "ok" } else { "no" }.into(), f.detail.clone()]);
+    }
+    println!("{table}");
+    Ok(())
+}
