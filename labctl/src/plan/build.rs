@@ -10,7 +10,11 @@ use crate::model::{Lab, NodeKind, BRIDGE_DEVICE};
 /// Every node gets no automatic IPv6 link-local addresses: each would bring
 /// DAD, router solicitations and MLD reports, packets in every counter.
 /// `default` is written before any device exists, so every device inherits it.
-pub const QUIET_IPV6: &[(&str, &str)] = &[("net.ipv6.conf.default.addr_gen_mode", "1")];
+/// And ICMP datagram ("ping") sockets are open to every group, as most
+/// distributions set it on the host: ping tools, labctl's own among them,
+/// use them so echo replies are delivered rather than dropped as NO_SOCKET.
+pub const NODE_DEFAULTS: &[(&str, &str)] =
+    &[("net.ipv6.conf.default.addr_gen_mode", "1"), ("net.ipv4.ping_group_range", "0 2147483647")];
 
 /// Nodes without any IPv6 address have IPv6 switched off altogether: even
 /// without link-local addresses, a forwarding node joins the all-routers
@@ -46,7 +50,7 @@ pub fn plan(lab: &Lab) -> Plan {
     for node in &lab.nodes {
         steps.push(Step::CreateNamespace { node: node.name.clone(), netns: lab.netns_name(&node.name) });
         let ipv6 = lab.endpoints_of(&node.name).flat_map(|e| &e.addresses).any(|a| matches!(a, IpNet::V6(_)));
-        steps.push(Step::QuietIpv6 { node: node.name.clone(), ipv6 });
+        steps.push(Step::NodeDefaults { node: node.name.clone(), ipv6 });
         steps.push(Step::SetUp { device: device(&node.name, "lo", 1) });
     }
 

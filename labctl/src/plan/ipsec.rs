@@ -108,7 +108,12 @@ pub fn state_dir(lab: &str, node: &str) -> std::path::PathBuf {
 }
 
 /// `gw1: ipsec (backend auto) tunnel to gw2: 198.18.1.1 <-> 198.18.2.1, 198.19.10.0/24 <-> 198.19.20.0/24, aes-gcm-128, initiator`
-pub(super) fn describe(f: &mut fmt::Formatter<'_>, node: &str, backend: Backend, tunnels: &[IpsecTunnel]) -> fmt::Result {
+pub(super) fn describe(
+    f: &mut fmt::Formatter<'_>,
+    node: &str,
+    backend: Backend,
+    tunnels: &[IpsecTunnel],
+) -> fmt::Result {
     write!(f, "{node}: ipsec start (backend {backend})")?;
     for (i, t) in tunnels.iter().enumerate() {
         let sep = if i == 0 { "" } else { ";" };

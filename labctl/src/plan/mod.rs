@@ -15,7 +15,7 @@ use ipnet::IpNet;
 use serde::{Deserialize, Serialize};
 
 use crate::model::MacAddr;
-pub use build::{plan, IPV6_OFF, QUIET_IPV6, QUIET_IPV6_ADDRESSED};
+pub use build::{plan, IPV6_OFF, NODE_DEFAULTS, QUIET_IPV6_ADDRESSED};
 pub use ipsec::IpsecTunnel;
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -40,9 +40,9 @@ pub enum Step {
         node: String,
         netns: String,
     },
-    /// The IPv6 sysctls of [`QUIET_IPV6`] (and, on nodes with IPv6
-    /// addresses, [`QUIET_IPV6_ADDRESSED`]), before any device exists.
-    QuietIpv6 {
+    /// The sysctls of [`NODE_DEFAULTS`], and [`QUIET_IPV6_ADDRESSED`] or
+    /// [`IPV6_OFF`] by whether the node has IPv6 addresses; before any device exists.
+    NodeDefaults {
         node: String,
         ipv6: bool,
     },
@@ -121,7 +121,7 @@ impl Step {
             // Sysctls that name a device must wait for it; the rest (the
             // IPv6 defaults among them) must come before any device exists.
             Step::Sysctl { key, .. } if sysctl_names_device(key) => Phase::DeviceSysctls,
-            Step::QuietIpv6 { .. } | Step::Sysctl { .. } => Phase::NamespaceSysctls,
+            Step::NodeDefaults { .. } | Step::Sysctl { .. } => Phase::NamespaceSysctls,
             Step::Tune { .. } => Phase::DeviceSysctls,
             Step::CreateBridge { .. } => Phase::Bridges,
             Step::CreateVeth { .. } => Phase::Veths,
@@ -135,7 +135,7 @@ impl Step {
     pub fn node(&self) -> &str {
         match self {
             Step::CreateNamespace { node, .. }
-            | Step::QuietIpv6 { node, .. }
+            | Step::NodeDefaults { node, .. }
             | Step::Sysctl { node, .. }
             | Step::AddRoute { node, .. }
             | Step::StartIpsec { node, .. } => node,
@@ -158,8 +158,10 @@ impl Step {
     /// The sysctls a namespace-level step writes, in order.
     pub fn sysctls(&self) -> Vec<(&str, &str)> {
         match self {
-            Step::QuietIpv6 { ipv6: true, .. } => QUIET_IPV6.iter().chain(QUIET_IPV6_ADDRESSED).copied().collect(),
-            Step::QuietIpv6 { ipv6: false, .. } => QUIET_IPV6.iter().chain(IPV6_OFF).copied().collect(),
+            Step::NodeDefaults { ipv6: true, .. } => {
+                NODE_DEFAULTS.iter().chain(QUIET_IPV6_ADDRESSED).copied().collect()
+            }
+            Step::NodeDefaults { ipv6: false, .. } => NODE_DEFAULTS.iter().chain(IPV6_OFF).copied().collect(),
             Step::Sysctl { key, value, .. } => vec![(key.as_str(), value.as_str())],
             _ => vec![],
         }

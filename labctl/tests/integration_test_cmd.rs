@@ -1,0 +1,238 @@
+//! `labctl test` end to end, each test in its own Sandbox (tests/common):
+//! labs/part2.lua passes against its committed snapshots; a lab broken on
+//! purpose fails with a diff that names the counter and the lab line (also
+//! as a GitHub annotation and in JUnit XML); a new snapshot fails until
+//! `labctl review --accept`; Ctrl-C in the middle of an experiment tears the
+//! lab down and exits 130.
+//!
+//! The part2 tests work on a copy of the lab and its snapshots in a scratch
+//! folder (labs/ beside snapshots/, the repository's layout, so `labctl test`
+//! finds the copied snapshots by itself): pending `.snap.new` files and
+//! accepted snapshots land there, never in the repository.
+
+mod common;
+
+use std::path::PathBuf;
+use std::process::Stdio;
+use std::time::{Duration, Instant};
+
+use common::*;
+use nix::sys::signal::{kill, Signal};
+use nix::unistd::Pid;
+
+/// A scratch copy of labs/part2.lua and snapshots/part2/.
+struct Part2Copy {
+    root: PathBuf,
+    lab: PathBuf,
+}
+
+impl Part2Copy {
+    fn new(test: &str) -> Part2Copy {
+        let root = scratch_dir(test);
+        std::fs::create_dir_all(root.join("labs")).unwrap();
+        let lab = root.join("labs/part2.lua");
+        std::fs::copy(lab_path("part2.lua"), &lab).unwrap();
+        let snapshots = root.join("snapshots/part2");
+        std::fs::create_dir_all(&snapshots).unwrap();
+        let committed = repo_root().join("snapshots/part2");
+        let mut copied = 0;
+        for entry in std::fs::read_dir(&committed).unwrap_or_else(|e| panic!("{}: {e}", committed.display())) {
+            let path = entry.unwrap().path();
+            if path.extension().is_some_and(|e| e == "snap") {
+                std::fs::copy(&path, snapshots.join(path.file_name().unwrap())).unwrap();
+                copied += 1;
+            }
+        }
+        assert!(copied > 0, "no committed snapshots in {}", committed.display());
+        Part2Copy { root, lab }
+    }
+
+    fn text(&self) -> String {
+        std::fs::read_to_string(&self.lab).unwrap()
+    }
+
+    /// Replaces `from` (which must be there) with `to` in the copied lab.
+    fn edit(&self, from: &str, to: &str) {
+        let text = self.text();
+        assert!(text.contains(from), "labs/part2.lua no longer contains {from:?}; update this test");
+        std::fs::write(&self.lab, text.replacen(from, to, 1)).unwrap();
+    }
+
+    /// The 1-based line of the copied lab that contains `needle`.
+    fn line_of(&self, needle: &str) -> usize {
+        self.text()
+            .lines()
+            .position(|l| l.contains(needle))
+            .unwrap_or_else(|| panic!("labs/part2.lua has no line with {needle:?}"))
+            + 1
+    }
+
+    fn snapshot(&self, name: &str) -> PathBuf {
+        self.root.join("snapshots/part2").join(name)
+    }
+
+    /// Every pending (`.snap.new`) file of the copy.
+    fn pending(&self) -> Vec<String> {
+        let mut v: Vec<String> = std::fs::read_dir(self.root.join("snapshots/part2"))
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .filter(|n| n.ends_with(".snap.new"))
+            .collect();
+        v.sort();
+        v
+    }
+}
+
+/// `labctl test ARGS...` in the sandbox, outside GitHub Actions whatever the
+/// environment of the test run.
+fn labctl_test(sb: &Sandbox, args: &[&std::ffi::OsStr]) -> std::process::Output {
+    let mut c = sb.labctl_cmd();
+    c.arg("test").args(args).env_remove("GITHUB_ACTIONS");
+    output(&mut c)
+}
+
+#[test]
+fn part2_passes_against_its_committed_snapshots() {
+    let copy = Part2Copy::new("test-part2");
+    let sb = Sandbox::new();
+    let before = sb.host_state();
+
+    let out = labctl_test(&sb, &[copy.lab.as_os_str()]);
+    let stdout = assert_code(&out, 0, "labctl test labs/part2.lua (run it yourself to see the diff)");
+    for experiment in ["one-ping", "drops", "softirq"] {
+        assert!(
+            stdout.lines().any(|l| l.trim_start().starts_with(experiment) && l.contains(" ok ")),
+            "experiment {experiment} did not pass:\n{stdout}"
+        );
+    }
+    assert!(stdout.contains("test: 3 passed, 0 failed"), "{stdout}");
+    assert!(copy.pending().is_empty(), "pending snapshots after a pass: {:?}", copy.pending());
+    sb.assert_clean(&before, "after labctl test labs/part2.lua");
+}
+
+#[test]
+fn a_broken_lab_fails_with_a_diff_naming_the_counter_and_the_line() {
+    let copy = Part2Copy::new("test-broken");
+    // h3 loses its default route: it still gets h1's echo request, but can
+    // no longer send the reply. (A comment in its place keeps the lines.)
+    copy.edit("h3:route(\"default\", \"198.18.1.254\")", "-- h3 has no default route: broken by the test");
+    let line = copy.line_of("x:snapshot(\"snmp\"");
+    let sb = Sandbox::new();
+    let before = sb.host_state();
+
+    let out = labctl_test(&sb, &[copy.lab.as_os_str(), "-e".as_ref(), "one-ping".as_ref()]);
+    let stdout = assert_code(&out, 1, "labctl test of a broken part2");
+    let at = format!("part2.lua:{line}: snapshot \"snmp\" changed");
+    assert!(stdout.contains(&at), "no {at:?} in:\n{stdout}");
+    // h3's echo reply is gone, and r1 forwarded the request only.
+    let diff_line = |sign: char, text: &str| stdout.lines().any(|l| l.trim_start().starts_with(sign) && l.contains(text));
+    assert!(diff_line('-', "Icmp.OutEchoReps: 1"), "no `-` line for h3's Icmp.OutEchoReps:\n{stdout}");
+    assert!(diff_line('+', "Ip.ForwDatagrams: 1"), "no `+` line for r1's Ip.ForwDatagrams:\n{stdout}");
+    // The trace lost its last three packets (the diff compares whole lines).
+    assert!(diff_line('-', "ICMP echo reply seq 0 ttl 63"), "trace diff:\n{stdout}");
+    assert!(!diff_line('+', "ICMP echo request seq 0 ttl 63"), "trace diff shows an unchanged line:\n{stdout}");
+    assert!(!stdout.contains("::error"), "annotations outside GitHub Actions:\n{stdout}");
+    assert!(copy.pending().contains(&"one-ping__snmp.snap.new".to_string()), "{:?}", copy.pending());
+
+    // In GitHub Actions: the same failures as annotations on the lab's
+    // lines; and --junit writes them as JUnit XML.
+    let junit = copy.root.join("junit.xml");
+    let mut c = sb.labctl_cmd();
+    c.arg("test").arg(&copy.lab).args(["-e", "one-ping", "--junit"]).arg(&junit).env("GITHUB_ACTIONS", "true");
+    let out = output(&mut c);
+    let stdout = assert_code(&out, 1, "labctl test of a broken part2 in GitHub Actions");
+    let annotation = format!("::error file={},line={line}::snapshot \"snmp\" changed", copy.lab.display());
+    assert!(stdout.contains(&annotation), "no {annotation:?} in:\n{stdout}");
+    let xml = std::fs::read_to_string(&junit).unwrap_or_else(|e| panic!("no JUnit file {}: {e}", junit.display()));
+    assert!(xml.contains("<testsuite name=\"part2\""), "{xml}");
+    assert!(xml.contains("<testcase name=\"one-ping\""), "{xml}");
+    assert!(xml.contains("<failure"), "no failure in the JUnit XML:\n{xml}");
+    assert!(xml.contains(&format!("part2.lua:{line}: snapshot &quot;snmp&quot; changed")), "{xml}");
+
+    sb.assert_clean(&before, "after labctl test of a broken lab");
+}
+
+#[test]
+fn a_new_snapshot_fails_until_reviewed_and_accepted() {
+    let copy = Part2Copy::new("test-new");
+    let mut text = copy.text();
+    text.push_str(
+        "\nexperiment(\"routes\", function(x)\n  x:snapshot(\"h3\", x.h3:run { \"ip\", \"route\" }.stdout)\nend)\n",
+    );
+    std::fs::write(&copy.lab, text).unwrap();
+    let line = copy.line_of("x:snapshot(\"h3\"");
+    let committed = copy.snapshot("routes__h3.snap");
+    let pending = copy.snapshot("routes__h3.snap.new");
+    let sb = Sandbox::new();
+    let before = sb.host_state();
+
+    let out = labctl_test(&sb, &[copy.lab.as_os_str(), "-e".as_ref(), "routes".as_ref()]);
+    let stdout = assert_code(&out, 1, "labctl test with a new snapshot");
+    let at = format!("part2.lua:{line}: new snapshot \"h3\"");
+    assert!(stdout.contains(&at), "no {at:?} in:\n{stdout}");
+    assert!(stdout.contains("default via 198.18.1.254"), "the new snapshot is not shown:\n{stdout}");
+    assert!(pending.is_file(), "no {} after a new snapshot", pending.display());
+    assert!(!committed.exists(), "{} written without --accept", committed.display());
+
+    // `labctl review` (from the folder holding snapshots/, like the repo root) shows it ...
+    let mut c = sb.cmd_in(&copy.root, labctl_bin());
+    c.arg("review");
+    let out = output(&mut c);
+    let shown = assert_code(&out, 0, "labctl review");
+    assert!(shown.contains("routes__h3.snap (new)") && shown.contains("+  default via 198.18.1.254"), "{shown}");
+    assert!(pending.is_file(), "review without --accept settled {}", pending.display());
+
+    // ... and --accept makes it the committed one
+    let mut c = sb.cmd_in(&copy.root, labctl_bin());
+    c.args(["review", "--accept"]);
+    let out = output(&mut c);
+    let accepted = assert_code(&out, 0, "labctl review --accept");
+    assert!(accepted.contains("accepted"), "{accepted}");
+    assert!(!pending.exists(), "{} left after review --accept", pending.display());
+    let snap = std::fs::read_to_string(&committed).unwrap();
+    assert!(snap.contains("default via 198.18.1.254") && !snap.contains("assertion_line"), "{snap}");
+
+    let out = labctl_test(&sb, &[copy.lab.as_os_str(), "-e".as_ref(), "routes".as_ref()]);
+    let stdout = assert_code(&out, 0, "labctl test after review --accept");
+    assert!(stdout.contains("test: 1 passed, 0 failed"), "{stdout}");
+    assert!(copy.pending().is_empty(), "{:?}", copy.pending());
+    sb.assert_clean(&before, "after the new-snapshot round trip");
+}
+
+#[test]
+fn ctrl_c_during_an_experiment_tears_the_lab_down() {
+    let dir = scratch_dir("test-interrupt");
+    let lab = dir.join("sleepy.lua");
+    std::fs::write(
+        &lab,
+        "lab { name = \"sleepy\" }\n\
+         local a, b = node(\"a\"), node(\"b\")\n\
+         link(a, b, { \"198.18.0.1/24\", \"198.18.0.2/24\" })\n\
+         experiment(\"nap\", function(x)\n  x:sleep(5)\nend)\n",
+    )
+    .unwrap();
+    let sb = Sandbox::new();
+    let before = sb.host_state();
+
+    let mut c = sb.labctl_cmd();
+    c.arg("test").arg(&lab).arg("--snapshots").arg(dir.join("snapshots"));
+    c.stdin(Stdio::null()).stdout(Stdio::piped()).stderr(Stdio::piped());
+    let started = Instant::now();
+    let child = c.spawn().expect("start labctl test");
+    // Ctrl-C ~1.5 s in, once the lab is up: in the middle of x:sleep(5).
+    while !(started.elapsed() >= Duration::from_millis(1500) && sb.netns_list().len() == 2) {
+        assert!(started.elapsed() < Duration::from_secs(10), "the lab never came up: {:?}", sb.netns_list());
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    kill(Pid::from_raw(child.id() as i32), Signal::SIGINT).expect("send SIGINT");
+    let out = child.wait_with_output().expect("wait for labctl");
+    let took = started.elapsed();
+
+    assert_code(&out, 130, "labctl test interrupted by SIGINT");
+    assert!(stderr(&out).contains("interrupted"), "{}", describe(&out));
+    // x:sleep wakes up on Ctrl-C instead of sleeping its 5 s out.
+    assert!(took < Duration::from_millis(4500), "labctl took {took:?} to stop after SIGINT");
+    assert!(sb.netns_list().is_empty(), "namespaces left: {:?}", sb.netns_list());
+    assert!(sb.labctl_state().is_empty(), "state left in /run/labctl: {:?}", sb.labctl_state());
+    sb.assert_clean(&before, "after Ctrl-C during an experiment");
+}
