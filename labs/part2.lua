@@ -68,19 +68,16 @@ h3:route("default", "198.18.1.254")
 
 -- r1 routes IPv4 only. (part 1's `forwarding = true` turns on IPv6
 -- forwarding as well; an IPv6 router joins the "all routers" multicast
--- groups and announces them with MLD reports, packets we did not send.)
+-- groups and announces them with MLD reports, packets we did not send.
+-- labctl already switches IPv6 off in nodes that have no IPv6 address.)
 r1:sysctl("net.ipv4.ip_forward", 1)
 
 -- Quiet, so that counters are exact: a Linux bridge that snoops multicast
--- (the default) joins the "all snoopers" groups 224.0.0.106 and ff02::6a
--- and announces them with IGMP and MLD reports, repeated at random moments
--- during the lab's first second. This lab has no IPv6, and nobody needs to
--- hear about link-local groups, so both are switched off in every namespace
--- (before any interface exists, so every interface inherits it).
-for _, n in ipairs { h1, h2, h3, r1, sw } do
-  n:sysctl("net.ipv6.conf.default.disable_ipv6", 1)
-  n:sysctl("net.ipv4.igmp_link_local_mcast_reports", 0)
-end
+-- (the default) joins the "all snoopers" group 224.0.0.106 and announces it
+-- with IGMP reports, the last one up to a second after the lab is up: it
+-- would land in the first measurement, in every interface of the LAN. Nobody
+-- needs to hear about link-local groups, so the switch keeps quiet.
+sw:sysctl("net.ipv4.igmp_link_local_mcast_reports", 0)
 
 -- ---------------------------------------------------------------------------
 -- helpers

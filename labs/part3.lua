@@ -324,7 +324,7 @@ experiment("gro", function(x)
     handed[label] = stack / wire
     packets[#packets + 1] = {
       label,
-      { { "on the wire (rx_packets)", wire }, { "handed to IP (Ip.InReceives)", stack }, { "softnet processed", through } },
+      { { "on the wire (rx_packets)", wire }, { "handed to IP (Ip.InReceives)", stack }, { "softnet processed (ACKs to tx too)", through } },
     }
     speed[#speed + 1] = { label, flow.throughput_bps }
   end

@@ -22,10 +22,10 @@
 -- TUN device `ipsec0` (MTU 1400) and always wraps ESP in UDP port 4500.
 -- (`backend = "auto"` picks the kernel's own XFRM ESP where the kernel has
 -- it: then the wire shows raw ESP, IP protocol 50. `labctl doctor` tells
--- which one this machine would use.) labctl also adds an `unreachable`
--- route for the far subnet on each gateway: when the tunnel is down the
--- traffic is dropped there ("fail closed"), never sent along the default
--- route in clear.
+-- which one this machine would use.) labctl also adds a routing rule
+-- `to <far subnet> unreachable` on each gateway, right after charon's own
+-- rule for its table 220: when the tunnel is down the traffic is dropped
+-- there ("fail closed"), never sent along the default route in clear.
 --
 -- Experiments (`labctl test labs/part5.lua`):
 --   reachability  pings across the tunnel, and what the internet cannot reach
@@ -38,6 +38,7 @@
 --   labctl exec part5 vpc1 -- ping -c 3 198.19.20.10
 --   swanctl --list-sas --uri unix:///run/labctl/part5/ipsec/gw_cloud/charon.vici
 --   labctl exec part5 gw_cloud -- ip route show table 220      # the route into ipsec0
+--   labctl exec part5 gw_cloud -- ip rule                      # 220: charon's table; 221: fail closed
 --   labctl exec part5 inet -- tcpdump -ni eth0                 # what the internet sees
 --   labctl down part5
 
@@ -68,12 +69,10 @@ for _, gw in ipairs { gw_cloud, inet, gw_onprem } do
   gw:sysctl("net.ipv4.ip_forward", 1)
 end
 
--- Quiet, so that traces hold only what the experiments send (see part 2):
--- no IPv6, no IGMP reports for link-local groups.
-for _, n in ipairs { vpc1, vpc2, vpc, gw_cloud, inet, gw_onprem, op1 } do
-  n:sysctl("net.ipv6.conf.default.disable_ipv6", 1)
-  n:sysctl("net.ipv4.igmp_link_local_mcast_reports", 0)
-end
+-- Quiet, so that traces hold only what the experiments send (see part 2;
+-- labctl already switches IPv6 off in nodes without IPv6 addresses): the
+-- VPC switch does not announce its multicast snooping group.
+vpc:sysctl("net.ipv4.igmp_link_local_mcast_reports", 0)
 
 ipsec {
   left = gw_cloud, right = gw_onprem,
@@ -130,7 +129,10 @@ local function sa_shape(status)
   return {
     backend = status.backend,
     ike = { state = ike.state, local_port = ike.local_port, remote_port = ike.remote_port, encryption = ike.encryption },
-    child = { state = sa.state, mode = sa.mode, encap = sa.encap, local_ts = sa.local_ts, remote_ts = sa.remote_ts },
+    child = {
+      state = sa.state, mode = sa.mode, encap = sa.encap, encryption = sa.encryption,
+      local_ts = sa.local_ts, remote_ts = sa.remote_ts,
+    },
   }
 end
 
@@ -268,8 +270,9 @@ end)
 -- ---------------------------------------------------------------------------
 -- tunnel-down: charon on gw_cloud stops (it tells gw_onprem, which deletes
 -- its side too). The route into ipsec0 goes with it, and what is left is
--- the `unreachable` route: gw_cloud drops vpc1's packets and says so
--- (ICMP net unreachable, counted as Ip.InNoRoutes); nothing reaches the
+-- the fail-closed rule `to 198.19.20.0/24 unreachable`: gw_cloud drops
+-- vpc1's packets and says why (ICMP "net unreachable" to vpc1; in its
+-- counters IpExt.InNoRoutes, and no Ip.ForwDatagrams); nothing reaches the
 -- internet, in clear or otherwise. Then the tunnel comes back.
 -- ---------------------------------------------------------------------------
 
@@ -288,12 +291,10 @@ experiment("tunnel-down", function(x)
   x:expect_eq(ping.received, 0, "replies while the tunnel is down")
   x:expect_eq(leaks(lines), 0, "inner addresses on the internet link while the tunnel is down")
   x:expect_eq(#lines, 0, "packets on the internet link while the tunnel is down")
-  local counters = moved.gw_cloud
   x:snapshot("down", {
     ping = outcome(ping),
     ["internet link"] = #lines == 0 and "nothing" or table.concat(lines, "\n"),
-    ["gw_cloud Ip.InNoRoutes"] = counters["Ip.InNoRoutes"] or 0,
-    ["gw_cloud Icmp.OutDestUnreachs"] = counters["Icmp.OutDestUnreachs"] or 0,
+    ["gw_cloud counters"] = moved.gw_cloud,
   })
 
   x:ipsec_start("gw_cloud")

@@ -14,6 +14,7 @@ use crate::diag::{Diagnostic, Diagnostics, Origin};
 use crate::model::{Lab, Link, Node, NodeKind, BRIDGE_DEVICE};
 
 mod ipsec;
+mod xdp;
 
 /// Lab names end up in `<lab>-<node>` netns names and state file names.
 const MAX_LAB_NAME: usize = 32;
@@ -45,6 +46,7 @@ pub fn validate(lab: &Lab) -> Result<(), Diagnostics> {
     }
     check_experiments(lab, &mut found);
     ipsec::check(lab, &mut found);
+    xdp::check(lab, &mut found);
     if found.is_empty() {
         return Ok(());
     }

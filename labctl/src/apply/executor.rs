@@ -39,6 +39,8 @@ pub enum StepError {
     Injected,
     #[error(transparent)]
     Ipsec(#[from] super::ipsec::IpsecError),
+    #[error(transparent)]
+    Xdp(#[from] super::xdp::XdpError),
 }
 
 /// How long one phase of the plan took. Namespaces and links overlap, so
@@ -95,7 +97,7 @@ pub fn execute(
     // Everything up to addresses streams as dependencies allow; device
     // sysctls and routes (which need every address in place) come after.
     let (early, late): (Vec<_>, Vec<_>) =
-        phases.into_iter().partition(|(p, _)| !matches!(p, Phase::DeviceSysctls | Phase::Routes | Phase::Ipsec));
+        phases.into_iter().partition(|(p, _)| !matches!(p, Phase::DeviceSysctls | Phase::Routes | Phase::Xdp | Phase::Ipsec));
     let per_node: Vec<(usize, &Step)> =
         early.iter().filter(|(p, _)| *p <= Phase::NamespaceSysctls).flat_map(|(_, s)| s.clone()).collect();
     let links: Vec<(usize, &Step)> =
@@ -127,6 +129,8 @@ pub fn execute(
                     done?;
                 } else if *phase == Phase::Ipsec {
                     start_ipsec(&nodes, steps, &mut tracker)?;
+                } else if *phase == Phase::Xdp {
+                    attach_xdp(&nodes, steps, &mut tracker)?;
                 } else {
                     run_concurrently(&nodes, steps, &mut tracker).await?;
                 }
@@ -377,6 +381,23 @@ fn start_ipsec(
         e => step_error(index, step, e.into()),
     })?;
     steps.iter().for_each(|&(index, _)| tracker.applied(index));
+    Ok(())
+}
+
+/// XDP programs (apply/xdp.rs), one by one: each loads, pins and attaches
+/// from a thread inside its node.
+fn attach_xdp(nodes: &HashMap<String, Node>, steps: &[(usize, &Step)], tracker: &mut Tracker<'_>) -> Result<(), ApplyError> {
+    for &(index, step) in steps {
+        if interrupt::interrupted() {
+            return Err(ApplyError::Interrupted);
+        }
+        if tracker.faults.fails(index + 1) {
+            return Err(step_error(index, step, StepError::Injected));
+        }
+        let attachment = super::xdp::Attachment::of(step).expect("an XDP phase step");
+        super::xdp::attach(attachment, &nodes[step.node()].netns).map_err(|e| step_error(index, step, e.into()))?;
+        tracker.applied(index);
+    }
     Ok(())
 }
 

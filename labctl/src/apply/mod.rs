@@ -17,6 +17,7 @@ pub mod state;
 mod sysctl;
 mod teardown;
 mod tune;
+pub mod xdp;
 
 use std::path::Path;
 
@@ -50,6 +51,9 @@ pub enum ApplyError {
     Runtime(std::io::Error),
     #[error("kernel floor measurement failed: {0}")]
     Floor(String),
+    /// An XDP program could not be compiled or verified (apply/xdp.rs prepare): nothing was created.
+    #[error(transparent)]
+    Xdp(xdp::XdpError),
 }
 
 impl From<StateError> for ApplyError {
@@ -65,6 +69,7 @@ impl ApplyError {
     /// Did it fail before anything was created, because of what the user asked?
     pub fn is_user_error(&self) -> bool {
         matches!(self, ApplyError::AlreadyRunning(_) | ApplyError::NamespaceTaken(_))
+            || matches!(self, ApplyError::Xdp(e) if e.is_user_error())
     }
 }
 
@@ -91,6 +96,8 @@ pub fn up(lab: &Lab, script: &Path, plan: &Plan, progress: Progress<'_>) -> Resu
     }) {
         return Err(ApplyError::NamespaceTaken(taken.clone()));
     }
+    // Compile and verify XDP programs before anything exists.
+    xdp::prepare(plan).map_err(ApplyError::Xdp)?;
     let recorded = Recorded { lab: lab.clone(), script: script.to_path_buf(), pid: std::process::id() };
     let state = LabState::create(&recorded)?;
     interrupt::catch();

@@ -15,6 +15,7 @@ mod btf;
 mod compile;
 pub mod drops;
 mod kallsyms;
+pub mod maps;
 
 use std::io;
 use std::path::{Path, PathBuf};

@@ -91,7 +91,9 @@ pub fn run(args: Args) -> Result<(), Failure> {
     ] {
         match tool(name, candidates) {
             Some(path) => findings.push(finding(format!("tool {name}"), true, path)),
-            None => findings.push(finding(format!("tool {name}"), false, format!("missing: apt-get install {package}"))),
+            None => {
+                findings.push(finding(format!("tool {name}"), false, format!("missing: apt-get install {package}")))
+            }
         }
     }
 

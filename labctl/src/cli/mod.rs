@@ -16,6 +16,7 @@ mod show;
 mod table;
 mod test;
 mod up;
+mod xdp;
 
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -77,6 +78,8 @@ enum Command {
     /// Time bring-up and teardown of a star against the kernel floor,
     /// ip-star.sh and Mininet, in a throwaway namespace (needs root)
     Bench(bench::Args),
+    /// Show the XDP programs of a running lab, read from the kernel: where, mode, program ids, maps (needs root)
+    Xdp(xdp::Args),
     /// Probe what this machine offers labs: IPsec backend (kernel ESP or strongSwan), BTF, tracefs, tools
     Doctor(doctor::Args),
 }
@@ -97,6 +100,7 @@ pub fn run(cli: Cli) -> Result<ExitCode, Failure> {
         Command::Graph(args) => graph::run(args),
         Command::Bench(args) => bench::run(args),
         Command::Doctor(args) => doctor::run(args),
+        Command::Xdp(args) => xdp::run(args),
     }
     .map(|()| ExitCode::SUCCESS)
 }

@@ -11,6 +11,7 @@ mod runtime;
 mod stamps;
 mod tolerance;
 mod trace;
+mod xdp;
 
 use std::collections::BTreeMap;
 use std::fs::File;

@@ -18,6 +18,17 @@ pub fn read(specs: &[String], netns: &BTreeMap<String, File>) -> Result<Counters
         let group = match spec.as_str() {
             "softnet" => softnet()?,
             "softirqs" => softirqs()?,
+            // "r1:eth0:xdp": the counters in the maps of the XDP program on r1:eth0.
+            _ if spec.ends_with(":xdp") && spec.matches(':').count() == 2 => {
+                let (node, rest) = spec.split_once(':').expect("two colons");
+                let ifname = rest.trim_end_matches(":xdp");
+                crate::observe::xdp::counters(node_ns(netns, node)?, ifname).map_err(|e| format!("{spec}: {e}"))?
+            }
+            // "r1:xdp": the same for every interface of r1 with an XDP program, as "eth0.actions.XDP_PASS".
+            _ if spec.ends_with(":xdp") && spec.matches(':').count() == 1 => {
+                crate::observe::xdp::node_counters(node_ns(netns, spec.trim_end_matches(":xdp"))?)
+                    .map_err(|e| format!("{spec}: {e}"))?
+            }
             _ => match spec.split_once(':') {
                 Some((node, ifname)) => {
                     counters::link_stats(node_ns(netns, node)?, ifname).map_err(|e| format!("{spec}: {e}"))?

@@ -224,17 +224,20 @@ impl UserData for Runtime {
         });
         // x:ipsec("gw1"): backend, IKE and child SAs with packet/byte counters, nonzero xfrm_stat (experiment/ipsec.rs).
         methods.add_method("ipsec", |lua, this, node: String| {
-            let (lab, ns) = (this.lock().lab.clone(), this.netns(&node)?);
+            let lab = this.lock().lab.clone();
+            let ns = this.netns(&node)?;
             let status = super::ipsec::status(&lab, &node, &ns).map_err(|e| fail(format!("ipsec({node:?}): {e}")))?;
             lua.to_value(&status)
         });
         // x:ipsec_stop("gw1") / x:ipsec_start("gw1"): the node's tunnels down, and back up (waits for them).
         methods.add_method("ipsec_stop", |_, this, node: String| {
-            let (lab, ns) = (this.lock().lab.clone(), this.netns(&node)?);
+            let lab = this.lock().lab.clone();
+            let ns = this.netns(&node)?;
             super::ipsec::stop(&lab, &node, &ns).map_err(|e| fail(format!("ipsec_stop({node:?}): {e}")))
         });
         methods.add_method("ipsec_start", |_, this, node: String| {
-            let (lab, ns) = (this.lock().lab.clone(), this.netns(&node)?);
+            let lab = this.lock().lab.clone();
+            let ns = this.netns(&node)?;
             super::ipsec::start(&lab, &node, &ns).map_err(|e| fail(format!("ipsec_start({node:?}): {e}")))
         });
         // x:chart("cpu-work", { title = "...", unit = "pps", bars = { { "1 queue", 123 }, ... } }):
@@ -259,6 +262,8 @@ impl UserData for Runtime {
             let value: f64 = lua.unpack_multi(tolerance_args(args))?;
             Ok(Tolerance::Positive { value })
         });
+        // x:map, x:map_set, x:map_delete, x:xdp, x:xdp_attach, x:xdp_detach, x:ifindex, x:mac (experiment/xdp.rs).
+        super::xdp::add_methods(methods);
     }
 }
 
@@ -344,6 +349,8 @@ impl UserData for NodeRef {
             o.batch = opts.get::<Option<usize>>("batch")?.unwrap_or(o.batch);
             o.cpu = opts.get::<Option<usize>>("cpu")?;
             o.sink_cpu = opts.get::<Option<usize>>("sink_cpu")?;
+            // listen = false: no sink, the receiver drops them all as "no socket".
+            o.listen = opts.get::<Option<bool>>("listen")?.unwrap_or(true);
             let (src_ns, dst_ns) = (this.runtime.netns(&this.name)?, this.runtime.netns(&dst)?);
             let report =
                 traffic::blast(&src_ns, &dst_ns, &o).map_err(|e| fail(format!("blast from {}: {e}", this.name)))?;

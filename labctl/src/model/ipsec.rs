@@ -159,7 +159,7 @@ impl Ipsec {
                     return None;
                 };
                 l.addresses.iter().find_map(|la| {
-                    let wanted = self.left_address.map_or(true, |x| x == la.addr());
+                    let wanted = self.left_address.is_none_or(|x| x == la.addr());
                     let ra = r.addresses.iter().find(|ra| ra.addr().is_ipv4() == la.addr().is_ipv4())?;
                     wanted.then_some((la.addr(), ra.addr()))
                 })

@@ -6,6 +6,7 @@
 
 pub mod ipsec;
 mod mac;
+pub mod xdp;
 
 use std::net::IpAddr;
 use std::path::PathBuf;
@@ -16,6 +17,7 @@ use serde::{Deserialize, Serialize};
 use crate::diag::Origin;
 pub use ipsec::{Backend, Cipher, Ipsec, IpsecMode};
 pub use mac::MacAddr;
+pub use xdp::{pin_dir_name, Xdp, XdpMode, XdpObject};
 
 /// Name of the bridge device inside a bridge node's namespace.
 pub const BRIDGE_DEVICE: &str = "br0";
@@ -32,6 +34,9 @@ pub struct Lab {
     /// IPsec links declared with `ipsec { ... }` (model/ipsec.rs).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub ipsec: Vec<Ipsec>,
+    /// XDP programs attached at `up`: `xdp("r1:eth0", { ... })` (model/xdp.rs).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub xdp: Vec<Xdp>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]

@@ -17,6 +17,7 @@ mod error;
 mod netlink;
 pub mod normalize;
 pub mod pcapng;
+pub mod xdp;
 
 pub use capture::{Capture, CaptureStats, Packet};
 pub use counters::Delta;

@@ -125,3 +125,47 @@ pub(super) fn describe(
     }
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A lab read from a script, so the test does not depend on the model's fields.
+    fn lab() -> Lab {
+        let dir = std::env::temp_dir().join(format!("labctl-plan-ipsec-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let file = dir.join("t.lua");
+        std::fs::write(
+            &file,
+            r#"local gw1, gw2 = node("gw1"), node("gw2")
+               link(gw1, gw2, { "198.18.1.1/24", "198.18.1.2/24" })
+               ipsec { left = gw1, right = gw2, left_subnet = "198.19.10.0/24", right_subnet = "198.19.20.0/24" }"#,
+        )
+        .unwrap();
+        let script = crate::script::load(&file).unwrap_or_else(|e| panic!("{e}"));
+        let _ = std::fs::remove_dir_all(&dir);
+        script.lab
+    }
+
+    #[test]
+    fn responder_first_endpoints_from_the_common_link_mirrored_spis() {
+        let lab = lab();
+        let steps = steps(&lab);
+        let nodes: Vec<&str> = steps.iter().map(|s| s.node()).collect();
+        assert_eq!(nodes, ["gw2", "gw1"], "the responder is started first");
+        let tunnel = |i: usize| match &steps[i] {
+            Step::StartIpsec { tunnels, dir, .. } => {
+                assert!(dir.ends_with(format!("t/ipsec/{}", nodes[i])));
+                tunnels[0].clone()
+            }
+            other => panic!("{other:?}"),
+        };
+        let (right, left) = (tunnel(0), tunnel(1));
+        assert!(left.initiator && !right.initiator);
+        assert_eq!((left.local.to_string(), left.remote.to_string()), ("198.18.1.1".into(), "198.18.1.2".into()));
+        assert_eq!((left.spi_out, left.spi_in), (right.spi_in, right.spi_out));
+        assert_eq!(left.psk, right.psk);
+        assert_eq!(left.remote_subnet, right.local_subnet);
+        assert_eq!(steps, super::steps(&lab), "the same lab gives the same steps (keys, SPIs)");
+    }
+}

@@ -8,6 +8,7 @@
 mod build;
 mod display;
 mod ipsec;
+mod xdp;
 
 use std::net::IpAddr;
 
@@ -97,6 +98,16 @@ pub enum Step {
         dir: std::path::PathBuf,
         tunnels: Vec<IpsecTunnel>,
     },
+    /// An XDP program loaded (compiled first if from C) and attached to a
+    /// device inside its node, its link, program and maps pinned in `pins`
+    /// (`/sys/fs/bpf/labctl/<lab>/<node>-<ifname>`), which teardown removes.
+    AttachXdp {
+        device: Device,
+        object: crate::model::XdpObject,
+        program: Option<String>,
+        mode: crate::model::XdpMode,
+        pins: std::path::PathBuf,
+    },
 }
 
 /// Steps of one phase depend only on steps of earlier phases, so apply may
@@ -110,6 +121,8 @@ pub enum Phase {
     DeviceSysctls,
     Configure,
     Routes,
+    /// XDP programs, once devices are tuned and routes exist (plan/xdp.rs).
+    Xdp,
     /// After routes: IKE needs the peer reachable.
     Ipsec,
 }
@@ -128,6 +141,7 @@ impl Step {
             Step::SetUp { .. } | Step::AddAddress { .. } => Phase::Configure,
             Step::AddRoute { .. } => Phase::Routes,
             Step::StartIpsec { .. } => Phase::Ipsec,
+            Step::AttachXdp { .. } => Phase::Xdp,
         }
     }
 
@@ -143,7 +157,8 @@ impl Step {
             | Step::CreateVeth { device, .. }
             | Step::Tune { device, .. }
             | Step::SetUp { device }
-            | Step::AddAddress { device, .. } => &device.node,
+            | Step::AddAddress { device, .. }
+            | Step::AttachXdp { device, .. } => &device.node,
         }
     }
 }

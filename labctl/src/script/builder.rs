@@ -34,6 +34,7 @@ impl Builder {
                 links: Vec::new(),
                 experiments: Vec::new(),
                 ipsec: Vec::new(),
+                xdp: Vec::new(),
             },
             lab_call: None,
             diagnostics: Vec::new(),

@@ -29,7 +29,8 @@ const VALID: &[&str] = &[
     "backend",
     "key",
 ];
-const EXAMPLE: &str = r#"write ipsec { left = gw1, right = gw2, left_subnet = "198.19.10.0/24", right_subnet = "198.19.20.0/24" }"#;
+const EXAMPLE: &str =
+    r#"write ipsec { left = gw1, right = gw2, left_subnet = "198.19.10.0/24", right_subnet = "198.19.20.0/24" }"#;
 
 pub(super) fn ipsec(lua: &Lua, spec: Value) -> mlua::Result<()> {
     let origin = builder::origin(lua)?;

@@ -16,6 +16,7 @@ mod require;
 mod sandbox;
 mod tune;
 mod vocabulary;
+mod xdp;
 
 use std::path::{Path, PathBuf};
 

@@ -36,6 +36,7 @@ pub(super) fn register(lua: &Lua) -> mlua::Result<()> {
     )?;
     globals.set("link", lua.create_function(super::link::link)?)?;
     globals.set("ipsec", lua.create_function(super::ipsec::ipsec)?)?;
+    globals.set("xdp", lua.create_function(super::xdp::xdp)?)?;
     globals.set("experiment", lua.create_function(experiment)?)?;
     lua.set_named_registry_value(EXPERIMENTS, lua.create_table()?)
 }

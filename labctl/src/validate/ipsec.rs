@@ -102,8 +102,7 @@ fn addresses_of(lab: &Lab, node: &str) -> Vec<IpAddr> {
 fn check_endpoints(lab: &Lab, ipsec: &Ipsec, found: &mut Vec<Diagnostic>) {
     let origin = &ipsec.origin;
     let mut given_ok = true;
-    for (side, node, given) in
-        [("left", &ipsec.left, ipsec.left_address), ("right", &ipsec.right, ipsec.right_address)]
+    for (side, node, given) in [("left", &ipsec.left, ipsec.left_address), ("right", &ipsec.right, ipsec.right_address)]
     {
         if let Some(address) = given {
             let own = addresses_of(lab, node);

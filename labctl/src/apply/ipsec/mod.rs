@@ -20,7 +20,6 @@ pub mod xfrm;
 
 use std::collections::HashMap;
 use std::fs::File;
-use std::net::IpAddr;
 use std::os::unix::fs::MetadataExt;
 use std::path::Path;
 use std::sync::OnceLock;
@@ -30,9 +29,8 @@ use ipnet::IpNet;
 use nix::sys::signal::{kill, Signal};
 use nix::sys::wait::{waitpid, WaitPidFlag};
 use nix::unistd::Pid;
-use rtnetlink::packet_route::route::RouteType;
-use rtnetlink::packet_route::RouteNetlinkMessage;
-use rtnetlink::RouteMessageBuilder;
+use rtnetlink::packet_route::rule::{RuleAction, RuleAttribute, RuleMessage};
+use rtnetlink::packet_route::{AddressFamily, RouteNetlinkMessage};
 
 use super::netns;
 use crate::model::{Backend, IpsecMode};
@@ -55,7 +53,7 @@ pub enum IpsecError {
     TransportWithoutEsp(String),
     #[error("cannot {what} {path}: {source}")]
     Io { what: &'static str, path: std::path::PathBuf, source: std::io::Error },
-    #[error("cannot add the fail-closed route {0}: {1}")]
+    #[error("cannot add the fail-closed rule `to {0} unreachable`: {1}")]
     Route(IpNet, nl::NlError),
     #[error(transparent)]
     Netns(#[from] netns::NetnsError),
@@ -126,18 +124,21 @@ pub fn start<'a>(
         let Step::StartIpsec { node, backend, dir, tunnels } = step else { continue };
         let fail = |e: IpsecError| (index, step, e);
         let backend = check_backend(*backend, tunnels).map_err(fail)?;
-        std::fs::create_dir_all(dir).map_err(|source| fail(IpsecError::Io { what: "create", path: dir.clone(), source }))?;
+        std::fs::create_dir_all(dir)
+            .map_err(|source| fail(IpsecError::Io { what: "create", path: dir.clone(), source }))?;
         let marker = dir.join("backend");
         std::fs::write(&marker, backend.to_string())
             .map_err(|source| fail(IpsecError::Io { what: "write", path: marker, source }))?;
         let ns = netns[node.as_str()];
         match backend {
             Backend::Kernel => {
-                netns::run_in(ns, || xfrm::install(tunnels)).map_err(|e| fail(e.into()))?.map_err(|e| fail(e.into()))?;
+                netns::run_in(ns, || xfrm::install(tunnels))
+                    .map_err(|e| fail(e.into()))?
+                    .map_err(|e| fail(e.into()))?;
             }
             _ => {
                 strongswan::write_config(dir, tunnels).map_err(|e| fail(e.into()))?;
-                fail_closed_routes(ns, tunnels).map_err(fail)?;
+                fail_closed_rules(ns, tunnels).map_err(fail)?;
                 strongswan::start(ns, dir).map_err(|e| fail(e.into()))?;
                 strongswan::load(dir).map_err(|e| fail(e.into()))?;
                 started.push((index, step, node, dir, tunnels));
@@ -175,31 +176,40 @@ fn check_backend(backend: Backend, tunnels: &[IpsecTunnel]) -> Result<Backend, I
     }
 }
 
+/// Priority of the fail-closed rules: right after charon's own rule 220
+/// (which looks up its table 220, where the routes into `ipsec0` are), and
+/// before the main table (32766).
+pub const FAIL_CLOSED_PRIORITY: u32 = 221;
+
 /// With user-space ESP, the route into the tunnel (via `ipsec0`, in
-/// charon's table 220) exists only while charon runs. An `unreachable`
-/// route for the remote subnet in the main table makes the node fail
-/// closed: with the tunnel down its traffic is dropped (and the sender told
-/// "net unreachable"), never sent in clear along the default route.
-fn fail_closed_routes(ns: &File, tunnels: &[IpsecTunnel]) -> Result<(), IpsecError> {
+/// charon's table 220) exists only while charon runs. A routing rule
+/// `to <remote subnet> unreachable` after charon's makes the node fail
+/// closed: with the tunnel down its traffic for the far subnet is dropped
+/// (and the sender told "net unreachable"), never sent in clear along the
+/// default route or any route of the main table.
+fn fail_closed_rules(ns: &File, tunnels: &[IpsecTunnel]) -> Result<(), IpsecError> {
     let subnets: Vec<IpNet> = tunnels.iter().filter_map(|t| t.remote_subnet).collect();
+    if subnets.is_empty() {
+        return Ok(());
+    }
     netns::run_in(ns, || -> Result<(), IpsecError> {
-        let mut nl = nl::Nl::open(netlink_sys::protocols::NETLINK_ROUTE).map_err(|e| IpsecError::Route(subnets[0], e))?;
+        let mut nl =
+            nl::Nl::open(netlink_sys::protocols::NETLINK_ROUTE).map_err(|e| IpsecError::Route(subnets[0], e))?;
         for subnet in &subnets {
-            let msg = RouteMessageBuilder::<IpAddr>::new()
-                .destination_prefix(subnet.network(), subnet.prefix_len())
-                .expect("a network address and its prefix")
-                .kind(RouteType::Unreachable)
-                .build();
+            let mut rule = RuleMessage::default();
+            rule.header.family = if subnet.addr().is_ipv4() { AddressFamily::Inet } else { AddressFamily::Inet6 };
+            rule.header.dst_len = subnet.prefix_len();
+            rule.header.action = RuleAction::Unreachable;
+            rule.attributes =
+                vec![RuleAttribute::Destination(subnet.network()), RuleAttribute::Priority(FAIL_CLOSED_PRIORITY)];
             nl.request_with(
-                RouteNetlinkMessage::NewRoute(msg),
+                RouteNetlinkMessage::NewRule(rule),
                 netlink_packet_core::NLM_F_CREATE | netlink_packet_core::NLM_F_EXCL,
             )
             .map_err(|e| IpsecError::Route(*subnet, e))?;
         }
         Ok(())
-    })
-    .map_err(IpsecError::from)
-    .and_then(|r| if subnets.is_empty() { Ok(()) } else { r })
+    })?
 }
 
 /// Stops the daemons of every journaled IPsec step (SIGTERM, then SIGKILL

@@ -3,8 +3,8 @@
 //! The socket belongs to the namespace of the thread that opens it.
 
 use netlink_packet_core::{
-    NetlinkDeserializable, NetlinkHeader, NetlinkMessage, NetlinkPayload, NetlinkSerializable, NLMSG_DONE,
-    NLMSG_ERROR, NLM_F_ACK, NLM_F_ACK_TLVS, NLM_F_CAPPED, NLM_F_DUMP, NLM_F_REQUEST,
+    NetlinkDeserializable, NetlinkHeader, NetlinkMessage, NetlinkPayload, NetlinkSerializable, NLMSG_DONE, NLMSG_ERROR,
+    NLM_F_ACK, NLM_F_ACK_TLVS, NLM_F_CAPPED, NLM_F_DUMP, NLM_F_REQUEST,
 };
 use netlink_sys::{Socket, SocketAddr};
 
@@ -145,11 +145,8 @@ fn ack_result(raw: &[u8]) -> Result<(), NlError> {
     let mut message = None;
     if flags & NLM_F_ACK_TLVS != 0 {
         // nlmsgerr = errno + the request's header (and its payload unless capped).
-        let echoed = if flags & NLM_F_CAPPED != 0 {
-            16
-        } else {
-            u32::from_ne_bytes(raw[20..24].try_into().unwrap()) as usize
-        };
+        let echoed =
+            if flags & NLM_F_CAPPED != 0 { 16 } else { u32::from_ne_bytes(raw[20..24].try_into().unwrap()) as usize };
         let mut at = 20 + ((echoed + 3) & !3);
         while at + 4 <= raw.len() {
             let len = u16::from_ne_bytes([raw[at], raw[at + 1]]) as usize;

@@ -347,13 +347,18 @@ pub fn initiate(dir: &Path, name: &str, timeout: Duration) -> Result<(), Strongs
 }
 
 /// Waits until every tunnel's child SA is INSTALLED in this node's charon.
-pub fn wait_installed(node: &str, dir: &Path, tunnels: &[IpsecTunnel], deadline: Instant) -> Result<(), StrongswanError> {
+pub fn wait_installed(
+    node: &str,
+    dir: &Path,
+    tunnels: &[IpsecTunnel],
+    deadline: Instant,
+) -> Result<(), StrongswanError> {
     loop {
-        let sas = swanctl(dir, &["--list-sas", "--raw"]).map(|raw| super::vici::parse_list_sas(&raw)).unwrap_or_default();
+        let sas =
+            swanctl(dir, &["--list-sas", "--raw"]).map(|raw| super::vici::parse_list_sas(&raw)).unwrap_or_default();
         let missing = tunnels.iter().find(|t| {
-            !sas.iter().any(|ike| {
-                ike.name == t.name && ike.children.iter().any(|c| c.name == CHILD && c.state == "INSTALLED")
-            })
+            !sas.iter()
+                .any(|ike| ike.name == t.name && ike.children.iter().any(|c| c.name == CHILD && c.state == "INSTALLED"))
         });
         let Some(missing) = missing else { return Ok(()) };
         if Instant::now() > deadline {

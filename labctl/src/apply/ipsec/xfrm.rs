@@ -14,9 +14,9 @@ use ipnet::IpNet;
 use netlink_packet_xfrm::policy::ModifyMessage as PolicyModify;
 use netlink_packet_xfrm::state::{GetDumpMessage, ModifyMessage as StateModify};
 use netlink_packet_xfrm::{
-    Address, Alg, AlgAead, AlgAuth, Id, LifetimeConfig, Selector, UserPolicyInfo, UserSaInfo, UserTemplate,
-    XfrmAttrs, XfrmMessage, AF_INET, AF_INET6, IPPROTO_ESP, XFRM_MODE_TRANSPORT, XFRM_MODE_TUNNEL,
-    XFRM_POLICY_ALLOW, XFRM_POLICY_FWD, XFRM_POLICY_IN, XFRM_POLICY_OUT,
+    Address, Alg, AlgAead, AlgAuth, Id, LifetimeConfig, Selector, UserPolicyInfo, UserSaInfo, UserTemplate, XfrmAttrs,
+    XfrmMessage, AF_INET, AF_INET6, IPPROTO_ESP, XFRM_MODE_TRANSPORT, XFRM_MODE_TUNNEL, XFRM_POLICY_ALLOW,
+    XFRM_POLICY_FWD, XFRM_POLICY_IN, XFRM_POLICY_OUT,
 };
 use serde::Serialize;
 
@@ -46,10 +46,7 @@ fn name<const N: usize>(text: &str) -> [u8; N] {
 /// `len` bytes of key material for the direction `from` -> `to`.
 pub fn key_material(psk: &str, from: IpAddr, to: IpAddr, len: usize) -> Vec<u8> {
     let (from, to) = (from.to_string(), to.to_string());
-    (0u32..)
-        .flat_map(|i| derive(&["esp", psk, &from, &to, &i.to_string()]))
-        .take(len)
-        .collect()
+    (0u32..).flat_map(|i| derive(&["esp", psk, &from, &to, &i.to_string()])).take(len).collect()
 }
 
 /// The algorithm attributes of an SA of `cipher` with key material `key`.
@@ -104,14 +101,16 @@ pub struct Sa {
 
 impl Sa {
     pub fn message(&self) -> XfrmMessage {
-        let mut info = UserSaInfo::default();
-        info.id = Id { daddr: Address::from_ip(&self.dst), spi: self.spi, proto: IPPROTO_ESP };
-        info.saddr = Address::from_ip(&self.src);
-        info.family = family(&self.src);
-        info.mode = mode(self.mode);
-        info.reqid = self.reqid;
-        info.replay_window = 32;
-        info.lifetime_cfg = LifetimeConfig::default();
+        let info = UserSaInfo {
+            id: Id { daddr: Address::from_ip(&self.dst), spi: self.spi, proto: IPPROTO_ESP },
+            saddr: Address::from_ip(&self.src),
+            family: family(&self.src),
+            mode: mode(self.mode),
+            reqid: self.reqid,
+            replay_window: 32,
+            lifetime_cfg: LifetimeConfig::default(),
+            ..Default::default()
+        };
         XfrmMessage::AddSa(StateModify { user_sa_info: info, nlas: algorithms(self.cipher, &self.key) })
     }
 }
@@ -131,16 +130,17 @@ pub struct Policy {
 
 impl Policy {
     pub fn message(&self) -> XfrmMessage {
-        let mut selector = Selector::default();
-        selector.family = family(&self.src.addr());
+        let mut selector = Selector { family: family(&self.src.addr()), ..Default::default() };
         selector.source_prefix(&self.src.network(), self.src.prefix_len());
         selector.destination_prefix(&self.dst.network(), self.dst.prefix_len());
-        let mut info = UserPolicyInfo::default();
-        info.selector = selector;
-        info.lifetime_cfg = LifetimeConfig::default();
-        info.priority = 1000;
-        info.direction = self.dir;
-        info.action = XFRM_POLICY_ALLOW;
+        let info = UserPolicyInfo {
+            selector,
+            lifetime_cfg: LifetimeConfig::default(),
+            priority: 1000,
+            direction: self.dir,
+            action: XFRM_POLICY_ALLOW,
+            ..Default::default()
+        };
         let mut template = UserTemplate::default();
         template.source(&self.tmpl_src);
         template.destination(&self.tmpl_dst);
@@ -165,7 +165,8 @@ pub fn messages(t: &IpsecTunnel) -> (Vec<Sa>, Vec<Policy>) {
     };
     let sas = vec![sa(t.local, t.remote, t.spi_out), sa(t.remote, t.local, t.spi_in)];
     let (local, remote) = t.selectors();
-    let policy = |src, dst, dir, tmpl_src, tmpl_dst| Policy { src, dst, dir, tmpl_src, tmpl_dst, reqid: t.reqid, mode: t.mode };
+    let policy =
+        |src, dst, dir, tmpl_src, tmpl_dst| Policy { src, dst, dir, tmpl_src, tmpl_dst, reqid: t.reqid, mode: t.mode };
     let mut policies = vec![
         policy(local, remote, XFRM_POLICY_OUT, t.local, t.remote),
         policy(remote, local, XFRM_POLICY_IN, t.remote, t.local),
@@ -200,7 +201,12 @@ pub fn install(tunnels: &[IpsecTunnel]) -> Result<(), XfrmError> {
     for t in tunnels {
         let (sas, policies) = messages(t);
         for sa in &sas {
-            nl.request(sa.message()).map_err(|source| XfrmError::Sa { spi: sa.spi, src: sa.src, dst: sa.dst, source })?;
+            nl.request(sa.message()).map_err(|source| XfrmError::Sa {
+                spi: sa.spi,
+                src: sa.src,
+                dst: sa.dst,
+                source,
+            })?;
         }
         for p in &policies {
             nl.request(p.message()).map_err(|source| XfrmError::Policy {
@@ -335,7 +341,7 @@ mod tests {
         // nlmsghdr: type XFRM_MSG_NEWSA (0x10).
         assert_eq!(u16::from_ne_bytes([buf[4], buf[5]]), 0x10);
         let info = &buf[16..16 + 224]; // struct xfrm_usersa_info
-        // id (after the 56-byte selector): daddr, then the SPI in network order, then proto.
+                                       // id (after the 56-byte selector): daddr, then the SPI in network order, then proto.
         assert_eq!(&info[56..60], &[198, 18, 2, 1]);
         assert_eq!(&info[72..76], &0x1122_3344u32.to_be_bytes());
         assert_eq!(info[76], 50, "proto ESP");
@@ -384,7 +390,7 @@ mod tests {
         let buf = bytes(policies[0].message());
         assert_eq!(u16::from_ne_bytes([buf[4], buf[5]]), 0x13, "XFRM_MSG_NEWPOLICY");
         let info = &buf[16..16 + 168]; // struct xfrm_userpolicy_info
-        // selector: daddr, saddr, ports, family, prefix lengths d/s.
+                                       // selector: daddr, saddr, ports, family, prefix lengths d/s.
         assert_eq!(&info[0..4], &[198, 19, 20, 0]);
         assert_eq!(&info[16..20], &[198, 19, 10, 0]);
         assert_eq!(u16::from_ne_bytes([info[40], info[41]]), 2);
@@ -421,7 +427,9 @@ mod tests {
         let (sas, _) = messages(&t);
         let XfrmMessage::AddSa(m) = sas[0].message() else { panic!() };
         assert!(matches!(&m.nlas[0], XfrmAttrs::EncryptionAlg(a) if a.alg_key.len() == 16));
-        assert!(matches!(&m.nlas[1], XfrmAttrs::AuthenticationAlgTrunc(a) if a.alg_trunc_len == 128 && a.alg_key.len() == 32));
+        assert!(
+            matches!(&m.nlas[1], XfrmAttrs::AuthenticationAlgTrunc(a) if a.alg_trunc_len == 128 && a.alg_key.len() == 32)
+        );
         assert_eq!(m.buffer_len(), 224 + (4 + 68 + 16) + (4 + 72 + 32));
     }
 }

@@ -16,7 +16,7 @@ use serde::{Deserialize, Serialize};
 use super::cpu::{self, CpuTime};
 use super::frame::{self, UdpFrame};
 use super::pacing::Budget;
-use super::sink::{StopSignal, UdpSink};
+use super::sink::{SinkCounts, StopSignal, UdpSink};
 use super::{check_unicast, TrafficError, MAX_RUN};
 use crate::apply::netns;
 
@@ -58,6 +58,9 @@ pub struct BlastOptions {
     pub cpu: Option<usize>,
     /// Pin the sink thread to this CPU.
     pub sink_cpu: Option<usize>,
+    /// Bind the sink at `to` (the default). Without it nothing listens
+    /// there: the receiver drops every packet as "no socket" (Udp.NoPorts).
+    pub listen: bool,
 }
 
 impl BlastOptions {
@@ -75,6 +78,7 @@ impl BlastOptions {
             batch: 64,
             cpu: None,
             sink_cpu: None,
+            listen: true,
         }
     }
 }
@@ -124,12 +128,15 @@ enum Sender {
 pub fn blast(src_ns: &File, dst_ns: &File, opts: &BlastOptions) -> Result<BlastReport, TrafficError> {
     check(opts)?;
     let sender = prepare_sender(src_ns, opts)?;
-    let sink = UdpSink::bind(dst_ns, opts.to, opts.size.max(1))?;
+    let sink = if opts.listen { Some(UdpSink::bind(dst_ns, opts.to, opts.size.max(1))?) } else { None };
     let run_for = opts.duration.unwrap_or(MAX_RUN).min(MAX_RUN);
     let stop = StopSignal::new(Instant::now() + run_for + DRAIN);
 
     std::thread::scope(|scope| {
-        let receiver = scope.spawn(|| sink.run(&stop, opts.sink_cpu));
+        let receiver = scope.spawn(|| match sink {
+            Some(sink) => sink.run(&stop, opts.sink_cpu),
+            None => Ok(SinkCounts::default()),
+        });
         let sending = scope.spawn(|| {
             let _done = stop.done_on_drop();
             run_sender(sender, opts)

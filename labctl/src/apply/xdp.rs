@@ -1,0 +1,331 @@
+//! XDP programs on lab interfaces (plan step [`Step::AttachXdp`]).
+//!
+//! - [`prepare`], before `up` touches anything: compiles every C source
+//!   (clang, cached by content) and loads every program once for the
+//!   verifier's verdict, so a compile error or a rejected program stops
+//!   `up` with nothing created.
+//! - [`attach`]: loads the program with aya, pins its maps and the program
+//!   in the step's bpffs folder, attaches it to the interface from a thread
+//!   inside the node's namespace (aya resolves the interface there) and pins
+//!   the link: the program stays attached after labctl exits. The step is in
+//!   the journal before this runs.
+//! - [`detach`] / [`unpin_journaled`]: detach the link at once
+//!   (`BPF_LINK_DETACH`) and remove the pin folder; the program and its maps
+//!   go with their last reference. Teardown calls it for every journaled
+//!   step, so `down` after `kill -9` leaves nothing attached or pinned.
+//!
+//! Pins: `/sys/fs/bpf/labctl/<lab>/<node>-<ifname>/{link,prog,maps/<name>}`.
+//! bpffs is mounted at /sys/fs/bpf first if it is not.
+
+use std::collections::BTreeSet;
+use std::fs::{self, File};
+use std::io;
+use std::path::{Path, PathBuf};
+
+use aya::programs::links::FdLink;
+use aya::programs::{ProgramError, Xdp, XdpMode as AyaMode};
+use aya::{Btf, Ebpf};
+
+use super::netns::{self, NetnsError};
+use crate::bpf::{self, BpfError};
+use crate::model::xdp::BPFFS;
+use crate::model::{XdpMode, XdpObject};
+use crate::plan::{Device, Plan, Step};
+
+const BPF_FS_MAGIC: i64 = 0xcafe_4a11;
+
+#[derive(Debug, thiserror::Error)]
+pub enum XdpError {
+    /// clang missing, a compile error (clang's own `file:line: error:`), an
+    /// object aya cannot read, or the verifier's verdict.
+    #[error("XDP program for {device}: {source}")]
+    Bpf { device: String, source: BpfError },
+    #[error("XDP program for {device}: {object} has {}", describe_missing(wanted, found))]
+    NoProgram { device: String, object: PathBuf, wanted: Option<String>, found: Vec<String> },
+    #[error("XDP program for {device}: {program} in {object} is not an XDP program (put it in SEC(\"xdp\"))")]
+    NotXdp { device: String, program: String, object: PathBuf },
+    #[error("{device}: the driver does not support native XDP; use mode = \"generic\" (or \"auto\")")]
+    NativeUnsupported { device: String },
+    #[error("{device} already has an XDP program attached; detach it first")]
+    Busy { device: String },
+    #[error("{device}: cannot attach the XDP program ({mode}): {message}")]
+    Attach { device: String, mode: XdpMode, message: String },
+    #[error("cannot pin {path}: {message}")]
+    Pin { path: PathBuf, message: String },
+    #[error("the BPF filesystem: {0}")]
+    Bpffs(String),
+    #[error(transparent)]
+    Netns(#[from] NetnsError),
+}
+
+fn describe_missing(wanted: &Option<String>, found: &[String]) -> String {
+    let list = if found.is_empty() { "none".to_string() } else { found.join(", ") };
+    match wanted {
+        Some(name) => format!("no program named {name:?} (its XDP programs: {list}); set prog = \"...\" to one of them"),
+        None if found.is_empty() => "no XDP program (a function in SEC(\"xdp\"))".to_string(),
+        None => format!("several XDP programs ({list}); say which with prog = \"...\""),
+    }
+}
+
+impl XdpError {
+    /// A mistake in what the lab asked for (the C, the program name), not
+    /// in the machine: `up` exits 2.
+    pub fn is_user_error(&self) -> bool {
+        match self {
+            XdpError::Bpf { source, .. } => {
+                matches!(source, BpfError::Compile { .. } | BpfError::Load { .. } | BpfError::Program { .. })
+            }
+            XdpError::NoProgram { .. } | XdpError::NotXdp { .. } => true,
+            _ => false,
+        }
+    }
+}
+
+/// What an [`Step::AttachXdp`] says, borrowed.
+#[derive(Debug, Clone, Copy)]
+pub struct Attachment<'a> {
+    pub device: &'a Device,
+    pub object: &'a XdpObject,
+    pub program: Option<&'a str>,
+    pub mode: XdpMode,
+    pub pins: &'a Path,
+}
+
+impl<'a> Attachment<'a> {
+    pub fn of(step: &'a Step) -> Option<Attachment<'a>> {
+        match step {
+            Step::AttachXdp { device, object, program, mode, pins } => {
+                Some(Attachment { device, object, program: program.as_deref(), mode: *mode, pins })
+            }
+            _ => None,
+        }
+    }
+}
+
+/// Compiles every XDP source of the plan and has the kernel verify every
+/// program once, before anything is created. Loading for the verifier is
+/// not a change: the program is unloaded again when its file descriptor
+/// closes, a moment later.
+pub fn prepare(plan: &Plan) -> Result<(), XdpError> {
+    let attachments: Vec<Attachment> = plan.steps.iter().filter_map(Attachment::of).collect();
+    if attachments.is_empty() {
+        return Ok(());
+    }
+    let mut checked = BTreeSet::new();
+    let mut btf = None;
+    for a in attachments {
+        let device = a.device.to_string();
+        let object = object_file(a.object).map_err(|source| XdpError::Bpf { device: device.clone(), source })?;
+        if !checked.insert((object.clone(), a.program.map(String::from))) {
+            continue;
+        }
+        if btf.is_none() {
+            btf = Some(bpf::kernel_btf().map_err(|source| XdpError::Bpf { device: device.clone(), source })?);
+        }
+        load(&device, &object, a.program, btf.as_ref().expect("set above"))?;
+    }
+    Ok(())
+}
+
+/// The object file of a program: compiled (or taken from the cache) for C.
+pub fn object_file(object: &XdpObject) -> Result<PathBuf, BpfError> {
+    match object {
+        XdpObject::Source(src) => bpf::compile(src),
+        XdpObject::Object(path) => Ok(path.clone()),
+    }
+}
+
+/// Loads `object` and the XDP program in it (the only one, or `program`)
+/// into the kernel; returns the loaded object and the program's name.
+fn load(device: &str, object: &Path, program: Option<&str>, btf: &Btf) -> Result<(Ebpf, String), XdpError> {
+    let bpf_error = |source| XdpError::Bpf { device: device.to_string(), source };
+    let mut ebpf = bpf::load(object, btf, |_| {}).map_err(bpf_error)?;
+    let xdp_names: Vec<String> = ebpf
+        .programs()
+        .filter(|(_, p)| matches!(p, aya::programs::Program::Xdp(_)))
+        .map(|(name, _)| name.to_string())
+        .collect();
+    let name = match program {
+        Some(name) if ebpf.program(name).is_some() => name.to_string(),
+        None if xdp_names.len() == 1 => xdp_names[0].clone(),
+        _ => {
+            return Err(XdpError::NoProgram {
+                device: device.to_string(),
+                object: object.to_path_buf(),
+                wanted: program.map(String::from),
+                found: xdp_names,
+            })
+        }
+    };
+    let xdp: &mut Xdp = ebpf.program_mut(&name).expect("found above").try_into().map_err(|_| XdpError::NotXdp {
+        device: device.to_string(),
+        program: name.clone(),
+        object: object.to_path_buf(),
+    })?;
+    xdp.load().map_err(|e| bpf_error(bpf::program_error(&name, e)))?;
+    Ok((ebpf, name))
+}
+
+/// What [`attach`] left in the kernel.
+#[derive(Debug, Clone)]
+pub struct Attached {
+    pub program: String,
+    pub program_id: u32,
+}
+
+/// Loads the program, pins its maps and itself, attaches it to the device
+/// inside the node's namespace and pins the link. On failure nothing stays
+/// attached; what was pinned is removed by teardown (the step is journaled).
+pub fn attach(a: Attachment<'_>, netns: &File) -> Result<Attached, XdpError> {
+    let device = a.device.to_string();
+    ensure_bpffs()?;
+    let object = object_file(a.object).map_err(|source| XdpError::Bpf { device: device.clone(), source })?;
+    let btf = bpf::kernel_btf().map_err(|source| XdpError::Bpf { device: device.clone(), source })?;
+    let maps = a.pins.join("maps");
+    fs::create_dir_all(&maps).map_err(pin_error(&maps))?;
+    netns::run_in(netns, || {
+        let (mut ebpf, name) = load(&device, &object, a.program, &btf)?;
+        for (map_name, map) in ebpf.maps() {
+            // .bss, .data, .rodata: the program's globals, kept alive by the program.
+            if map_name.starts_with('.') {
+                continue;
+            }
+            let path = maps.join(map_name);
+            map.pin(&path).map_err(|e| XdpError::Pin { path, message: e.to_string() })?;
+        }
+        let xdp: &mut Xdp = ebpf.program_mut(&name).expect("loaded").try_into().expect("an XDP program");
+        let prog_pin = a.pins.join("prog");
+        xdp.pin(&prog_pin).map_err(|e| XdpError::Pin { path: prog_pin, message: e.to_string() })?;
+        let program_id = xdp.info().map(|i| i.id()).unwrap_or(0);
+        let link_id = xdp.attach(&a.device.ifname, aya_mode(a.mode)).map_err(|e| attach_error(&device, a.mode, e))?;
+        let link = xdp.take_link(link_id).map_err(|e| attach_error(&device, a.mode, e))?;
+        let link_pin = a.pins.join("link");
+        // Dropping an unpinned link detaches it: on any error below, nothing stays attached.
+        let link: FdLink = link.try_into().map_err(|e: aya::programs::links::LinkError| XdpError::Pin {
+            path: link_pin.clone(),
+            message: format!("the kernel attached XDP through netlink, not as a BPF link ({e}); labctl needs Linux 5.9 or later"),
+        })?;
+        link.pin(&link_pin).map_err(|e| XdpError::Pin { path: link_pin, message: e.to_string() })?;
+        Ok(Attached { program: name, program_id })
+    })?
+}
+
+fn aya_mode(mode: XdpMode) -> AyaMode {
+    match mode {
+        XdpMode::Native => AyaMode::Driver,
+        XdpMode::Generic => AyaMode::Skb,
+        XdpMode::Auto => AyaMode::Default,
+    }
+}
+
+fn attach_error(device: &str, mode: XdpMode, error: ProgramError) -> XdpError {
+    let errno = match &error {
+        ProgramError::SyscallError(e) => e.io_error.raw_os_error(),
+        _ => None,
+    };
+    match errno {
+        Some(libc::EOPNOTSUPP) if mode == XdpMode::Native => XdpError::NativeUnsupported { device: device.into() },
+        Some(libc::EBUSY) | Some(libc::EEXIST) => XdpError::Busy { device: device.into() },
+        _ => XdpError::Attach { device: device.into(), mode, message: chain(&error) },
+    }
+}
+
+fn chain(error: &dyn std::error::Error) -> String {
+    let mut text = error.to_string();
+    let mut source = error.source();
+    while let Some(e) = source {
+        let more = e.to_string();
+        if !text.contains(&more) {
+            text = format!("{text}: {more}");
+        }
+        source = e.source();
+    }
+    text
+}
+
+fn pin_error(path: &Path) -> impl FnOnce(io::Error) -> XdpError + '_ {
+    move |e| XdpError::Pin { path: path.to_path_buf(), message: e.to_string() }
+}
+
+/// Mounts the BPF filesystem at /sys/fs/bpf unless it is there already.
+pub fn ensure_bpffs() -> Result<(), XdpError> {
+    if is_bpffs(Path::new(BPFFS)) {
+        return Ok(());
+    }
+    nix::mount::mount(Some("bpf"), BPFFS, Some("bpf"), nix::mount::MsFlags::empty(), Some("mode=0700"))
+        .map_err(|e| XdpError::Bpffs(format!("cannot mount bpffs at {BPFFS}: {e} (try `mount -t bpf bpf {BPFFS}`)")))
+}
+
+fn is_bpffs(path: &Path) -> bool {
+    nix::sys::statfs::statfs(path).is_ok_and(|s| s.filesystem_type().0 as i64 == BPF_FS_MAGIC)
+}
+
+/// Detaches the link pinned in `pins` at once and removes the folder; true
+/// if there was anything. A link whose device is already gone is fine.
+pub fn detach(pins: &Path) -> io::Result<bool> {
+    if !pins.exists() {
+        return Ok(false);
+    }
+    match bpf::maps::open_pinned(&pins.join("link")) {
+        Ok(link) => match bpf::maps::detach_link(std::os::fd::AsFd::as_fd(&link)) {
+            // EINVAL: already detached (its device was removed).
+            Ok(()) => {}
+            Err(e) if matches!(e.raw_os_error(), Some(libc::EINVAL) | Some(libc::ENOLINK)) => {}
+            Err(e) => return Err(e),
+        },
+        Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+        Err(e) => return Err(e),
+    }
+    match fs::remove_dir_all(pins) {
+        Ok(()) => {}
+        Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+        Err(e) => return Err(e),
+    }
+    // The lab's folder and labctl's, once empty.
+    for dir in pins.ancestors().skip(1).take(2) {
+        if fs::remove_dir(dir).is_err() {
+            break;
+        }
+    }
+    Ok(true)
+}
+
+/// Teardown: detaches and unpins every XDP program the journal names.
+pub fn unpin_journaled(journal: &[Step]) -> Result<usize, NetnsError> {
+    let mut removed = 0;
+    let mut seen = BTreeSet::new();
+    for a in journal.iter().filter_map(Attachment::of) {
+        if !seen.insert(a.pins) {
+            continue;
+        }
+        match detach(a.pins) {
+            Ok(true) => removed += 1,
+            Ok(false) => {}
+            Err(source) => return Err(NetnsError::Io { what: "cannot remove XDP pins", path: a.pins.to_path_buf(), source }),
+        }
+    }
+    Ok(removed)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn missing_program_messages_say_what_to_do() {
+        let found = vec!["xdp_a".to_string(), "xdp_b".to_string()];
+        assert!(describe_missing(&None, &found).contains("say which with prog"));
+        assert!(describe_missing(&Some("x".into()), &found).contains("its XDP programs: xdp_a, xdp_b"));
+        assert!(describe_missing(&None, &[]).contains("no XDP program"));
+    }
+
+    #[test]
+    fn native_unsupported_suggests_generic() {
+        let error = ProgramError::SyscallError(aya::sys::SyscallError {
+            call: "bpf_link_create",
+            io_error: io::Error::from_raw_os_error(libc::EOPNOTSUPP),
+        });
+        let e = attach_error("r1:eth0", XdpMode::Native, error);
+        assert!(e.to_string().contains("use mode = \"generic\""), "{e}");
+    }
+}

@@ -1,0 +1,97 @@
+//! XDP programs attached at `up`: `xdp("r1:eth0", { src = "prog.c", prog = "xdp_count", mode = "native" })`.
+//!
+//! Paths in a script are relative to the folder of the lab file (like
+//! `require`); the model holds them joined to that folder, so they work
+//! from wherever labctl was started.
+
+use std::fmt;
+use std::path::PathBuf;
+
+use serde::{Deserialize, Serialize};
+
+use crate::diag::Origin;
+
+/// Where a program comes from: C compiled by labctl (cached by content), or
+/// an object file compiled elsewhere.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum XdpObject {
+    Source(PathBuf),
+    Object(PathBuf),
+}
+
+impl XdpObject {
+    pub fn path(&self) -> &std::path::Path {
+        match self {
+            XdpObject::Source(p) | XdpObject::Object(p) => p,
+        }
+    }
+}
+
+/// How the program runs on the interface.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum XdpMode {
+    /// In the driver, before an skb exists (`xdpdrv`); fails where the
+    /// driver has no XDP support.
+    #[default]
+    Native,
+    /// In the core stack, on an skb (`xdpgeneric`): works on any device.
+    Generic,
+    /// The kernel's choice: native where the driver supports it.
+    Auto,
+}
+
+impl XdpMode {
+    pub const NAMES: &'static [&'static str] = &["native", "generic", "auto"];
+
+    pub fn parse(text: &str) -> Option<XdpMode> {
+        match text {
+            "native" | "drv" | "driver" => Some(XdpMode::Native),
+            "generic" | "skb" => Some(XdpMode::Generic),
+            "auto" => Some(XdpMode::Auto),
+            _ => None,
+        }
+    }
+}
+
+impl fmt::Display for XdpMode {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            XdpMode::Native => "native",
+            XdpMode::Generic => "generic",
+            XdpMode::Auto => "auto",
+        })
+    }
+}
+
+/// One XDP program on one interface of a node.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Xdp {
+    pub node: String,
+    pub ifname: String,
+    pub object: XdpObject,
+    /// The program's function name in the object; `None`: its only XDP program.
+    pub program: Option<String>,
+    pub mode: XdpMode,
+    pub origin: Origin,
+}
+
+/// Where the pins of the XDP program on `node:ifname` of `lab` live:
+/// `/sys/fs/bpf/labctl/<lab>/<node>-<ifname>` (`link`, `prog`, `maps/<name>`).
+pub fn pin_dir(lab: &str, node: &str, ifname: &str) -> PathBuf {
+    lab_pin_dir(lab).join(pin_dir_name(node, ifname))
+}
+
+/// `/sys/fs/bpf/labctl/<lab>`: every pin of a lab.
+pub fn lab_pin_dir(lab: &str) -> PathBuf {
+    PathBuf::from(BPFFS).join("labctl").join(lab)
+}
+
+/// `<node>-<ifname>`, the folder of one attachment's pins.
+pub fn pin_dir_name(node: &str, ifname: &str) -> String {
+    format!("{node}-{ifname}")
+}
+
+/// Where labctl mounts (or finds) the BPF filesystem.
+pub const BPFFS: &str = "/sys/fs/bpf";

@@ -1,0 +1,288 @@
+//! XDP as the kernel sees it: which program runs on which interface of a
+//! node, in which mode (rtnetlink `IFLA_XDP`, like `ip -d link`), and the
+//! contents of that program's maps (found through the program's map ids,
+//! so it works for programs attached at `up`, from an experiment, or by
+//! hand with `ip link set dev eth0 xdp ...`).
+//!
+//! Values decode as little-endian integers when they are 1, 2, 4 or 8
+//! bytes wide (counters, ifindexes), else as hex. Per-CPU values are summed
+//! unless asked for per CPU. Maps named `actions` (or ending in `actions`)
+//! with 4-byte keys are XDP action counters: their keys read `XDP_DROP`, ...
+
+use std::collections::BTreeMap;
+use std::fs::File;
+
+use futures::TryStreamExt;
+use rtnetlink::packet_route::link::{LinkAttribute, LinkXdp, XdpAttached};
+use serde::Serialize;
+
+use super::error::{ObserveError, Result};
+use super::netlink::{self, query};
+use crate::bpf::maps::{as_integer, RawMap};
+
+/// XDP actions by value, as `enum xdp_action` numbers them.
+pub const ACTIONS: [&str; 5] = ["XDP_ABORTED", "XDP_DROP", "XDP_PASS", "XDP_TX", "XDP_REDIRECT"];
+
+/// The XDP program(s) on one interface.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Attachment {
+    pub ifname: String,
+    pub ifindex: u32,
+    /// `native`, `generic`, `offload`, or `multi` (several at once).
+    pub mode: String,
+    /// Program ids by mode (`native` -> 42); one entry unless `multi`.
+    pub programs: BTreeMap<String, u32>,
+}
+
+impl Attachment {
+    /// The program that runs first on received frames: the native one when
+    /// several are attached.
+    pub fn program_id(&self) -> Option<u32> {
+        ["offload", "native", "generic"].iter().find_map(|m| self.programs.get(*m).copied())
+    }
+}
+
+/// Every interface of the namespace behind `netns` with an XDP program.
+pub fn attachments(netns: &File) -> Result<Vec<Attachment>> {
+    query(netns, |handle| async move {
+        let mut links = handle.link().get().execute();
+        let mut found = Vec::new();
+        while let Some(msg) = links.try_next().await.map_err(ObserveError::netlink("dump links"))? {
+            let ifname = msg
+                .attributes
+                .iter()
+                .find_map(|a| match a {
+                    LinkAttribute::IfName(n) => Some(n.clone()),
+                    _ => None,
+                })
+                .unwrap_or_else(|| format!("if{}", msg.header.index));
+            if let Some(a) = from_attributes(ifname, msg.header.index, &msg.attributes) {
+                found.push(a);
+            }
+        }
+        Ok(found)
+    })
+}
+
+/// The XDP program(s) on `ifname` in the namespace behind `netns`, if any.
+pub fn attachment(netns: &File, ifname: &str) -> Result<Option<Attachment>> {
+    let name = ifname.to_string();
+    query(netns, |handle| async move {
+        let mut links = handle.link().get().match_name(name.clone()).execute();
+        match links.try_next().await {
+            Ok(Some(msg)) => Ok(from_attributes(name, msg.header.index, &msg.attributes)),
+            Ok(None) => Err(ObserveError::NoSuchInterface { ifname: name }),
+            Err(e) if netlink::is_no_such_device(&e) => Err(ObserveError::NoSuchInterface { ifname: name }),
+            Err(e) => Err(ObserveError::netlink(format!("get link {name}"))(e)),
+        }
+    })
+}
+
+fn from_attributes(ifname: String, ifindex: u32, attributes: &[LinkAttribute]) -> Option<Attachment> {
+    let xdp = attributes.iter().find_map(|a| match a {
+        LinkAttribute::Xdp(x) => Some(x),
+        _ => None,
+    })?;
+    let mut mode = None;
+    let mut programs = BTreeMap::new();
+    let mut single = None;
+    for attribute in xdp {
+        match attribute {
+            LinkXdp::Attached(XdpAttached::None) => return None,
+            LinkXdp::Attached(a) => {
+                mode = Some(match a {
+                    XdpAttached::Driver => "native",
+                    XdpAttached::SocketBuffer => "generic",
+                    XdpAttached::Hardware => "offload",
+                    XdpAttached::Multiple => "multi",
+                    _ => "unknown",
+                })
+            }
+            LinkXdp::ProgId(id) => single = Some(*id),
+            LinkXdp::DrvProgId(id) => {
+                programs.insert("native".to_string(), *id);
+            }
+            LinkXdp::SkbProgId(id) => {
+                programs.insert("generic".to_string(), *id);
+            }
+            LinkXdp::HwProgId(id) => {
+                programs.insert("offload".to_string(), *id);
+            }
+            _ => {}
+        }
+    }
+    let mode = mode?.to_string();
+    if let (Some(id), true) = (single, programs.is_empty()) {
+        programs.insert(mode.clone(), id);
+    }
+    Some(Attachment { ifname, ifindex, mode, programs })
+}
+
+/// What the kernel says about a loaded program.
+#[derive(Debug, Clone, Serialize)]
+pub struct Program {
+    pub id: u32,
+    pub name: String,
+    /// bpftool's tag: a hash of the instructions.
+    pub tag: String,
+    pub map_ids: Vec<u32>,
+}
+
+/// The program with this id, if it is loaded.
+pub fn program(id: u32) -> Option<Program> {
+    aya::programs::loaded_programs().flatten().find(|p| p.id() == id).map(|p| Program {
+        id,
+        name: p.name_as_str().unwrap_or("").to_string(),
+        tag: format!("{:016x}", p.tag()),
+        map_ids: p.map_ids().ok().flatten().unwrap_or_default(),
+    })
+}
+
+/// The maps a program uses, without the ones holding its global variables
+/// (`<prog>.bss`, `.data`, `.rodata`).
+pub fn maps_of(program: &Program) -> Vec<RawMap> {
+    program.map_ids.iter().filter_map(|id| RawMap::from_id(*id).ok()).filter(|m| !m.name.contains('.')).collect()
+}
+
+/// The map of the XDP program on `ifname` that is named `name` (the kernel
+/// keeps 15 characters of a map's name).
+pub fn find_map(netns: &File, ifname: &str, name: &str) -> std::result::Result<RawMap, String> {
+    let attachment = attachment(netns, ifname)
+        .map_err(|e| e.to_string())?
+        .ok_or_else(|| format!("{ifname} has no XDP program attached"))?;
+    let id = attachment.program_id().ok_or_else(|| format!("{ifname}: no XDP program id"))?;
+    let program = program(id).ok_or_else(|| format!("{ifname}: XDP program {id} is gone"))?;
+    let maps = maps_of(&program);
+    let wanted = &name[..name.len().min(15)];
+    let names: Vec<String> = maps.iter().map(|m| m.name.clone()).collect();
+    maps.into_iter().find(|m| m.name == wanted).ok_or_else(|| {
+        format!("the XDP program {} on {ifname} has no map {name:?} (its maps: {})", program.name, names.join(", "))
+    })
+}
+
+/// A key as text: a counter's index or port, an action's name, or hex.
+pub fn key_text(map: &RawMap, key: &[u8]) -> String {
+    match as_integer(key) {
+        Some(k) if is_action_map(map) && (k as usize) < ACTIONS.len() => ACTIONS[k as usize].to_string(),
+        Some(k) => k.to_string(),
+        None => hex(key),
+    }
+}
+
+/// Maps of XDP action counters: `actions`, `xdp_actions`, ... with u32 keys.
+pub fn is_action_map(map: &RawMap) -> bool {
+    map.key_size == 4 && map.name.ends_with("actions")
+}
+
+pub fn hex(bytes: &[u8]) -> String {
+    let digits: String = bytes.iter().map(|b| format!("{b:02x}")).collect();
+    format!("0x{digits}")
+}
+
+/// A value: summed over CPUs if it is an integer, else the first CPU's as hex.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(untagged)]
+pub enum Value {
+    Integer(u64),
+    Bytes(String),
+    PerCpu(Vec<Value>),
+}
+
+fn decode(values: &[Vec<u8>], per_cpu: bool, is_per_cpu_map: bool) -> Value {
+    let one = |v: &Vec<u8>| as_integer(v).map_or_else(|| Value::Bytes(hex(v)), Value::Integer);
+    if per_cpu && is_per_cpu_map {
+        return Value::PerCpu(values.iter().map(one).collect());
+    }
+    let ints: Option<Vec<u64>> = values.iter().map(|v| as_integer(v)).collect();
+    match ints {
+        Some(ints) => Value::Integer(ints.iter().fold(0u64, |a, b| a.wrapping_add(*b))),
+        None => one(&values[0]),
+    }
+}
+
+fn is_zero(v: &Value) -> bool {
+    match v {
+        Value::Integer(0) => true,
+        Value::PerCpu(all) => all.iter().all(is_zero),
+        _ => false,
+    }
+}
+
+fn is_array(map: &RawMap) -> bool {
+    matches!(map.map_type, Some(aya::maps::MapType::Array | aya::maps::MapType::PerCpuArray))
+}
+
+/// A map's elements as (key bytes, value). Array slots that hold zero are
+/// left out, as a hash map would not have them.
+pub fn read(map: &RawMap, per_cpu: bool) -> std::result::Result<Vec<(Vec<u8>, Value)>, String> {
+    if !map.readable() {
+        return Err(format!("map {} is a {} map, whose values cannot be read", map.name, map.type_name()));
+    }
+    let elements = map.elements().map_err(|e| e.to_string())?;
+    Ok(elements
+        .into_iter()
+        .map(|e| (e.key, decode(&e.values, per_cpu, map.per_cpu())))
+        .filter(|(_, v)| !(is_array(map) && is_zero(v)))
+        .collect())
+}
+
+/// Is it a map of counters (arrays and hashes of integers)?
+fn is_counter_map(map: &RawMap) -> bool {
+    use aya::maps::MapType::*;
+    matches!(map.map_type, Some(Array | PerCpuArray | Hash | PerCpuHash | LruHash | LruPerCpuHash))
+        && matches!(map.value_size, 1 | 2 | 4 | 8)
+}
+
+/// The counters of every map of the XDP program on `ifname`, as
+/// `<map>.<key>` (per-CPU values summed): what `x:counters{"r1:eth0:xdp"}`
+/// shows and `x:delta` compares. Empty if nothing is attached.
+pub fn counters(netns: &File, ifname: &str) -> std::result::Result<BTreeMap<String, u64>, String> {
+    let Some(attachment) = attachment(netns, ifname).map_err(|e| e.to_string())? else {
+        return Ok(BTreeMap::new());
+    };
+    let Some(program) = attachment.program_id().and_then(program) else { return Ok(BTreeMap::new()) };
+    let mut all = BTreeMap::new();
+    for map in maps_of(&program).iter().filter(|m| is_counter_map(m)) {
+        for (key, value) in read(map, false)? {
+            if let Value::Integer(v) = value {
+                all.insert(format!("{}.{}", map.name, key_text(map, &key)), v);
+            }
+        }
+    }
+    Ok(all)
+}
+
+/// [`counters`] of every interface with an XDP program in the namespace,
+/// as `<ifname>.<map>.<key>`.
+pub fn node_counters(netns: &File) -> std::result::Result<BTreeMap<String, u64>, String> {
+    let mut all = BTreeMap::new();
+    for a in attachments(netns).map_err(|e| e.to_string())? {
+        for (name, value) in counters(netns, &a.ifname)? {
+            all.insert(format!("{}.{name}", a.ifname), value);
+        }
+    }
+    Ok(all)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn values_sum_over_cpus_or_show_hex() {
+        let v = vec![vec![1, 0, 0, 0, 0, 0, 0, 0], vec![2, 0, 0, 0, 0, 0, 0, 0]];
+        assert_eq!(decode(&v, false, true), Value::Integer(3));
+        assert_eq!(decode(&v, true, true), Value::PerCpu(vec![Value::Integer(1), Value::Integer(2)]));
+        assert_eq!(decode(&[vec![0xaa, 0xbb, 0xcc]], false, false), Value::Bytes("0xaabbcc".into()));
+    }
+
+    #[test]
+    fn xdp_attributes_give_mode_and_program() {
+        let attrs = vec![LinkAttribute::Xdp(vec![LinkXdp::Attached(XdpAttached::Driver), LinkXdp::ProgId(42)])];
+        let a = from_attributes("eth0".into(), 2, &attrs).unwrap();
+        assert_eq!(a.mode, "native");
+        assert_eq!(a.program_id(), Some(42));
+        let none = vec![LinkAttribute::Xdp(vec![LinkXdp::Attached(XdpAttached::None)])];
+        assert!(from_attributes("eth0".into(), 2, &none).is_none());
+    }
+}
