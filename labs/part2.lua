@@ -19,9 +19,9 @@
 --   * every namespace counts what its IP stack did, one counter per event
 --     and per reason (the SNMP MIBs of RFC 1213 and Linux' own extensions):
 --     `nstat -az`, /proc/net/snmp and /proc/net/netstat. Ip.InReceives (a
---     packet reached IP), Ip.ForwDatagrams (a router forwarded it),
---     Ip.InNoRoutes, Ip.InHdrErrors, TcpExt.IPReversePathFilter (dropped,
---     and why), Icmp.Out* (the errors sent back) ...
+--     packet reached IP), Ip.ForwDatagrams (a router decided to forward
+--     it), IpExt.InNoRoutes, Ip.InHdrErrors, TcpExt.IPReversePathFilter
+--     (dropped, and why), Icmp.Out* (the errors sent back) ...
 --   * every CPU counts its packet-processing work: a received packet is
 --     processed in a software interrupt (NET_RX softirq, /proc/softirqs),
 --     taken off the CPU's backlog queue (/proc/net/softnet_stat: processed,
@@ -42,8 +42,9 @@
 -- Try (after `sudo labctl up labs/part2.lua`):
 --   labctl exec part2 h1 -- ip -s link show eth0       # the interface counters
 --   labctl exec part2 r1 -- nstat -az                  # every SNMP counter of r1
+--   labctl exec part2 r1 -- nstat -n                   # remember r1's counters now
 --   labctl exec part2 h1 -- ping -c1 198.18.1.1
---   labctl exec part2 r1 -- nstat                      # only what moved since the last nstat
+--   labctl exec part2 r1 -- nstat                      # what moved since: Ip.ForwDatagrams 2 ...
 --   labctl exec part2 h1 -- ping -c1 -t1 198.18.1.1    # TTL 1: r1 says "Time to live exceeded"
 --   labctl exec part2 r1 -- nstat                      # Ip.InHdrErrors, Icmp.OutTimeExcds
 --   cat /proc/net/softnet_stat /proc/softirqs          # the per-CPU work (whole machine)
@@ -120,8 +121,10 @@ end
 -- Makes a change, runs body, and always undoes the change (also when body
 -- fails), so every experiment leaves the lab as it found it.
 local function with(make, undo, body)
-  make()
-  local ok, result = pcall(body)
+  local ok, result = pcall(function()
+    make()
+    return body()
+  end)
   undo()
   if not ok then
     error(result, 0)
@@ -168,7 +171,8 @@ experiment("one-ping", function(x)
   end)
   x:expect_eq(ping.received, 1, "replies to h1's ping")
 
-  -- The interfaces in the order the request meets them ("1 h1:eth0" ...).
+  -- The interfaces in path order ("1 h1:eth0" ...), with h2's branch of the
+  -- switch (3, 4) where the broadcast ARP request went too.
   local links = {}
   for i, interface in ipairs(PATH) do
     links[("%d %s"):format(i, interface)] = moved[interface]
@@ -295,6 +299,14 @@ end)
 -- h1, by r1:eth0 from the switch, by h3:eth0 from r1), and each receive is
 -- work done in a NET_RX softirq on some CPU, taken off that CPU's backlog:
 -- softnet_stat's "processed" moves by at least 30,000.
+--
+-- On a quiet machine NET_RX itself moves by about 10,000, one softirq run
+-- per packet: sending on h1:eth0 raises NET_RX on the sending CPU, and that
+-- one run carries the packet across all three hops (each hop's veth puts it
+-- on the same CPU's backlog, which the run keeps draining). The packets come
+-- one at a time, paced; at higher rates one run handles many packets (up to
+-- net.core.netdev_budget, 300), and time_squeeze counts the runs that had
+-- to stop with packets left (part 3 goes there).
 --
 -- These counters are per CPU and for the whole machine (whatever else it
 -- does is counted too), and which CPU does the work changes from run to

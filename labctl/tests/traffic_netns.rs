@@ -134,10 +134,15 @@ fn sysctl(ns: &File, key: &str, value: &str) -> Result<(), String> {
 }
 
 fn build_lab() -> Result<Lab, String> {
+    for name in ["a", "b", "c"] {
+        ip(&format!("netns add {name}"))?;
+        // No DAD on the link-local addresses to come: while tentative, a
+        // router cannot solicit neighbours for packets it forwards, and the
+        // first IPv6 pings would wait for DAD to end.
+        let ns = netns::open(name).map_err(|e| e.to_string())?;
+        sysctl(&ns, "net.ipv6.conf.default.accept_dad", "0")?;
+    }
     for cmd in [
-        "netns add a",
-        "netns add b",
-        "netns add c",
         "link add veth-a netns a type veth peer name veth-b netns b",
         "link add veth-bc netns b type veth peer name veth-c netns c",
         "-n a addr add 198.18.0.1/24 dev veth-a",

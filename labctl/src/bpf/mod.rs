@@ -16,6 +16,7 @@ mod compile;
 pub mod drops;
 mod kallsyms;
 pub mod maps;
+pub mod xdp_events;
 
 use std::io;
 use std::path::{Path, PathBuf};

@@ -16,6 +16,8 @@ enum Mode {
     Mmsg,
     /// AF_PACKET TX ring with qdisc bypass: frames straight to the driver
     Ring,
+    /// UDP sockets with UDP_SEGMENT: the stack once per 64 datagrams
+    Gso,
 }
 
 #[derive(Debug, clap::Args)]
@@ -81,6 +83,7 @@ pub fn run(args: Args) -> Result<(), Failure> {
     let mode = match args.mode {
         Mode::Mmsg => BlastMode::Sendmmsg,
         Mode::Ring => BlastMode::PacketRing,
+        Mode::Gso => BlastMode::Gso,
     };
     let mut options = BlastOptions::new(SocketAddr::new(to, args.port), mode);
     options.size = args.size;

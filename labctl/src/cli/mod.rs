@@ -2,6 +2,7 @@
 //! argument types and the mapping from errors to exit statuses.
 
 mod bench;
+mod bench_traffic;
 mod blast;
 mod doctor;
 mod down;
@@ -78,6 +79,9 @@ enum Command {
     /// Time bring-up and teardown of a star against the kernel floor,
     /// ip-star.sh and Mininet, in a throwaway namespace (needs root)
     Bench(bench::Args),
+    /// Packets per second of `blast` (both modes) against trafgen and iperf3
+    /// UDP on one veth pair, in a throwaway namespace (needs root)
+    BenchTraffic(bench_traffic::Args),
     /// Show the XDP programs of a running lab, read from the kernel: where, mode, program ids, maps (needs root)
     Xdp(xdp::Args),
     /// Probe what this machine offers labs: IPsec backend (kernel ESP or strongSwan), BTF, tracefs, tools
@@ -99,6 +103,7 @@ pub fn run(cli: Cli) -> Result<ExitCode, Failure> {
         Command::Plan(args) => plan::run(args),
         Command::Graph(args) => graph::run(args),
         Command::Bench(args) => bench::run(args),
+        Command::BenchTraffic(args) => bench_traffic::run(args),
         Command::Doctor(args) => doctor::run(args),
         Command::Xdp(args) => xdp::run(args),
     }
@@ -184,6 +189,7 @@ impl From<ApplyError> for Failure {
             ApplyError::Interrupted | ApplyError::Step { .. } => {
                 Some("everything created so far was removed".to_string())
             }
+            ApplyError::Xdp(_) => Some("nothing was created: XDP programs are compiled and verified first".to_string()),
             _ => None,
         };
         let failure = Failure::new(status, e);

@@ -49,9 +49,7 @@ pub fn run(args: Args) -> Result<(), Failure> {
                 .map(|t| SnapshotFile::parse(&t).map(|f| f.normalized()).unwrap_or(t))
                 .unwrap_or_default();
             println!("{} ({})", committed.display(), if old.is_empty() { "new" } else { "changed" });
-            // Whole lines on both sides, as `labctl test` compares them.
-            let lines = |t: &str| if t.is_empty() { String::new() } else { format!("{t}\n") };
-            print!("{}", diff::render(&lines(&old), &lines(&new), std::io::stdout().is_terminal()));
+            print!("{}", diff::render(&old, &new, std::io::stdout().is_terminal()));
         }
     }
     if !args.accept && !args.reject {

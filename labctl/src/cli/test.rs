@@ -166,9 +166,7 @@ fn judge(store: &Store, script: &Script, result: &ExperimentResult, source: &str
                 ),
             }),
             Ok(Outcome::Changed { old }) => {
-                // Whole lines on both sides: normalized text has no final
-                // newline, and "x" would not match "x\n" in the middle.
-                let (old, new) = (format!("{old}\n"), format!("{}\n", file.normalized()));
+                let new = file.normalized();
                 problems.push(Problem {
                     origin: taken.origin.clone(),
                     title: format!(

@@ -87,7 +87,9 @@ pub fn run(args: Args) -> Result<(), Failure> {
                         tag: p.tag.clone(),
                         maps: look::maps_of(&p).iter().map(map_row).collect(),
                     },
-                    None => ProgramRow { mode: mode.clone(), id: *id, name: "?".into(), tag: String::new(), maps: vec![] },
+                    None => {
+                        ProgramRow { mode: mode.clone(), id: *id, name: "?".into(), tag: String::new(), maps: vec![] }
+                    }
                 })
                 .collect();
             let pins = pins.get(&interface).filter(|p| p.exists()).cloned();
@@ -134,7 +136,13 @@ fn map_row(map: &labctl::bpf::maps::RawMap) -> MapRow {
     let values = look::read(map, false)
         .ok()
         .map(|elements| elements.into_iter().map(|(k, v)| (look::key_text(map, &k), v)).collect());
-    MapRow { name: map.name.clone(), id: map.id, map_type: map.type_name().into(), max_entries: map.max_entries, values }
+    MapRow {
+        name: map.name.clone(),
+        id: map.id,
+        map_type: map.type_name().into(),
+        max_entries: map.max_entries,
+        values,
+    }
 }
 
 fn show(v: &Value) -> String {

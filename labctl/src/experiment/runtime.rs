@@ -334,9 +334,10 @@ impl UserData for NodeRef {
             let mode = match opts.get::<Option<String>>("mode")?.as_deref() {
                 None | Some("mmsg") | Some("sendmmsg") => BlastMode::Sendmmsg,
                 Some("ring") | Some("packet") => BlastMode::PacketRing,
+                Some("gso") => BlastMode::Gso,
                 Some(other) => {
                     return Err(fail(format!(
-                        "blast(): mode {other:?}: use \"mmsg\" (UDP sockets) or \"ring\" (AF_PACKET TX ring)"
+                        "blast(): mode {other:?}: use \"mmsg\" (UDP sockets), \"ring\" (AF_PACKET TX ring) or \"gso\" (UDP GSO)"
                     )))
                 }
             };

@@ -228,6 +228,28 @@ pub(super) fn add_methods<M: UserDataMethods<Runtime>>(methods: &mut M) {
         let lab_name = this.0.lock().expect("runtime lock").lab.name.clone();
         apply_xdp::detach(&pin_dir(&lab_name, &node, &ifname)).map_err(|e| fail(format!("{what}: {e}")))
     });
+    // x:xdp_events(function() ... end): the kernel's xdp: tracepoints while fn ran, per interface:
+    // { ["r1:eth0"] = { xdp_redirect = 1000 }, ["r1:eth1"] = { ["xdp_devmap_xmit.sent"] = 1000 } }.
+    methods.add_method("xdp_events", |lua, this, step: mlua::Function| {
+        use crate::bpf::xdp_events::XdpEventCounter;
+        let bpf = |e: crate::bpf::BpfError| fail(format!("x:xdp_events(): {e}"));
+        let netns: std::collections::BTreeMap<String, File> = {
+            let shared = this.0.lock().expect("runtime lock");
+            shared
+                .netns
+                .iter()
+                .map(|(k, f)| Ok((k.clone(), f.try_clone().map_err(mlua::Error::external)?)))
+                .collect::<mlua::Result<_>>()?
+        };
+        let inodes = crate::bpf::drops::inodes(&netns).map_err(bpf)?;
+        let counter = XdpEventCounter::start_in(&inodes).map_err(bpf)?;
+        let result = step.call::<()>(());
+        // Let the last frames of the step be flushed.
+        std::thread::sleep(std::time::Duration::from_millis(50));
+        let table = counter.stop(&netns);
+        result?;
+        mlua::LuaSerdeExt::to_value(lua, &table.map_err(bpf)?)
+    });
     // x:ifindex("r1:eth1"): the interface's index inside its node.
     methods.add_method("ifindex", |_, this, at: String| {
         let what = format!("x:ifindex({at:?})");

@@ -10,11 +10,16 @@ use crate::model::{Lab, NodeKind, BRIDGE_DEVICE};
 /// Every node gets no automatic IPv6 link-local addresses: each would bring
 /// DAD, router solicitations and MLD reports, packets in every counter.
 /// `default` is written before any device exists, so every device inherits it.
-/// And ICMP datagram ("ping") sockets are open to every group, as most
+/// ICMP datagram ("ping") sockets are open to every group, as most
 /// distributions set it on the host: ping tools, labctl's own among them,
 /// use them so echo replies are delivered rather than dropped as NO_SOCKET.
-pub const NODE_DEFAULTS: &[(&str, &str)] =
-    &[("net.ipv6.conf.default.addr_gen_mode", "1"), ("net.ipv4.ping_group_range", "0 2147483647")];
+/// And no IGMP reports for link-local groups (224.0.0.x need none): a bridge
+/// joins 224.0.0.106 and would repeat its report up to a second after `up`.
+pub const NODE_DEFAULTS: &[(&str, &str)] = &[
+    ("net.ipv6.conf.default.addr_gen_mode", "1"),
+    ("net.ipv4.ping_group_range", "0 2147483647"),
+    ("net.ipv4.igmp_link_local_mcast_reports", "0"),
+];
 
 /// Nodes without any IPv6 address have IPv6 switched off altogether: even
 /// without link-local addresses, a forwarding node joins the all-routers

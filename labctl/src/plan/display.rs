@@ -15,11 +15,11 @@ impl fmt::Display for Step {
         match self {
             Step::CreateNamespace { netns, .. } => write!(f, "netns add {netns}"),
             Step::NodeDefaults { node, ipv6: false } => {
-                write!(f, "{node}: sysctl ping_group_range open; net.ipv6.conf.default: IPv6 off (the node has no IPv6 address)")
+                write!(f, "{node}: sysctl ping_group_range open, no link-local IGMP reports; net.ipv6.conf.default: IPv6 off (the node has no IPv6 address)")
             }
             Step::NodeDefaults { node, ipv6: true } => write!(
                 f,
-                "{node}: sysctl ping_group_range open; net.ipv6.conf.default: no automatic link-local address, DAD, autoconf, RA or RS; MLD repeats at once"
+                "{node}: sysctl ping_group_range open, no link-local IGMP reports; net.ipv6.conf.default: no automatic link-local address, DAD, autoconf, RA or RS; MLD repeats at once"
             ),
             Step::Sysctl { node, key, value } => write!(f, "{node}: sysctl {key}={value}"),
             Step::CreateBridge { device, mac } => {

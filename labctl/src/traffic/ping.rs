@@ -85,11 +85,11 @@ pub fn ping(netns: &File, opts: &PingOptions) -> Result<PingReport, TrafficError
     let mut session = Session::new(opts, id);
     let start = Instant::now();
     for seq in 0..opts.count as u16 {
-        session.receive_until(&sock, start + opts.interval * u32::from(seq))?;
+        session.receive_until(&sock, start + opts.interval * u32::from(seq), false)?;
         session.send(&sock, seq);
     }
     while let Some(deadline) = session.pending_deadline() {
-        session.receive_until(&sock, deadline)?;
+        session.receive_until(&sock, deadline, true)?;
     }
     if let Some(sink) = sink {
         drain(&sink);
@@ -233,12 +233,14 @@ impl<'a> Session<'a> {
     }
 
     /// Handles whatever arrives until `deadline`, dropping requests that time out.
-    fn receive_until(&mut self, sock: &Socket, deadline: Instant) -> Result<(), TrafficError> {
+    /// Handles what arrives until `deadline`, or, with `until_answered`,
+    /// until no request is waiting any more.
+    fn receive_until(&mut self, sock: &Socket, deadline: Instant, until_answered: bool) -> Result<(), TrafficError> {
         let mut buf = vec![0u8; self.opts.size + 512];
         loop {
             let now = Instant::now();
             self.expire(now);
-            if now >= deadline {
+            if now >= deadline || (until_answered && self.outstanding.is_empty()) {
                 return Ok(());
             }
             // A zero timeout would mean "block for ever".

@@ -4,6 +4,7 @@
 //! thread, optionally pinned, and report the CPU time they used.
 
 mod l2path;
+mod gso;
 mod mmsg;
 mod ring;
 
@@ -35,6 +36,9 @@ pub enum BlastMode {
     Sendmmsg,
     /// AF_PACKET TX ring with qdisc bypass: frames built here, straight to the driver.
     PacketRing,
+    /// UDP sockets with UDP_SEGMENT (GSO): the stack runs once per message of
+    /// up to 64 datagrams, cut into packets just before the driver.
+    Gso,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -122,6 +126,7 @@ pub struct SendOutcome {
 enum Sender {
     Sendmmsg(Vec<socket2::Socket>),
     PacketRing(ring::TxRing),
+    Gso(Vec<socket2::Socket>),
 }
 
 /// Runs a blast from the node behind `src_ns` to a sink in `dst_ns`.
@@ -176,6 +181,8 @@ fn check(opts: &BlastOptions) -> Result<(), TrafficError> {
     }
     let max_size = match opts.mode {
         BlastMode::Sendmmsg => 65_000,
+        // One datagram per packet: it must fit a 1500-byte MTU.
+        BlastMode::Gso => 1500 - frame::frame_len(opts.to.is_ipv6(), 0) + frame::ETH_HEADER,
         BlastMode::PacketRing => ring::MAX_FRAME - frame::frame_len(opts.to.is_ipv6(), 0),
     };
     if opts.size > max_size {
@@ -199,6 +206,7 @@ fn prepare_sender(src_ns: &File, opts: &BlastOptions) -> Result<Sender, TrafficE
     let sources = flow_sources(opts);
     match opts.mode {
         BlastMode::Sendmmsg => Ok(Sender::Sendmmsg(netns::run_in(src_ns, || mmsg::open_flows(opts.to, &sources))??)),
+        BlastMode::Gso => Ok(Sender::Gso(netns::run_in(src_ns, || gso::open_flows(opts.to, &sources, opts.size))??)),
         BlastMode::PacketRing => {
             let path = l2path::resolve(src_ns, opts.to.ip())?;
             let frames = packet_ring_frames(opts, &path, &sources);
@@ -239,6 +247,9 @@ fn run_sender(sender: Sender, opts: &BlastOptions) -> Result<(SendOutcome, Durat
     let outcome = match sender {
         Sender::Sendmmsg(sockets) => mmsg::send(&sockets, opts.size, opts.batch, &mut budget)?,
         Sender::PacketRing(mut ring) => ring.send(opts.batch, &mut budget)?,
+        Sender::Gso(sockets) => {
+            gso::send(&sockets, opts.size, gso::segments_per_message(opts.size, opts.batch), &mut budget)?
+        }
     };
     let duration = budget.start().elapsed();
     Ok((outcome, duration, CpuTime::thread_now().since(cpu_start)))
