@@ -203,15 +203,24 @@ end)
 
 -- r1's SNMP counters that move while step() runs, and the ping it returns.
 local function at_r1(x, step)
-  local ping
-  local moved = x:delta({ "r1" }, function()
-    ping = step()
-  end)
+  local ping, moved
+  -- x:drops asks the kernel itself: a BPF program on the skb:kfree_skb
+  -- tracepoint records every packet freed as dropped, with the reason the
+  -- kernel gives and the function that dropped it, per lab interface.
+  local dropped = x:drops(function()
+    moved = x:delta({ "r1" }, function()
+      ping = step()
+    end)
+  end, { locations = true })
   x:expect_eq(ping.received, 0, "replies to a ping that r1 drops")
-  return { r1 = moved.r1, ping = { received = ping.received, errors = ping.errors } }
+  return { r1 = moved.r1, ping = { received = ping.received, errors = ping.errors }, dropped = dropped }
 end
 
 experiment("drops", function(x)
+  -- Each scenario snapshots r1's SNMP counters that moved, what the ping
+  -- saw, and `dropped`: the kernel's own drop reason and dropping function
+  -- for every packet that died, per interface.
+  --
   -- (a) No route. h1 sends everything off its LAN to r1, but r1 only knows
   -- its two connected subnets: 198.19.0.1 matches no route
   -- (IpExt.InNoRoutes). r1 says so to h1 with an ICMP "net unreachable"

@@ -287,10 +287,10 @@ fn blast(args: &Args, lab: &Lab, mode: BlastMode) -> anyhow::Result<Sample> {
     options.duration = Some(WARM_UP + args.duration + Duration::from_millis(300));
     std::thread::scope(|scope| {
         let sender = scope.spawn(|| traffic::blast(&lab.tx, &lab.rx, &options));
-        let pps = window(args, lab);
+        let sample = window(args, lab);
         let report = sender.join().unwrap_or_else(|p| std::panic::resume_unwind(p));
         report.with_context(|| format!("blast in {mode:?} mode"))?;
-        pps
+        sample
     })
 }
 
@@ -300,9 +300,9 @@ fn trafgen(args: &Args, lab: &Lab, conf: &Path) -> anyhow::Result<Sample> {
     // machine's socket memory defaults or IRQ affinities.
     command.args(["-o", "eth0", "-P", "1", "--no-sock-mem", "--notouch-irq", "-C", "-i"]).arg(conf);
     let helper = Helper::start("trafgen", in_node(&mut command, &lab.tx, Some(SENDER_CPU)))?;
-    let pps = window(args, lab);
+    let sample = window(args, lab);
     helper.stop();
-    pps
+    sample
 }
 
 fn iperf3(args: &Args, lab: &Lab) -> anyhow::Result<Sample> {
@@ -316,10 +316,10 @@ fn iperf3(args: &Args, lab: &Lab) -> anyhow::Result<Sample> {
     client.args(["-u", "-b", "0", "-l", &args.size.to_string(), "-c", DST, "-p", &port]);
     client.args(["-t", &seconds.to_string(), "-A", &SENDER_CPU.to_string()]);
     let client = Helper::start("iperf3 client", in_node(&mut client, &lab.tx, Some(SENDER_CPU)))?;
-    let pps = window(args, lab);
+    let sample = window(args, lab);
     client.stop();
     server.stop();
-    pps
+    sample
 }
 
 /// A helper process in its own process group, stopped with all its
