@@ -81,7 +81,11 @@ fn assert_program_gone(sb: &Sandbox, id: u64, what: &str) {
 #[track_caller]
 fn assert_no_pins(sb: &Sandbox, what: &str) {
     let dir = sb.path("/sys/fs/bpf/labctl");
-    assert!(!dir.exists(), "{what}: pins left: {:?}", std::fs::read_dir(&dir).map(|d| d.flatten().map(|e| e.path()).collect::<Vec<_>>()));
+    assert!(
+        !dir.exists(),
+        "{what}: pins left: {:?}",
+        std::fs::read_dir(&dir).map(|d| d.flatten().map(|e| e.path()).collect::<Vec<_>>())
+    );
 }
 
 /// 1-based number of the first plan step named `kind` (`attach_xdp`, ...).
@@ -103,7 +107,10 @@ fn every_fixture_compiles_and_attaches_natively() {
     let mut text = String::from("lab { name = \"xfix\" }\nlocal h1 = node(\"h1\")\nlocal h2 = node(\"h2\")\n");
     for (i, (name, path)) in all.iter().enumerate() {
         text.push_str(&format!("link(h1, h2, {{ \"198.18.{i}.1/24\", \"198.18.{i}.2/24\" }})\n"));
-        text.push_str(&format!("xdp(\"h2:eth{i}\", {{ src = {:?}, prog = {name:?}, mode = \"native\" }})\n", path.display().to_string()));
+        text.push_str(&format!(
+            "xdp(\"h2:eth{i}\", {{ src = {:?}, prog = {name:?}, mode = \"native\" }})\n",
+            path.display().to_string()
+        ));
     }
     let lab = write(&dir, "xfix.lua", &text);
     // A fresh cache: every program is compiled from source here.
@@ -117,7 +124,8 @@ fn every_fixture_compiles_and_attaches_natively() {
         assert_eq!(mode, ATTACHED_NATIVE, "{name}: not in native mode");
         ids.push(id);
     }
-    let objects = std::fs::read_dir(&cache).unwrap().flatten().filter(|e| e.path().extension().is_some_and(|x| x == "o")).count();
+    let objects =
+        std::fs::read_dir(&cache).unwrap().flatten().filter(|e| e.path().extension().is_some_and(|x| x == "o")).count();
     assert_eq!(objects, all.len(), "one object compiled per fixture");
     assert_code(&sb.labctl(["down", "xfix"]), 0, "down");
     for id in ids {
@@ -153,7 +161,10 @@ fn native_attach_counts_packets_and_down_detaches() {
         assert!(pins.join(pin).exists(), "no pin {pin}");
     }
     let journal = std::fs::read_to_string(sb.path("/run/labctl/xcount/journal")).unwrap();
-    assert!(journal.contains("\"step\":\"attach_xdp\"") && journal.contains("/sys/fs/bpf/labctl/xcount/h2-eth0"), "{journal}");
+    assert!(
+        journal.contains("\"step\":\"attach_xdp\"") && journal.contains("/sys/fs/bpf/labctl/xcount/h2-eth0"),
+        "{journal}"
+    );
 
     // 20 pings: 20 ICMP packets reach h2:eth0, and the map counts 20.
     let ping = sb.labctl(["exec", "xcount", "h1", "--", "ping", "-c", "20", "-i", "0.01", "-W", "2", "198.18.0.2"]);
@@ -265,16 +276,27 @@ fn bad_programs_stop_up_before_anything_exists() {
         "unchecked.c",
         "#include <linux/bpf.h>\n#include <bpf/bpf_helpers.h>\n\nSEC(\"xdp\")\nint xdp_unchecked(struct xdp_md *ctx)\n{\n\tunsigned char *data = (void *)(long)ctx->data;\n\n\t// no check against data_end: the verifier refuses\n\treturn data[12] == 0x08 ? XDP_DROP : XDP_PASS;\n}\nchar LICENSE[] SEC(\"license\") = \"GPL\";\n",
     );
-    let attach = |file: &Path, opts: &str| format!("xdp(\"h2:eth0\", {{ src = {:?}{opts} }})", file.display().to_string());
+    let attach =
+        |file: &Path, opts: &str| format!("xdp(\"h2:eth0\", {{ src = {:?}{opts} }})", file.display().to_string());
     let cases: [(&str, String, i32, &[&str]); 6] = [
         // clang's own message, with the C file and line
         ("compile", attach(&broken, ""), 2, &["broken.c:7:", "error:", "nothing was created"]),
         // the verifier's verdict, from the end of its log
         ("verifier", attach(&unchecked, ""), 2, &["verifier log", "invalid access to packet"]),
-        ("prog", attach(&fixture("xdp_pass.c"), ", prog = \"xdp_nope\""), 2, &["no program named \"xdp_nope\"", "xdp_pass"]),
+        (
+            "prog",
+            attach(&fixture("xdp_pass.c"), ", prog = \"xdp_nope\""),
+            2,
+            &["no program named \"xdp_nope\"", "xdp_pass"],
+        ),
         ("node", "xdp(\"r9:eth0\", { src = \"x.c\" })".into(), 2, &["bad-node.lua:5:", "no node named \"r9\""]),
         ("mode", attach(&fixture("xdp_pass.c"), ", mode = \"fast\""), 2, &["bad-mode.lua:5:", "unknown mode \"fast\""]),
-        ("missing", "xdp(\"h2:eth0\", { src = \"nowhere.c\" })".into(), 2, &["bad-missing.lua:5:", "nowhere.c does not exist"]),
+        (
+            "missing",
+            "xdp(\"h2:eth0\", { src = \"nowhere.c\" })".into(),
+            2,
+            &["bad-missing.lua:5:", "nowhere.c does not exist"],
+        ),
     ];
     for (name, decl, code, expected) in cases {
         let lab = two_nodes(&dir, &format!("bad-{name}"), &decl);

@@ -82,6 +82,7 @@ fn main() -> ExitCode {
         ("blast_sendmmsg_v6", blast_sendmmsg_v6),
         ("blast_packet_ring_v6", blast_packet_ring_v6),
         ("blast_rate_and_count_are_kept", blast_rate_and_count),
+        ("blast_gso_count_arrives_whole", blast_gso_count),
     ];
     let (mut passed, mut failed) = (0, 0);
     for (name, test) in tests {
@@ -367,6 +368,19 @@ fn blast_rate_and_count(lab: &Lab) -> Outcome {
         ensure!(r.received == 5_000, "loss at a low rate: {r:?}");
         // 5000 packets at 50 kpps: about 100 ms.
         ensure!(r.duration_s > 0.08 && r.duration_s < 1.0, "rate not kept: {} s", r.duration_s);
+    }
+    Ok(())
+}
+
+fn blast_gso_count(lab: &Lab) -> Outcome {
+    // 10 000 datagrams in messages of 64 (the last one shorter), v4 and v6.
+    for to in ["198.18.0.2:7016", "[2001:db8::2]:7017"] {
+        let mut o = blast_opts(to, BlastMode::Gso, 10.0);
+        o.count = Some(10_000);
+        o.rate_pps = Some(200_000);
+        let r = run_blast(lab, &o)?;
+        ensure!(r.sent == 10_000 && r.received == 10_000, "datagrams lost or miscounted: {r:?}");
+        ensure!((r.received_bps / r.received_pps - 512.0).abs() < 1e-6, "datagrams of another size arrived: {r:?}");
     }
     Ok(())
 }

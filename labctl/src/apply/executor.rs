@@ -96,8 +96,9 @@ pub fn execute(
     let phases = plan.phases();
     // Everything up to addresses streams as dependencies allow; device
     // sysctls and routes (which need every address in place) come after.
-    let (early, late): (Vec<_>, Vec<_>) =
-        phases.into_iter().partition(|(p, _)| !matches!(p, Phase::DeviceSysctls | Phase::Routes | Phase::Xdp | Phase::Ipsec));
+    let (early, late): (Vec<_>, Vec<_>) = phases
+        .into_iter()
+        .partition(|(p, _)| !matches!(p, Phase::DeviceSysctls | Phase::Routes | Phase::Xdp | Phase::Ipsec));
     let per_node: Vec<(usize, &Step)> =
         early.iter().filter(|(p, _)| *p <= Phase::NamespaceSysctls).flat_map(|(_, s)| s.clone()).collect();
     let links: Vec<(usize, &Step)> =
@@ -386,7 +387,11 @@ fn start_ipsec(
 
 /// XDP programs (apply/xdp.rs), one by one: each loads, pins and attaches
 /// from a thread inside its node.
-fn attach_xdp(nodes: &HashMap<String, Node>, steps: &[(usize, &Step)], tracker: &mut Tracker<'_>) -> Result<(), ApplyError> {
+fn attach_xdp(
+    nodes: &HashMap<String, Node>,
+    steps: &[(usize, &Step)],
+    tracker: &mut Tracker<'_>,
+) -> Result<(), ApplyError> {
     for &(index, step) in steps {
         if interrupt::interrupted() {
             return Err(ApplyError::Interrupted);

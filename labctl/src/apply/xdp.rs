@@ -61,7 +61,9 @@ pub enum XdpError {
 fn describe_missing(wanted: &Option<String>, found: &[String]) -> String {
     let list = if found.is_empty() { "none".to_string() } else { found.join(", ") };
     match wanted {
-        Some(name) => format!("no program named {name:?} (its XDP programs: {list}); set prog = \"...\" to one of them"),
+        Some(name) => {
+            format!("no program named {name:?} (its XDP programs: {list}); set prog = \"...\" to one of them")
+        }
         None if found.is_empty() => "no XDP program (a function in SEC(\"xdp\"))".to_string(),
         None => format!("several XDP programs ({list}); say which with prog = \"...\""),
     }
@@ -203,7 +205,9 @@ pub fn attach(a: Attachment<'_>, netns: &File) -> Result<Attached, XdpError> {
         // Dropping an unpinned link detaches it: on any error below, nothing stays attached.
         let link: FdLink = link.try_into().map_err(|e: aya::programs::links::LinkError| XdpError::Pin {
             path: link_pin.clone(),
-            message: format!("the kernel attached XDP through netlink, not as a BPF link ({e}); labctl needs Linux 5.9 or later"),
+            message: format!(
+                "the kernel attached XDP through netlink, not as a BPF link ({e}); labctl needs Linux 5.9 or later"
+            ),
         })?;
         link.pin(&link_pin).map_err(|e| XdpError::Pin { path: link_pin, message: e.to_string() })?;
         Ok(Attached { program: name, program_id })
@@ -257,6 +261,8 @@ pub fn ensure_bpffs() -> Result<(), XdpError> {
 }
 
 fn is_bpffs(path: &Path) -> bool {
+    // The type of f_type differs between architectures.
+    #[allow(clippy::unnecessary_cast)]
     nix::sys::statfs::statfs(path).is_ok_and(|s| s.filesystem_type().0 as i64 == BPF_FS_MAGIC)
 }
 
@@ -301,7 +307,9 @@ pub fn unpin_journaled(journal: &[Step]) -> Result<usize, NetnsError> {
         match detach(a.pins) {
             Ok(true) => removed += 1,
             Ok(false) => {}
-            Err(source) => return Err(NetnsError::Io { what: "cannot remove XDP pins", path: a.pins.to_path_buf(), source }),
+            Err(source) => {
+                return Err(NetnsError::Io { what: "cannot remove XDP pins", path: a.pins.to_path_buf(), source })
+            }
         }
     }
     Ok(removed)

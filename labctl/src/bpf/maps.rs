@@ -69,7 +69,8 @@ impl RawMap {
     }
 
     pub fn from_id(id: u32) -> Result<RawMap> {
-        let map = MapData::from_id(id).map_err(|e| BpfError::Map { map: format!("id {id}"), message: e.to_string() })?;
+        let map =
+            MapData::from_id(id).map_err(|e| BpfError::Map { map: format!("id {id}"), message: e.to_string() })?;
         RawMap::new(map, format!("id {id}"))
     }
 
@@ -88,10 +89,7 @@ impl RawMap {
 
     /// Does each CPU have its own value?
     pub fn per_cpu(&self) -> bool {
-        matches!(
-            self.map_type,
-            Some(MapType::PerCpuArray | MapType::PerCpuHash | MapType::LruPerCpuHash)
-        )
+        matches!(self.map_type, Some(MapType::PerCpuArray | MapType::PerCpuHash | MapType::LruPerCpuHash))
     }
 
     /// A name for the map type as bpftool prints it.
@@ -245,7 +243,10 @@ impl RawMap {
         match bpf(BPF_MAP_DELETE_ELEM, &mut attr) {
             Ok(()) => Ok(true),
             Err(e) if e.raw_os_error() == Some(libc::ENOENT) => Ok(false),
-            Err(e) if e.raw_os_error() == Some(libc::EINVAL) && matches!(self.map_type, Some(MapType::Array | MapType::PerCpuArray)) => {
+            Err(e)
+                if e.raw_os_error() == Some(libc::EINVAL)
+                    && matches!(self.map_type, Some(MapType::Array | MapType::PerCpuArray)) =>
+            {
                 let existed = self.get(key)?.is_some();
                 self.set(key, &vec![0; self.value_size])?;
                 Ok(existed)
@@ -282,7 +283,12 @@ pub fn detach_link(fd: BorrowedFd<'_>) -> io::Result<()> {
     let mut attr = LinkDetachAttr { link_fd: fd.as_raw_fd() as u32, _rest: [0; 7] };
     // SAFETY: a valid bpf_attr for BPF_LINK_DETACH; the kernel reads link_fd only.
     let rc = unsafe {
-        libc::syscall(libc::SYS_bpf, BPF_LINK_DETACH, &mut attr as *mut LinkDetachAttr, std::mem::size_of::<LinkDetachAttr>())
+        libc::syscall(
+            libc::SYS_bpf,
+            BPF_LINK_DETACH,
+            &mut attr as *mut LinkDetachAttr,
+            std::mem::size_of::<LinkDetachAttr>(),
+        )
     };
     if rc < 0 {
         Err(io::Error::last_os_error())

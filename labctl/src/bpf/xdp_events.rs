@@ -94,7 +94,10 @@ impl XdpEventCounter {
         let lost: PerCpuArray<MapData, u64> = PerCpuArray::try_from(lost).map_err(map_error("lost"))?;
         let lost: u64 = lost.get(&0, 0).map_err(map_error("lost"))?.iter().sum();
         if lost > 0 {
-            return Err(BpfError::Map { map: "events".into(), message: format!("{lost} events were not counted: the map was full") });
+            return Err(BpfError::Map {
+                map: "events".into(),
+                message: format!("{lost} events were not counted: the map was full"),
+            });
         }
         let mut names = BTreeMap::new();
         for (node, file) in nodes {
@@ -104,7 +107,10 @@ impl XdpEventCounter {
         for (key, count) in sum_percpu_hash(&events, "events")? {
             let Some((node, file)) = names.get(&key.netns) else { continue };
             let ifname = netns::run_in(file, || ifname(key.ifindex))
-                .map_err(|e| BpfError::Io { what: format!("cannot enter node {node}"), source: std::io::Error::other(e) })?
+                .map_err(|e| BpfError::Io {
+                    what: format!("cannot enter node {node}"),
+                    source: std::io::Error::other(e),
+                })?
                 .unwrap_or_else(|| format!("if{}", key.ifindex));
             let event = EVENTS.get(key.event as usize).map_or_else(|| format!("event{}", key.event), |e| e.to_string());
             *table.entry(format!("{node}:{ifname}")).or_default().entry(event).or_default() += count;

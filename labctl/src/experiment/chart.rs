@@ -105,7 +105,8 @@ impl Chart {
     pub fn from_lua(opts: &Table) -> mlua::Result<Chart> {
         for key in opts.pairs::<Value, Value>() {
             let (key, _) = key?;
-            let known = matches!(&key, Value::String(s) if matches!(s.to_string_lossy().as_str(), "title" | "unit" | "bars"));
+            let known =
+                matches!(&key, Value::String(s) if matches!(s.to_string_lossy().as_str(), "title" | "unit" | "bars"));
             if !known {
                 return Err(fail(format!(
                     "x:chart(): unknown option {}: the options are title, unit and bars",
@@ -166,8 +167,11 @@ impl Chart {
     pub fn table(&self) -> String {
         let unit = if self.unit.is_empty() { String::new() } else { format!(" ({})", self.unit) };
         let mut out = format!("{}{unit}\n", self.title);
-        let headers: Vec<String> =
-            if self.grouped() { self.series.clone() } else { vec![if self.unit.is_empty() { "value".into() } else { self.unit.clone() }] };
+        let headers: Vec<String> = if self.grouped() {
+            self.series.clone()
+        } else {
+            vec![if self.unit.is_empty() { "value".into() } else { self.unit.clone() }]
+        };
         let cells: Vec<Vec<String>> =
             self.values.iter().map(|row| row.iter().map(|v| v.map_or("-".into(), plain)).collect()).collect();
         let first = self.categories.iter().map(|c| c.chars().count()).max().unwrap_or(0);
@@ -244,7 +248,8 @@ impl Chart {
                 let bars = self.values.iter().enumerate().filter_map(move |(i, row)| {
                     let v = row[j]?;
                     let x0 = 0.1 + slot * j as f64;
-                    let (left, right) = (NestedValue::Value(i as i32, x0), NestedValue::Value(i as i32, x0 + slot * 0.92));
+                    let (left, right) =
+                        (NestedValue::Value(i as i32, x0), NestedValue::Value(i as i32, x0 + slot * 0.92));
                     Some(Rectangle::new([(left, v), (right, 0.0)], colour.filled()))
                 });
                 let drawn = chart.draw_series(bars).map_err(|e| e.to_string())?;
@@ -256,12 +261,12 @@ impl Chart {
                 let labels = self.values.iter().enumerate().filter_map(move |(i, row)| {
                     let v = row[j]?;
                     let centre = NestedValue::Value(i as i32, 0.1 + slot * (j as f64 + 0.46));
-                    let style = TextStyle::from((FONT, 13).into_font())
-                        .color(&RGBColor(0x33, 0x33, 0x33))
-                        .pos(plotters::style::text_anchor::Pos::new(
+                    let style = TextStyle::from((FONT, 13).into_font()).color(&RGBColor(0x33, 0x33, 0x33)).pos(
+                        plotters::style::text_anchor::Pos::new(
                             plotters::style::text_anchor::HPos::Center,
                             plotters::style::text_anchor::VPos::Bottom,
-                        ));
+                        ),
+                    );
                     Some(Text::new(si(v), (centre, v), style))
                 });
                 chart.draw_series(labels).map_err(|e| e.to_string())?;
@@ -310,9 +315,7 @@ fn si(v: f64) -> String {
         a if a >= 1e3 => (v / 1e3, "k"),
         _ => (v, ""),
     };
-    let text = if scaled.fract() == 0.0 {
-        format!("{scaled:.0}")
-    } else if scaled.abs() >= 100.0 {
+    let text = if scaled.fract() == 0.0 || scaled.abs() >= 100.0 {
         format!("{scaled:.0}")
     } else if scaled.abs() >= 10.0 {
         format!("{scaled:.1}")

@@ -246,7 +246,9 @@ impl UserData for Runtime {
             super::chart::check_name(&name)?;
             let chart = super::chart::Chart::from_lua(&opts)?;
             if this.lock().taken.iter().any(|t| t.name == name) {
-                return Err(fail(format!("x:chart({name:?}): a snapshot has that name; its text would overwrite {name}.txt")));
+                return Err(fail(format!(
+                    "x:chart({name:?}): a snapshot has that name; its text would overwrite {name}.txt"
+                )));
             }
             if let Some(dir) = this.lock().artifacts.clone() {
                 chart.write(&dir, &name).map_err(|e| fail(format!("x:chart({name:?}): {e}")))?;

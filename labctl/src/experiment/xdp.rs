@@ -44,7 +44,10 @@ fn target(runtime: &Runtime, what: &str, target: &str) -> mlua::Result<(String, 
     let file = shared.netns.get(node).ok_or_else(|| fail(format!("{what}: the lab has no node {node:?}")))?;
     if !shared.lab.endpoints_of(node).any(|e| e.ifname == ifname) {
         let names: Vec<String> = shared.lab.endpoints_of(node).map(|e| e.ifname.clone()).collect();
-        return Err(fail(format!("{what}: node {node} has no interface {ifname:?} (its interfaces: {})", names.join(", "))));
+        return Err(fail(format!(
+            "{what}: node {node} has no interface {ifname:?} (its interfaces: {})",
+            names.join(", ")
+        )));
     }
     Ok((node.to_string(), ifname.to_string(), file.try_clone().map_err(mlua::Error::external)?))
 }
@@ -181,7 +184,13 @@ pub(super) fn add_methods<M: UserDataMethods<Runtime>>(methods: &mut M) {
             (shared.lab.name.clone(), shared.lab.file.parent().map(Path::to_path_buf).unwrap_or_default())
         };
         let path = |key: &str| -> mlua::Result<Option<std::path::PathBuf>> {
-            Ok(opts.get::<Option<String>>(key)?.map(|p| if Path::new(&p).is_absolute() { p.into() } else { folder.join(p) }))
+            Ok(opts.get::<Option<String>>(key)?.map(|p| {
+                if Path::new(&p).is_absolute() {
+                    p.into()
+                } else {
+                    folder.join(p)
+                }
+            }))
         };
         let object = match (path("src")?, path("obj")?) {
             (Some(src), None) => XdpObject::Source(src),
@@ -190,9 +199,8 @@ pub(super) fn add_methods<M: UserDataMethods<Runtime>>(methods: &mut M) {
         };
         let mode = match opts.get::<Option<String>>("mode")? {
             None => XdpMode::default(),
-            Some(m) => XdpMode::parse(&m).ok_or_else(|| {
-                fail(format!("{what}: unknown mode {m:?} (native, generic or auto)"))
-            })?,
+            Some(m) => XdpMode::parse(&m)
+                .ok_or_else(|| fail(format!("{what}: unknown mode {m:?} (native, generic or auto)")))?,
         };
         let pins = pin_dir(&lab_name, &node, &ifname);
         if pins.exists() {

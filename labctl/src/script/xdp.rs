@@ -23,17 +23,17 @@ fn report(lua: &Lua, message: String, help: &str) -> mlua::Result<()> {
 
 pub(super) fn xdp(lua: &Lua, (target, opts): (Value, Value)) -> mlua::Result<()> {
     let Some(target) = args::string(&target) else {
-        return report(lua, format!("xdp(): the interface must be a string like \"r1:eth0\", got {}", show(&target)), HELP);
+        return report(
+            lua,
+            format!("xdp(): the interface must be a string like \"r1:eth0\", got {}", show(&target)),
+            HELP,
+        );
     };
     let Some((node, ifname)) = target.split_once(':').filter(|(n, i)| !n.is_empty() && !i.is_empty()) else {
         return report(lua, format!("xdp({target:?}): name the interface as \"node:ifname\""), HELP);
     };
     let Value::Table(opts) = opts else {
-        return report(
-            lua,
-            format!("xdp({target:?}): expected a table of options, got {}", show(&opts)),
-            HELP,
-        );
+        return report(lua, format!("xdp({target:?}): expected a table of options, got {}", show(&opts)), HELP);
     };
     let mut ok = true;
     for key in args::unknown_keys(&opts, VALID, 0) {
@@ -65,7 +65,11 @@ pub(super) fn xdp(lua: &Lua, (target, opts): (Value, Value)) -> mlua::Result<()>
             None
         }
         (Ok(None), Ok(None)) => {
-            report(lua, format!("xdp({target:?}): the program is missing: give src = \"prog.c\" or obj = \"prog.o\""), HELP)?;
+            report(
+                lua,
+                format!("xdp({target:?}): the program is missing: give src = \"prog.c\" or obj = \"prog.o\""),
+                HELP,
+            )?;
             None
         }
     };
@@ -73,7 +77,11 @@ pub(super) fn xdp(lua: &Lua, (target, opts): (Value, Value)) -> mlua::Result<()>
         Value::Nil => None,
         Value::String(s) if !s.to_string_lossy().is_empty() => Some(s.to_string_lossy()),
         other => {
-            report(lua, format!("xdp({target:?}): prog must be the program's function name, got {}", show(&other)), HELP)?;
+            report(
+                lua,
+                format!("xdp({target:?}): prog must be the program's function name, got {}", show(&other)),
+                HELP,
+            )?;
             ok = false;
             None
         }

@@ -38,9 +38,8 @@ const MESSAGES: usize = 8;
 pub fn open_flows(to: SocketAddr, sources: &[Option<IpAddr>], size: usize) -> Result<Vec<Socket>, TrafficError> {
     let sockets = super::mmsg::open_flows(to, sources)?;
     for sock in &sockets {
-        sockopt::set(sock, libc::SOL_UDP, UDP_SEGMENT, &(size as libc::c_int)).map_err(io_err(
-            "set UDP_SEGMENT (UDP GSO needs Linux 4.18 or later)",
-        ))?;
+        sockopt::set(sock, libc::SOL_UDP, UDP_SEGMENT, &(size as libc::c_int))
+            .map_err(io_err("set UDP_SEGMENT (UDP GSO needs Linux 4.18 or later)"))?;
     }
     Ok(sockets)
 }
@@ -112,8 +111,7 @@ pub fn send(
             }
             Some(libc::EIO) => {
                 return Err(TrafficError::Io {
-                    what: "sendmmsg with UDP_SEGMENT (UDP GSO needs checksum offload on the outgoing interface)"
-                        .into(),
+                    what: "sendmmsg with UDP_SEGMENT (UDP GSO needs checksum offload on the outgoing interface)".into(),
                     source: err,
                 })
             }
@@ -135,6 +133,6 @@ mod tests {
         assert_eq!(segments_per_message(64, 1024), MAX_SEGMENTS);
         assert_eq!(segments_per_message(64, 8), 8);
         assert_eq!(segments_per_message(1400, 64), 46);
-        assert_eq!(segments_per_message(1472, 64) * 1472 <= 65_000, true);
+        assert!(segments_per_message(1472, 64) * 1472 <= 65_000);
     }
 }

@@ -3,8 +3,8 @@
 //! sink that counts what arrives. Sender and sink each run on their own
 //! thread, optionally pinned, and report the CPU time they used.
 
-mod l2path;
 mod gso;
+mod l2path;
 mod mmsg;
 mod ring;
 
