@@ -250,7 +250,7 @@ async fn build_nodes_and_links(
                 Some(Report::Failed(index, error)) => {
                     return Err(match per_node.iter().find(|(i, _)| *i == index) {
                         Some((i, step)) => step_error(*i, step, error),
-                        None => ApplyError::Step { number: 0, step: "open a netlink connection".into(), source: error },
+                        None => ApplyError::Step { number: 0, step: "open a netlink connection".into(), source: Box::new(error) },
                     });
                 }
                 None => {
@@ -407,5 +407,5 @@ fn attach_xdp(
 }
 
 fn step_error(index: usize, step: &Step, source: StepError) -> ApplyError {
-    ApplyError::Step { number: index + 1, step: step.to_string(), source }
+    ApplyError::Step { number: index + 1, step: step.to_string(), source: Box::new(source) }
 }

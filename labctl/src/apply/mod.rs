@@ -40,7 +40,7 @@ pub enum ApplyError {
     #[error("network namespace {0:?} already exists (not created by this lab)")]
     NamespaceTaken(String),
     #[error("step {number} ({step}) failed: {source}")]
-    Step { number: usize, step: String, source: StepError },
+    Step { number: usize, step: String, source: Box<StepError> },
     #[error("interrupted")]
     Interrupted,
     #[error(transparent)]

@@ -192,7 +192,7 @@ impl Reader<'_> {
             }
             let kind = self.u32_at(head, 0)?;
             let total = self.u32_at(head, 4)? as usize;
-            if total < 12 || total % 4 != 0 {
+            if total < 12 || !total.is_multiple_of(4) {
                 return Err(bad(format!("block length {total} at offset {}", self.pos)));
             }
             let block = self.file.get(self.pos..self.pos + total).ok_or_else(|| bad("truncated block"))?;
