@@ -222,8 +222,8 @@ experiment("queues", function(x)
   end
   x:snapshot("cpus", shapes)
   x:chart("cpu-work", {
-    title = "Where the receive work ran: packets processed per CPU",
-    unit = "packets (softnet processed)",
+    title = "Where the receive work ran: packets processed per CPU (softnet)",
+    unit = "packets",
     bars = work,
   })
   x:chart("net-rx", { title = "NET_RX softirq runs per CPU", unit = "NET_RX runs", bars = net_rx })

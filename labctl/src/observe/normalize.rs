@@ -258,7 +258,9 @@ impl<'a> Normalizer<'a> {
                     icmpv6(icmp.type_u8(), icmp.code_u8(), icmp.bytes5to8(), icmp.payload(), self)
                 )
             }
-            _ if payload.ip_number.0 == 50 => format!("{family} {src} > {dst} {}{tail} len {len}", self.esp.esp(payload.payload)),
+            _ if payload.ip_number.0 == 50 => {
+                format!("{family} {src} > {dst} {}{tail} len {len}", self.esp.esp(payload.payload))
+            }
             _ => format!("{family} {src} > {dst} {}{tail} len {len}", proto_name(payload.ip_number)),
         }
     }

@@ -49,7 +49,15 @@ impl Builder {
 
     /// Adds a node and returns its index in `lab.nodes`.
     pub fn add_node(&mut self, name: String, kind: NodeKind, forwarding: bool, origin: Origin) -> usize {
-        self.lab.nodes.push(Node { name, kind, forwarding, routes: Vec::new(), sysctls: Vec::new(), tunings: Vec::new(), origin });
+        self.lab.nodes.push(Node {
+            name,
+            kind,
+            forwarding,
+            routes: Vec::new(),
+            sysctls: Vec::new(),
+            tunings: Vec::new(),
+            origin,
+        });
         self.lab.nodes.len() - 1
     }
 

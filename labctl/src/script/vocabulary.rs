@@ -187,7 +187,9 @@ impl UserData for NodeHandle {
             Ok(this)
         });
         methods.add_function("tune", |lua, (this, ifname, opts): (Value, Value, Value)| {
-            if let Some(index) = method_target(lua, "tune", &this, r#"h1:tune("eth0", { rps_cpus = "3", gro = false })"#)? {
+            if let Some(index) =
+                method_target(lua, "tune", &this, r#"h1:tune("eth0", { rps_cpus = "3", gro = false })"#)?
+            {
                 super::tune::tune(lua, index, &ifname, &opts)?;
             }
             Ok(this)
