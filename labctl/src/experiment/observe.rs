@@ -29,6 +29,11 @@ pub fn read(specs: &[String], netns: &BTreeMap<String, File>) -> Result<Counters
                 crate::observe::xdp::node_counters(node_ns(netns, spec.trim_end_matches(":xdp"))?)
                     .map_err(|e| format!("{spec}: {e}"))?
             }
+            // "r1:eth0:qdisc": every qdisc of the interface, as "fq_codel 0:0.drops".
+            _ if spec.ends_with(":qdisc") && spec.matches(':').count() == 2 => {
+                let (node, rest) = spec.split_once(':').expect("two colons");
+                qdiscs(node_ns(netns, node)?, rest.trim_end_matches(":qdisc")).map_err(|e| format!("{spec}: {e}"))?
+            }
             _ => match spec.split_once(':') {
                 Some((node, ifname)) => {
                     counters::link_stats(node_ns(netns, node)?, ifname).map_err(|e| format!("{spec}: {e}"))?
@@ -39,6 +44,16 @@ pub fn read(specs: &[String], netns: &BTreeMap<String, File>) -> Result<Counters
         all.insert(spec.clone(), group);
     }
     Ok(all)
+}
+
+fn qdiscs(netns: &File, ifname: &str) -> crate::observe::Result<BTreeMap<String, u64>> {
+    let mut flat = BTreeMap::new();
+    for qdisc in counters::qdisc_stats(netns, ifname)? {
+        for (name, value) in qdisc.counters() {
+            flat.insert(format!("{} {}.{name}", qdisc.kind, qdisc.handle), value);
+        }
+    }
+    Ok(flat)
 }
 
 fn node_ns<'a>(netns: &'a BTreeMap<String, File>, node: &str) -> Result<&'a File, String> {

@@ -184,6 +184,18 @@ impl UserData for Runtime {
             let counters = look::read(&names(specs)?, &this.all_netns()?).map_err(fail)?;
             counters_to_lua(lua, &counters)
         });
+        // x:neighbours("r1") and x:routes("r1"): the node's tables, sorted, as lists.
+        methods.add_method("neighbours", |lua, this, node: String| {
+            let netns = this.netns(&node)?;
+            let table =
+                crate::observe::counters::neighbours(&netns).map_err(|e| fail(format!("neighbours of {node}: {e}")))?;
+            lua.to_value(&table)
+        });
+        methods.add_method("routes", |lua, this, node: String| {
+            let netns = this.netns(&node)?;
+            let table = crate::observe::counters::routes(&netns).map_err(|e| fail(format!("routes of {node}: {e}")))?;
+            lua.to_value(&table)
+        });
         // x:delta({"h1:eth0", "r1"}, function() ... end): what moved while fn ran.
         methods.add_method("delta", |lua, this, (specs, step): (Value, Function)| {
             let specs = names(specs)?;
