@@ -1,7 +1,23 @@
 //! labctl: reproducible Linux network labs from Lua scripts.
 //!
 //! The modules follow the pipeline, each talking only to the next:
-//! script -> model -> validate -> plan -> apply -> observe -> snapshot.
+//!
+//! ```text
+//! script -> model -> validate -> plan -> apply -> experiment -> snapshot
+//!                                                 (traffic, observe)
+//! ```
+//!
+//! - `script`: the sandboxed Lua that declares a lab; `model`: the lab as
+//!   plain data; `validate`: every user mistake, before the kernel;
+//!   `plan`: the ordered kernel steps, pure.
+//! - `apply`: the only code that configures the kernel (netlink, syscalls),
+//!   journaled so `down` and rollback remove everything.
+//! - `experiment`: the runtime of `experiment(...)` functions, built on
+//!   `traffic` (ping, flows, the load generator) and `observe` (counters,
+//!   captures, drop reasons, XDP maps).
+//! - `snapshot`: results compared with committed insta-format snapshots.
+//! - `bpf`: compiling and loading BPF programs, for apply (XDP) and observe
+//!   (drop tracing). `diag`: errors with file:line, shared by the first stages.
 
 pub mod apply;
 pub mod bpf;
