@@ -1,5 +1,5 @@
 //! `labctl bench-traffic`: packets per second of labctl's load generator
-//! (`blast`, both modes) against trafgen (netsniff-ng) and iperf3 UDP, on
+//! (`blast`, every mode) against trafgen (netsniff-ng) and iperf3 UDP, on
 //! one veth pair, in one run, counted the same way for every tool.
 //!
 //! The setup, inside a throwaway network and mount namespace:

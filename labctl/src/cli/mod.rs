@@ -29,7 +29,7 @@ use labctl::script::ScriptError;
 const EXIT_STATUS_HELP: &str = "\
 Exit status:
   0  success
-  1  the kernel refused a step, a command failed or was interrupted
+  1  the kernel refused a step, an experiment or command failed
      (anything created was rolled back)
   2  bad input: an error in the lab script or the command line, or a lab or
      namespace name already in use; nothing was created
@@ -79,7 +79,7 @@ enum Command {
     /// Time bring-up and teardown of a star against the kernel floor,
     /// ip-star.sh and Mininet, in a throwaway namespace (needs root)
     Bench(bench::Args),
-    /// Packets per second of `blast` (both modes) against trafgen and iperf3
+    /// Packets per second of `blast` (every mode) against trafgen and iperf3
     /// UDP on one veth pair, in a throwaway namespace (needs root)
     BenchTraffic(bench_traffic::Args),
     /// Show the XDP programs of a running lab, read from the kernel: where, mode, program ids, maps (needs root)
