@@ -4,7 +4,7 @@ use std::collections::BTreeMap;
 use std::fs::File;
 
 use futures::TryStreamExt;
-use rtnetlink::packet_route::link::{LinkAttribute, Stats64};
+use rtnetlink::packet_route::link::{LinkAttribute, LinkMessage, Stats64};
 use rtnetlink::packet_route::tc::{TcAttribute, TcHandle, TcMessage, TcStats2};
 use rtnetlink::Handle;
 use serde::{Deserialize, Serialize};
@@ -21,9 +21,10 @@ pub fn link_stats(netns: &File, ifname: &str) -> Result<BTreeMap<String, u64>> {
     })
 }
 
-async fn stats64(handle: &Handle, ifname: &str) -> Result<Stats64> {
+/// The interface's RTM_GETLINK answer; a missing interface is named as such.
+async fn link_by_name(handle: &Handle, ifname: &str) -> Result<LinkMessage> {
     let no_such = || ObserveError::NoSuchInterface { ifname: ifname.into() };
-    let msg = handle
+    handle
         .link()
         .get()
         .match_name(ifname.to_string())
@@ -37,7 +38,11 @@ async fn stats64(handle: &Handle, ifname: &str) -> Result<Stats64> {
                 ObserveError::netlink(format!("get link {ifname}"))(e)
             }
         })?
-        .ok_or_else(no_such)?;
+        .ok_or_else(no_such)
+}
+
+async fn stats64(handle: &Handle, ifname: &str) -> Result<Stats64> {
+    let msg = link_by_name(handle, ifname).await?;
     msg.attributes
         .into_iter()
         .find_map(|a| match a {
@@ -126,23 +131,7 @@ impl QdiscStats {
 /// dump filtered here: the kernel dumps all interfaces regardless.
 pub fn qdisc_stats(netns: &File, ifname: &str) -> Result<Vec<QdiscStats>> {
     query(netns, |handle| async move {
-        let index = handle
-            .link()
-            .get()
-            .match_name(ifname.to_string())
-            .execute()
-            .try_next()
-            .await
-            .map_err(|e| {
-                if is_no_such_device(&e) {
-                    ObserveError::NoSuchInterface { ifname: ifname.into() }
-                } else {
-                    ObserveError::netlink(format!("get link {ifname}"))(e)
-                }
-            })?
-            .ok_or_else(|| ObserveError::NoSuchInterface { ifname: ifname.into() })?
-            .header
-            .index;
+        let index = link_by_name(&handle, ifname).await?.header.index;
         let mut dump = handle.qdisc().get().execute();
         let mut qdiscs = Vec::new();
         while let Some(msg) = dump.try_next().await.map_err(ObserveError::netlink("dump qdiscs"))? {
