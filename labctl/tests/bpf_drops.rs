@@ -12,6 +12,8 @@
 //! nothing it makes is visible outside. Prints "N passed, M failed" and exits
 //! non-zero on failure. Needs root, clang, bpftool, libbpf-dev and nft.
 
+mod isolated;
+
 use std::collections::BTreeMap;
 use std::fs::File;
 use std::panic::{catch_unwind, AssertUnwindSafe};
@@ -19,6 +21,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, ExitCode};
 use std::time::{Duration, Instant};
 
+use isolated::Tally;
 use labctl::apply::netns;
 use labctl::bpf::{self, drops, DropTable, DropTracer};
 use labctl::traffic::{ping, PingOptions};
@@ -44,15 +47,8 @@ struct World {
 const PINGS: u32 = 3;
 
 fn main() -> ExitCode {
-    if !nix::unistd::geteuid().is_root() {
-        eprintln!("bpf_drops needs root (BPF, namespaces)");
-        println!("0 passed, 1 failed");
-        return ExitCode::FAILURE;
-    }
-    if let Err(e) = netns::isolate_process() {
-        eprintln!("cannot isolate the test process: {e}");
-        println!("0 passed, 1 failed");
-        return ExitCode::FAILURE;
+    if let Err(code) = isolated::enter("bpf_drops", "BPF, namespaces") {
+        return code;
     }
     // A cache that survives runs (the vmlinux.h dump takes a few seconds);
     // the cache tests use fresh ones of their own.
@@ -62,8 +58,7 @@ fn main() -> ExitCode {
         Ok(w) => w,
         Err(e) => {
             eprintln!("cannot build the test topology: {e}");
-            println!("0 passed, 1 failed");
-            return ExitCode::FAILURE;
+            return Tally::default().failed_before_tests();
         }
     };
 
@@ -82,13 +77,10 @@ fn main() -> ExitCode {
         ("programs_are_unloaded_after_stop_and_drop", programs_are_unloaded),
         ("lua_x_drops_in_a_lab", lua_x_drops_in_a_lab),
     ];
-    let (mut passed, mut failed) = (0, 0);
+    let mut tally = Tally::default();
     for (name, test) in tests {
         let started = Instant::now();
-        let run = || {
-            catch_unwind(AssertUnwindSafe(|| test(&world)))
-                .unwrap_or_else(|panic| Err(format!("panicked: {}", panic_message(&panic))))
-        };
+        let run = || isolated::run(|| test(&world));
         let mut outcome = run();
         for _ in 0..2 {
             match &outcome {
@@ -99,16 +91,7 @@ fn main() -> ExitCode {
                 _ => break,
             }
         }
-        match outcome {
-            Ok(()) => {
-                passed += 1;
-                println!("test {name} ... ok ({:.2?})", started.elapsed());
-            }
-            Err(why) => {
-                failed += 1;
-                println!("test {name} ... FAILED: {why}");
-            }
-        }
+        tally.record(name, started, outcome);
     }
     // Leave nothing behind, and check that nothing is left.
     drop(world);
@@ -117,27 +100,9 @@ fn main() -> ExitCode {
         let _ = ip(&format!("netns del {ns}"));
     }
     let left = sh("ip", &["netns", "list"]).unwrap_or_else(|e| e);
-    if left.trim().is_empty() {
-        passed += 1;
-        println!("test no_namespace_left ... ok");
-    } else {
-        failed += 1;
-        println!("test no_namespace_left ... FAILED: ip netns list: {left}");
-    }
-    println!("{passed} passed, {failed} failed");
-    if failed == 0 {
-        ExitCode::SUCCESS
-    } else {
-        ExitCode::FAILURE
-    }
-}
-
-fn panic_message(panic: &Box<dyn std::any::Any + Send>) -> String {
-    panic
-        .downcast_ref::<String>()
-        .cloned()
-        .or_else(|| panic.downcast_ref::<&str>().map(|s| s.to_string()))
-        .unwrap_or_else(|| "?".into())
+    let outcome = if left.trim().is_empty() { Ok(()) } else { Err(format!("ip netns list: {left}")) };
+    tally.record("no_namespace_left", Instant::now(), outcome);
+    tally.finish()
 }
 
 // ---------------------------------------------------------------------------

@@ -9,11 +9,14 @@
 //!
 //! Prints `N passed, M failed` last and exits non-zero on any failure.
 
+mod isolated;
+
 use std::collections::BTreeMap;
 use std::fs::File;
-use std::panic::{catch_unwind, AssertUnwindSafe};
-use std::process::Command;
+use std::process::{Command, ExitCode};
+use std::time::Instant;
 
+use isolated::Tally;
 use labctl::apply::netns;
 use labctl::model::MacAddr;
 use labctl::observe::counters::{self, Delta};
@@ -27,13 +30,10 @@ const PINGS: usize = 3;
 
 type Check = fn(&World);
 
-fn main() {
-    if !nix::unistd::geteuid().is_root() {
-        eprintln!("observe_ping needs root (network and mount namespaces)");
-        println!("0 passed, 1 failed");
-        std::process::exit(1);
+fn main() -> ExitCode {
+    if let Err(code) = isolated::enter("observe_ping", "network and mount namespaces") {
+        return code;
     }
-    netns::isolate_process().expect("isolate the test in its own network and mount namespace");
     setup();
     let world = World::observe_a_ping();
 
@@ -48,21 +48,19 @@ fn main() {
         ("softnet and softirqs move", per_cpu_counters),
         ("unknown interfaces are named in the error", unknown_interface),
     ];
-    let (mut passed, mut failed) = (0, 0);
+    let mut tally = Tally::default();
     for (name, check) in checks {
-        match catch_unwind(AssertUnwindSafe(|| check(&world))) {
-            Ok(()) => {
-                println!("test {name} ... ok");
-                passed += 1;
-            }
-            Err(_) => {
-                println!("test {name} ... FAILED");
-                failed += 1;
-            }
-        }
+        let started = Instant::now();
+        tally.record(
+            name,
+            started,
+            isolated::run(|| {
+                check(&world);
+                Ok(())
+            }),
+        );
     }
-    println!("{passed} passed, {failed} failed");
-    std::process::exit(if failed == 0 { 0 } else { 1 });
+    tally.finish()
 }
 
 fn sh(args: &[&str]) -> String {

@@ -12,12 +12,14 @@
 //! measures blast packet rates with the sender pinned to one core.
 //! Needs root. Closes with "N passed, M failed" and a non-zero exit on failure.
 
+mod isolated;
+
 use std::fs::File;
 use std::net::SocketAddr;
-use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::process::{Command, ExitCode};
 use std::time::{Duration, Instant};
 
+use isolated::Tally;
 use labctl::apply::netns;
 use labctl::traffic::{
     blast, ping, tcp_flow, udp_flow, BlastMode, BlastOptions, BlastReport, PingOptions, TcpFlow, UdpFlow,
@@ -42,23 +44,15 @@ macro_rules! ensure {
 }
 
 fn main() -> ExitCode {
-    if !nix::unistd::Uid::effective().is_root() {
-        eprintln!("traffic_netns needs root (raw sockets, namespaces)");
-        println!("0 passed, 1 failed");
-        return ExitCode::FAILURE;
-    }
     // First, while single-threaded: nothing made below is visible outside.
-    if let Err(e) = netns::isolate_process() {
-        eprintln!("cannot isolate the test process: {e}");
-        println!("0 passed, 1 failed");
-        return ExitCode::FAILURE;
+    if let Err(code) = isolated::enter("traffic_netns", "raw sockets, namespaces") {
+        return code;
     }
     let lab = match build_lab() {
         Ok(lab) => lab,
         Err(e) => {
             eprintln!("cannot build the test topology: {e}");
-            println!("0 passed, 1 failed");
-            return ExitCode::FAILURE;
+            return Tally::default().failed_before_tests();
         }
     };
     if std::env::args().any(|a| a == "--bench") {
@@ -84,36 +78,12 @@ fn main() -> ExitCode {
         ("blast_rate_and_count_are_kept", blast_rate_and_count),
         ("blast_gso_count_arrives_whole", blast_gso_count),
     ];
-    let (mut passed, mut failed) = (0, 0);
+    let mut tally = Tally::default();
     for (name, test) in tests {
         let started = Instant::now();
-        let outcome = catch_unwind(AssertUnwindSafe(|| test(&lab)))
-            .unwrap_or_else(|panic| Err(format!("panicked: {}", panic_message(&panic))));
-        match outcome {
-            Ok(()) => {
-                passed += 1;
-                println!("test {name} ... ok ({:.2?})", started.elapsed());
-            }
-            Err(why) => {
-                failed += 1;
-                println!("test {name} ... FAILED: {why}");
-            }
-        }
+        tally.record(name, started, isolated::run(|| test(&lab)));
     }
-    println!("{passed} passed, {failed} failed");
-    if failed == 0 {
-        ExitCode::SUCCESS
-    } else {
-        ExitCode::FAILURE
-    }
-}
-
-fn panic_message(panic: &Box<dyn std::any::Any + Send>) -> String {
-    panic
-        .downcast_ref::<String>()
-        .cloned()
-        .or_else(|| panic.downcast_ref::<&str>().map(|s| s.to_string()))
-        .unwrap_or_else(|| "?".into())
+    tally.finish()
 }
 
 // ---------------------------------------------------------------------------
