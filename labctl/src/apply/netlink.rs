@@ -78,11 +78,12 @@ impl Netlink {
             main_msg = main_msg.mtu(mtu);
             peer_msg = peer_msg.mtu(mtu);
         }
-        if let Some(q) = options.queues {
-            for attr in [LinkAttribute::NumTxQueues(q), LinkAttribute::NumRxQueues(q)] {
-                main_msg = main_msg.append_extra_attribute(attr.clone());
-                peer_msg = peer_msg.append_extra_attribute(attr);
-            }
+        // Always explicit: left out, the kernel gives each end one queue per
+        // CPU, then shrinks it to one with an expedited RCU wait under rtnl_lock.
+        let queues = options.queues.unwrap_or(1);
+        for attr in [LinkAttribute::NumTxQueues(queues), LinkAttribute::NumRxQueues(queues)] {
+            main_msg = main_msg.append_extra_attribute(attr.clone());
+            peer_msg = peer_msg.append_extra_attribute(attr);
         }
         if let Some(master) = options.master {
             main_msg = main_msg.controller(master);
