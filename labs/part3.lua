@@ -46,6 +46,9 @@
 --   gro           a TCP flow with GRO on and off: packets the stack handled
 --   softirq-hell  a receiver too slow for its traffic, with and without
 --                 RPS: back-pressure, or backlog drops and time_squeeze
+--   backlog       bursts into a slow receiver with the default backlog
+--                 and a too-small one (a machine-wide setting, changed
+--                 for one second and put back)
 --
 -- The snapshots keep the *shape* of each result (which counters moved,
 -- which stayed zero, which way a comparison went, a share within broad
@@ -461,5 +464,91 @@ experiment("softirq-hell", function(x)
     title = ("A %d-rule firewall on the receiver, with and without RPS"):format(FIREWALL_RULES),
     unit = "per second",
     bars = rates,
+  })
+end)
+
+-- ---------------------------------------------------------------------------
+-- backlog: the queue that absorbs bursts, and what happens when it is too
+-- small.
+--
+-- busy again (everything to CPU 1 by RPS, the 4000-rule firewall making
+-- each packet cost ~100 µs there). This time tx sends a rate CPU 1 can
+-- manage on average, 2000 packets per second, but in bursts: 200 UDP
+-- packets back to back (through ordinary sockets, mode "mmsg", which do
+-- not resend what is dropped), then nothing for 100 ms. A burst arrives in
+-- well under a millisecond and takes CPU 1 some 20 ms to work off; until
+-- then it waits in CPU 1's backlog queue.
+--
+--   * backlog 1000 (net.core.netdev_max_backlog, the kernel's default):
+--     the whole burst fits. Nothing is lost, just delayed.
+--   * backlog 16: the first 16 or so packets of each burst fit, the rest
+--     are dropped on arrival (softnet "dropped" on CPU 1). The average
+--     load is the same; the queue is what changed.
+--
+-- The backlog is one of the few network settings the kernel keeps for the
+-- whole machine, not per namespace: `x:host_sysctl{...}` changes it for
+-- the length of one function, with the old value journaled in the lab's
+-- state folder and put back afterwards (also by `labctl down` if labctl
+-- died in between). Anything else on the machine that receives packets in
+-- that second sees the small backlog too.
+--
+-- What to look for (backlog__bursts.snap, burst-loss.svg).
+-- ---------------------------------------------------------------------------
+
+local BURST, RATE, COUNT = 200, 2000, 2000
+local SMALL_BACKLOG = 16
+
+experiment("backlog", function(x)
+  local default_backlog = x:host_sysctl("net.core.netdev_max_backlog")
+  local shapes, bars = {}, {}
+  local function bursts(label)
+    local blast
+    local moved = x:delta({ "softnet" }, function()
+      blast = x.tx:blast {
+        to = "198.18.6.2",
+        mode = "mmsg",
+        flows = 64,
+        rate = RATE,
+        burst = BURST,
+        count = COUNT,
+        cpu = SENDER_CPU,
+        sink_cpu = SENDER_CPU,
+      }
+    end)
+    local dropped = moved.softnet["cpu1.dropped"] or 0
+    bars[#bars + 1] = {
+      label,
+      { { "sent", blast.sent }, { "received", blast.received }, { "backlog drops, CPU 1", dropped } },
+    }
+    return blast, dropped
+  end
+  with(function()
+    add_firewall(x.busy)
+  end, function()
+    x.busy:run { "nft", "delete table ip part3_firewall" }
+  end, function()
+    local blast, dropped = bursts(("backlog %d (default)"):format(default_backlog))
+    x:expect_eq(blast.sent, COUNT, "packets sent with the default backlog")
+    shapes["backlog at the kernel's default (1000 or more)"] = {
+      ["default is at least 1000"] = default_backlog >= 1000,
+      ["packets lost (of 2000)"] = x.range(blast.dropped, 0, 20),
+      ["backlog drops on CPU 1"] = x.range(dropped, 0, 20),
+    }
+    x:host_sysctl({ ["net.core.netdev_max_backlog"] = SMALL_BACKLOG }, function()
+      blast, dropped = bursts(("backlog %d"):format(SMALL_BACKLOG))
+    end)
+    x:expect_eq(blast.sent, COUNT, "packets sent with the small backlog")
+    shapes[("backlog %d"):format(SMALL_BACKLOG)] = {
+      ["packets lost (of 2000)"] = x.range(blast.dropped, 1000, 2000),
+      ["backlog drops on CPU 1"] = x.range(dropped, 1000, 2000),
+      ["every lost packet is a backlog drop"] = dropped == blast.dropped,
+    }
+  end)
+  x:expect_eq(x:host_sysctl("net.core.netdev_max_backlog"), default_backlog, "backlog restored")
+  x:snapshot("bursts", shapes)
+  x:chart("burst-loss", {
+    title = ("Bursts of %d UDP packets at %d packets/s into a slow receiver"):format(BURST, RATE),
+    unit = "packets",
+    bars = bars,
   })
 end)

@@ -3,7 +3,9 @@
 //! purpose fails with a diff that names the counter and the lab line (also
 //! as a GitHub annotation and in JUnit XML); a new snapshot fails until
 //! `labctl review --accept`; Ctrl-C in the middle of an experiment tears the
-//! lab down and exits 130.
+//! lab down and exits 130; a machine-wide sysctl changed by
+//! `x:host_sysctl` comes back after the function, an error, or a kill -9
+//! followed by `down`.
 //!
 //! The part2 tests work on a copy of the lab and its snapshots in a scratch
 //! folder (labs/ beside snapshots/, the repository's layout, so `labctl test`
@@ -237,4 +239,84 @@ fn ctrl_c_during_an_experiment_tears_the_lab_down() {
     assert!(sb.netns_list().is_empty(), "namespaces left: {:?}", sb.netns_list());
     assert!(sb.labctl_state().is_empty(), "state left in /run/labctl: {:?}", sb.labctl_state());
     sb.assert_clean(&before, "after Ctrl-C during an experiment");
+}
+
+/// A machine-wide sysctl, read in the host's initial namespace (kthreadd's).
+fn host_netdev_budget() -> u64 {
+    let host = std::fs::File::open("/proc/2/ns/net").expect("open the host's namespace");
+    std::thread::scope(|s| {
+        s.spawn(|| {
+            nix::sched::setns(&host, nix::sched::CloneFlags::CLONE_NEWNET).expect("setns");
+            std::fs::read_to_string("/proc/sys/net/core/netdev_budget").expect("read").trim().parse().expect("number")
+        })
+        .join()
+        .expect("reader thread")
+    })
+}
+
+#[test]
+fn host_sysctls_come_back_after_the_function_after_an_error_and_after_a_kill() {
+    let original = host_netdev_budget();
+    // One more than now: harmless to anything else running on the machine.
+    let changed = original + 1;
+    let dir = scratch_dir("test-host-sysctl");
+    let lab = dir.join("hostsys.lua");
+    std::fs::write(
+        &lab,
+        format!(
+            "lab {{ name = \"hostsys\" }}\n\
+             local a, b = node(\"a\"), node(\"b\")\n\
+             link(a, b, {{ \"198.18.0.1/24\", \"198.18.0.2/24\" }})\n\
+             experiment(\"fails-inside\", function(x)\n\
+             \x20 x:host_sysctl({{ [\"net.core.netdev_budget\"] = {changed} }}, function()\n\
+             \x20   x:expect_eq(x:host_sysctl(\"net.core.netdev_budget\"), {changed}, \"changed inside\")\n\
+             \x20   error(\"stops inside\")\n\
+             \x20 end)\n\
+             end)\n\
+             experiment(\"killed\", function(x)\n\
+             \x20 x:host_sysctl({{ [\"net.core.netdev_budget\"] = {changed} }}, function() x:sleep(30) end)\n\
+             end)\n\
+             experiment(\"not-machine-wide\", function(x)\n\
+             \x20 x:host_sysctl({{ [\"net.ipv4.ip_forward\"] = 1 }}, function() end)\n\
+             end)\n"
+        ),
+    )
+    .unwrap();
+    let sb = Sandbox::new();
+    let before = sb.host_state();
+    let snapshots = dir.join("snapshots");
+    let run = |experiment: &str| {
+        let mut c = sb.labctl_cmd();
+        c.arg("test").arg(&lab).arg("--snapshots").arg(&snapshots).args(["-e", experiment]);
+        c
+    };
+
+    // An error inside the function: reported at its line, the value restored.
+    let out = output(&mut run("fails-inside"));
+    assert_code(&out, 1, "an experiment that fails inside x:host_sysctl");
+    assert!(stdout(&out).contains("hostsys.lua:7:") && stdout(&out).contains("stops inside"), "{}", describe(&out));
+    assert_eq!(host_netdev_budget(), original, "restored after the error");
+
+    // Not machine-wide: refused, with the list of what is, before any change.
+    let out = output(&mut run("not-machine-wide"));
+    assert_code(&out, 1, "a sysctl that is not machine-wide");
+    assert!(stdout(&out).contains("hostsys.lua:14:"), "{}", describe(&out));
+    assert!(stdout(&out).contains("net.core.netdev_max_backlog"), "{}", describe(&out));
+    assert_eq!(host_netdev_budget(), original);
+
+    // kill -9 inside the function: the value stays changed until `down`.
+    let mut c = run("killed");
+    c.stdin(Stdio::null()).stdout(Stdio::null()).stderr(Stdio::null());
+    let mut child = c.spawn().expect("start labctl test");
+    let started = Instant::now();
+    while host_netdev_budget() != changed {
+        assert!(started.elapsed() < Duration::from_secs(15), "the value never changed");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    child.kill().expect("kill -9");
+    child.wait().expect("reap");
+    assert_eq!(host_netdev_budget(), changed, "nothing restores it but down");
+    sb.labctl_ok(["down", "hostsys"]);
+    assert_eq!(host_netdev_budget(), original, "down restores the journaled value");
+    sb.assert_clean(&before, "after x:host_sysctl round trips");
 }

@@ -7,6 +7,7 @@
 mod executor;
 mod faults;
 pub mod floor;
+pub mod host_sysctl;
 mod interrupt;
 pub mod ipsec;
 mod netlink;
@@ -54,6 +55,8 @@ pub enum ApplyError {
     /// An XDP program could not be compiled or verified (apply/xdp.rs prepare): nothing was created.
     #[error(transparent)]
     Xdp(xdp::XdpError),
+    #[error(transparent)]
+    HostSysctl(#[from] host_sysctl::HostSysctlError),
 }
 
 impl From<StateError> for ApplyError {
@@ -151,6 +154,8 @@ pub fn down(name: &str) -> Result<Down, ApplyError> {
 
 fn remove(state: LabState) -> Result<Removed, ApplyError> {
     let journal = state.journaled()?;
+    // Machine-wide values an experiment changed and labctl died before restoring.
+    host_sysctl::restore_journaled(state.dir())?;
     let removed = teardown::remove_journaled(&journal)?;
     state.remove()?;
     Ok(removed)

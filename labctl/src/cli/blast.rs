@@ -45,6 +45,9 @@ pub struct Args {
     /// Packets per second at most [default: flat out]
     #[arg(long)]
     rate: Option<u64>,
+    /// With --rate: packets per burst, sent back to back, bursts spaced to keep the rate
+    #[arg(long, requires = "rate")]
+    burst: Option<u64>,
     /// Flows (distinct source ports), for RSS/RPS to spread
     #[arg(long, default_value_t = 16)]
     flows: u16,
@@ -90,6 +93,7 @@ pub fn run(args: Args) -> Result<(), Failure> {
     options.duration = Some(args.duration);
     options.count = args.count;
     options.rate_pps = args.rate;
+    options.burst = args.burst;
     options.flows = args.flows;
     options.cpu = args.cpu;
     options.sink_cpu = args.sink_cpu;

@@ -234,6 +234,47 @@ impl UserData for Runtime {
             result?;
             lua.to_value(&drops::by_node(&records.map_err(bpf)?, &netns, locations).map_err(bpf)?)
         });
+        // x:host_sysctl("net.core.netdev_max_backlog"): a machine-wide value now.
+        // x:host_sysctl({ ["net.core.netdev_max_backlog"] = 32 }, function() ... end): changed
+        // for the whole machine while fn runs, then put back (apply/host_sysctl.rs).
+        methods.add_method("host_sysctl", |lua, this, (what, body): (Value, Option<Function>)| {
+            use crate::apply::host_sysctl;
+            let err = |e: host_sysctl::HostSysctlError| fail(format!("x:host_sysctl(): {e}"));
+            match (what, body) {
+                (Value::String(key), None) => {
+                    let value = host_sysctl::read(&key.to_string_lossy()).map_err(err)?;
+                    Ok(MultiValue::from_vec(vec![match value.parse::<i64>() {
+                        Ok(n) => Value::Integer(n),
+                        Err(_) => lua.to_value(&value)?,
+                    }]))
+                }
+                (Value::Table(table), Some(body)) => {
+                    let mut changes = Vec::new();
+                    for pair in table.pairs::<String, Value>() {
+                        let (key, value) = pair?;
+                        let value = match value {
+                            Value::Integer(n) => n.to_string(),
+                            Value::Number(n) if n.fract() == 0.0 => (n as i64).to_string(),
+                            Value::String(s) => s.to_string_lossy(),
+                            other => other.to_string()?,
+                        };
+                        changes.push((key, value));
+                    }
+                    changes.sort();
+                    let lab = this.lock().lab.name.clone();
+                    let changed = host_sysctl::change(&lab, &changes).map_err(err)?;
+                    let result = body.call::<MultiValue>(());
+                    let restored = changed.restore();
+                    let values = result?;
+                    restored.map_err(err)?;
+                    Ok(values)
+                }
+                _ => Err(fail(
+                    "x:host_sysctl(key) reads a machine-wide sysctl; \
+                     x:host_sysctl({ [key] = value }, function() ... end) changes it while the function runs",
+                )),
+            }
+        });
         // x:ipsec("gw1"): backend, IKE and child SAs with packet/byte counters, nonzero xfrm_stat (experiment/ipsec.rs).
         methods.add_method("ipsec", |lua, this, node: String| {
             let lab = this.lock().lab.clone();
@@ -342,7 +383,8 @@ impl UserData for NodeRef {
                 traffic::tcp_flow(&src_ns, &dst_ns, &flow).map_err(|e| fail(format!("tcp from {}: {e}", this.name)))?;
             lua.to_value(&report)
         });
-        // x.h1:blast{ to = "198.18.1.1", size = 64, duration = "3s", flows = 64, mode = "ring", rate = 1e5, cpu = 0 }
+        // x.h1:blast{ to = "198.18.1.1", size = 64, duration = "3s", flows = 64, mode = "ring", rate = 1e5,
+        //             burst = 100, cpu = 0 }
         methods.add_method("blast", |lua, this, opts: Table| {
             let (to, dst) = this.destination(&opts, 9000)?;
             let mode = match opts.get::<Option<String>>("mode")?.as_deref() {
@@ -359,6 +401,7 @@ impl UserData for NodeRef {
             o.size = opts.get::<Option<usize>>("size")?.unwrap_or(o.size);
             o.flows = opts.get::<Option<u16>>("flows")?.unwrap_or(o.flows);
             o.rate_pps = opts.get::<Option<u64>>("rate")?;
+            o.burst = opts.get::<Option<u64>>("burst")?;
             o.count = opts.get::<Option<u64>>("count")?;
             o.duration = duration(&opts, "duration")?.or(o.duration);
             o.batch = opts.get::<Option<usize>>("batch")?.unwrap_or(o.batch);

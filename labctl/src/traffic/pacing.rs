@@ -19,6 +19,8 @@ pub struct Budget {
     end: Instant,
     count: Option<u64>,
     rate_pps: Option<u64>,
+    /// Packets that fall due together at a rate cap (1: evenly spread).
+    burst: u64,
     sent: u64,
 }
 
@@ -42,7 +44,14 @@ impl Budget {
             return Err(TrafficError::Options("a rate of 0 packets per second sends nothing".into()));
         }
         let duration = duration.unwrap_or(MAX_RUN).min(MAX_RUN);
-        Ok(Budget { start, end: start + duration, count, rate_pps, sent: 0 })
+        Ok(Budget { start, end: start + duration, count, rate_pps, burst: 1, sent: 0 })
+    }
+
+    /// At a rate cap, lets packets fall due `burst` at a time (the same
+    /// average rate, in bursts sent back to back).
+    pub fn in_bursts(mut self, burst: u64) -> Budget {
+        self.burst = burst.max(1);
+        self
     }
 
     pub fn start(&self) -> Instant {
@@ -80,10 +89,12 @@ impl Budget {
         }
         if let Some(rate) = self.rate_pps {
             let elapsed = now - self.start;
-            // Packets due by now; the first one goes out at once.
-            let due = (elapsed.as_secs_f64() * rate as f64) as u64 + 1;
+            // Packets due by now, a burst at a time; the first burst goes out at once.
+            let bursts = (elapsed.as_secs_f64() * rate as f64 / self.burst as f64) as u64 + 1;
+            let due = bursts * self.burst;
             if due <= self.sent {
-                let next_due = self.start + Duration::from_secs_f64(self.sent as f64 / rate as f64);
+                let next_burst = self.sent / self.burst * self.burst;
+                let next_due = self.start + Duration::from_secs_f64(next_burst as f64 / rate as f64);
                 return Next::Wait(next_due.saturating_duration_since(now).min(self.end - now));
             }
             allowed = allowed.min(due - self.sent);
@@ -133,5 +144,20 @@ mod tests {
         assert_eq!(b.next_at(t0, 64), Next::Wait(Duration::from_millis(1)));
         // 10.5 ms in: 11 due, 1 sent.
         assert_eq!(b.next_at(t0 + Duration::from_micros(10_500), 64), Next::Send(10));
+    }
+
+    #[test]
+    fn bursts_keep_the_rate_and_come_back_to_back() {
+        let start = Instant::now();
+        let mut b = Budget::starting_at(start, None, Some(Duration::from_secs(1)), Some(1000)).unwrap().in_bursts(100);
+        // The first burst is due at once, whole, even in batches of 64.
+        assert_eq!(b.next_at(start, 64), Next::Send(64));
+        b.record(64);
+        assert_eq!(b.next_at(start, 64), Next::Send(36));
+        b.record(36);
+        // The next one 100 packets / 1000 pps = 100 ms later.
+        assert_eq!(b.next_at(start, 64), Next::Wait(Duration::from_millis(100)));
+        assert_eq!(b.next_at(start + Duration::from_millis(99), 500), Next::Wait(Duration::from_millis(1)));
+        assert_eq!(b.next_at(start + Duration::from_millis(100), 500), Next::Send(100));
     }
 }

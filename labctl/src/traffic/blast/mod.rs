@@ -54,6 +54,10 @@ pub struct BlastOptions {
     /// empty: the one the kernel picks.
     pub sources: Vec<IpAddr>,
     pub rate_pps: Option<u64>,
+    /// With a rate: packets sent back to back per burst, the bursts spaced
+    /// to keep the rate (what fills a receiver's queues that a steady rate
+    /// would not).
+    pub burst: Option<u64>,
     pub count: Option<u64>,
     pub duration: Option<Duration>,
     /// Packets per system call.
@@ -77,6 +81,7 @@ impl BlastOptions {
             flows: 16,
             sources: Vec::new(),
             rate_pps: None,
+            burst: None,
             count: None,
             duration: Some(Duration::from_secs(1)),
             batch: 64,
@@ -191,6 +196,11 @@ fn check(opts: &BlastOptions) -> Result<(), TrafficError> {
     if let Some(s) = opts.sources.iter().find(|s| s.is_ipv4() != opts.to.is_ipv4()) {
         return bad(format!("source {s} and destination {} differ in family", opts.to));
     }
+    match (opts.burst, opts.rate_pps) {
+        (Some(0), _) => return bad("burst must be at least 1".into()),
+        (Some(_), None) => return bad("burst needs a rate: bursts are spaced to keep it".into()),
+        _ => {}
+    }
     // Fails early on a missing count/duration or a zero rate.
     Budget::new(opts.count, opts.duration, opts.rate_pps).map(|_| ())
 }
@@ -243,7 +253,7 @@ fn run_sender(sender: Sender, opts: &BlastOptions) -> Result<(SendOutcome, Durat
         cpu::pin_current_thread(cpu)?;
     }
     let cpu_start = CpuTime::thread_now();
-    let mut budget = Budget::new(opts.count, opts.duration, opts.rate_pps)?;
+    let mut budget = Budget::new(opts.count, opts.duration, opts.rate_pps)?.in_bursts(opts.burst.unwrap_or(1));
     let outcome = match sender {
         Sender::Sendmmsg(sockets) => mmsg::send(&sockets, opts.size, opts.batch, &mut budget)?,
         Sender::PacketRing(mut ring) => ring.send(opts.batch, &mut budget)?,
