@@ -468,8 +468,8 @@ experiment("softirq-hell", function(x)
 end)
 
 -- ---------------------------------------------------------------------------
--- backlog: the queue that absorbs bursts, and what happens when it is too
--- small.
+-- backlog: the queue that absorbs bursts, and what happens when it, or
+-- the NET_RX budget that empties it, is too small.
 --
 -- busy again (everything to CPU 1 by RPS, the 4000-rule firewall making
 -- each packet cost ~100 µs there). This time tx sends a rate CPU 1 can
@@ -484,6 +484,14 @@ end)
 --   * backlog 16: the first 16 or so packets of each burst fit, the rest
 --     are dropped on arrival (softnet "dropped" on CPU 1). The average
 --     load is the same; the queue is what changed.
+--   * budget 8 (net.core.netdev_budget, default 300: how many packets one
+--     run of the NET_RX softirq may take before it must let the CPU do
+--     something else), backlog back at the default: each run takes one
+--     helping of up to 64 packets (the device weight), finds its budget
+--     spent and stops with work left: time_squeeze moves, several times
+--     per burst. Nothing is lost: the backlog holds the rest until the
+--     next run. (With the default budget a burst is worked off in one or
+--     two runs without a squeeze; softirq-hell above squeezes by time.)
 --
 -- The backlog is one of the few network settings the kernel keeps for the
 -- whole machine, not per namespace: `x:host_sysctl{...}` changes it for
@@ -497,6 +505,7 @@ end)
 
 local BURST, RATE, COUNT = 200, 2000, 2000
 local SMALL_BACKLOG = 16
+local SMALL_BUDGET = 8
 
 experiment("backlog", function(x)
   local default_backlog = x:host_sysctl("net.core.netdev_max_backlog")
@@ -516,11 +525,17 @@ experiment("backlog", function(x)
       }
     end)
     local dropped = moved.softnet["cpu1.dropped"] or 0
+    local squeezed = moved.softnet["cpu1.time_squeeze"] or 0
     bars[#bars + 1] = {
       label,
-      { { "sent", blast.sent }, { "received", blast.received }, { "backlog drops, CPU 1", dropped } },
+      {
+        { "sent", blast.sent },
+        { "received", blast.received },
+        { "backlog drops, CPU 1", dropped },
+        { "time_squeeze, CPU 1", squeezed },
+      },
     }
-    return blast, dropped
+    return blast, dropped, squeezed
   end
   with(function()
     add_firewall(x.busy)
@@ -543,8 +558,18 @@ experiment("backlog", function(x)
       ["backlog drops on CPU 1"] = x.range(dropped, 1000, 2000),
       ["every lost packet is a backlog drop"] = dropped == blast.dropped,
     }
+    local squeezed
+    x:host_sysctl({ ["net.core.netdev_budget"] = SMALL_BUDGET }, function()
+      blast, dropped, squeezed = bursts(("budget %d"):format(SMALL_BUDGET))
+    end)
+    x:expect_eq(blast.sent, COUNT, "packets sent with the small budget")
+    shapes[("budget %d, backlog at the default"):format(SMALL_BUDGET)] = {
+      ["packets lost (of 2000)"] = x.range(blast.dropped, 0, 20),
+      ["time_squeeze on CPU 1, per burst"] = x.range(squeezed / (COUNT / BURST), 1, 50),
+    }
   end)
   x:expect_eq(x:host_sysctl("net.core.netdev_max_backlog"), default_backlog, "backlog restored")
+  x:expect(x:host_sysctl("net.core.netdev_budget") ~= SMALL_BUDGET, "budget restored")
   x:snapshot("bursts", shapes)
   x:chart("burst-loss", {
     title = ("Bursts of %d UDP packets at %d packets/s into a slow receiver"):format(BURST, RATE),
