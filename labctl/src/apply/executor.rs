@@ -119,8 +119,7 @@ pub fn execute(
         });
         let result = runtime.block_on(async {
             let mut nodes = HashMap::new();
-            let mut timings = build_nodes_and_links(per_node, &links, rx, &mut nodes, &mut tracker).await?;
-            timings.iter_mut().for_each(|t| t.elapsed = started.elapsed());
+            let mut timings = build_nodes_and_links(per_node, &links, rx, &mut nodes, &mut tracker, started).await?;
             for (phase, steps) in &late {
                 let started = Instant::now();
                 state.journal(steps.iter().map(|(_, s)| *s))?;
@@ -209,7 +208,15 @@ async fn build_nodes_and_links(
     mut reports: mpsc::UnboundedReceiver<Report>,
     nodes: &mut HashMap<String, Node>,
     tracker: &mut Tracker<'_>,
+    started: Instant,
 ) -> Result<Vec<PhaseTiming>, ApplyError> {
+    // When the last step of each phase was done: the phases overlap.
+    let mut finished: std::collections::BTreeMap<Phase, Duration> = Default::default();
+    let phase_of: HashMap<usize, Phase> = per_node.iter().map(|(i, s)| (*i, s.phase())).collect();
+    let mut done = |index: usize, phase: Phase, tracker: &mut Tracker<'_>| {
+        finished.insert(phase, started.elapsed());
+        tracker.applied(index);
+    };
     let expected_nodes = per_node.iter().filter(|(_, s)| matches!(s, Step::CreateNamespace { .. })).count();
     let steps: Vec<&Step> = links.iter().map(|(_, s)| *s).collect();
     let mut scheduler = Scheduler::new(&steps);
@@ -241,7 +248,7 @@ async fn build_nodes_and_links(
         }
         tokio::select! {
             report = reports.recv(), if worker_open => match report {
-                Some(Report::Applied(index)) => tracker.applied(index),
+                Some(Report::Applied(index)) => done(index, phase_of[&index], tracker),
                 Some(Report::Ready(name, node)) => {
                     scheduler.node_ready(&name);
                     nodes.insert(name, node);
@@ -265,20 +272,24 @@ async fn build_nodes_and_links(
                 for (node, ifindex) in schedule::provides(step) {
                     scheduler.provide(node, ifindex);
                 }
-                tracker.applied(index);
+                done(index, step.phase(), tracker);
             }
         }
     }
     // The worker's last reports (its final steps' Applied) may still be queued.
     while let Ok(report) = reports.try_recv() {
         if let Report::Applied(index) = report {
-            tracker.applied(index);
+            done(index, phase_of[&index], tracker);
         }
     }
     let count = |p: Phase| per_node.iter().chain(links).filter(|(_, s)| s.phase() == p).count();
     Ok([Phase::Namespaces, Phase::NamespaceSysctls, Phase::Bridges, Phase::Veths, Phase::Configure]
         .into_iter()
-        .map(|phase| PhaseTiming { phase, steps: count(phase), elapsed: Duration::ZERO })
+        .map(|phase| PhaseTiming {
+            phase,
+            steps: count(phase),
+            elapsed: finished.get(&phase).copied().unwrap_or_default(),
+        })
         .filter(|t| t.steps > 0)
         .collect())
 }
