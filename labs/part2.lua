@@ -185,12 +185,22 @@ experiment("one-ping", function(x)
   -- `tcpdump -i eth0` and `tcpdump -i eth1` at once, merged in time order.
   -- "in"/"out" is the direction at the capturing interface. Note the TTL:
   -- 64 when the request reaches r1, 63 when r1 sends it on.
+  --
+  -- x:path counts the same ping (and its ARP) where the kernel itself saw
+  -- each packet arrive (the net:netif_receive_skb tracepoint, "rx") and
+  -- leave (net:net_dev_xmit, "tx"), per interface of the lab: every hop,
+  -- the switch's ports and its own br0 included, and h2, which got the
+  -- broadcast ARP request and nothing else.
   forget_neighbours(x)
-  local trace = x:capture({ "r1:eth0", "r1:eth1" }, function()
-    x.h1:ping("198.18.1.1", { count = 1 })
+  local trace
+  local path = x:path(function()
+    trace = x:capture({ "r1:eth0", "r1:eth1" }, function()
+      x.h1:ping("198.18.1.1", { count = 1 })
+    end)
   end)
   x:expect_eq(trace:count("echo reply"), 2, "echo replies seen at r1 (in on eth1, out on eth0)")
   x:snapshot("trace", trace)
+  x:snapshot("kernel-path", path)
 end)
 
 -- ---------------------------------------------------------------------------

@@ -263,32 +263,10 @@ pub type DropTable = BTreeMap<String, BTreeMap<String, u64>>;
 /// that are not the lab's are left out. With `locations`, each reason also
 /// says which kernel function dropped the packets: `"IP_INNOROUTES (ip_error)"`.
 pub fn by_node(records: &[DropRecord], nodes: &BTreeMap<String, File>, locations: bool) -> Result<DropTable> {
-    let mut names = BTreeMap::new();
-    for (node, file) in nodes {
-        names.insert(inode(file)?, (node.as_str(), file));
-    }
-    let wanted: BTreeSet<(u64, u32)> = records
-        .iter()
-        .filter(|r| r.ifindex != 0 && names.contains_key(&r.netns_inode))
-        .map(|r| (r.netns_inode, r.ifindex))
-        .collect();
-    let mut ifnames = BTreeMap::new();
-    for (inode, ifindex) in wanted {
-        let (node, file) = names[&inode];
-        let name = netns::run_in(file, || ifname(ifindex)).map_err(|e| BpfError::Io {
-            what: format!("cannot enter node {node}"),
-            source: std::io::Error::other(e),
-        })?;
-        ifnames.insert((inode, ifindex), name.unwrap_or_else(|| format!("if{ifindex}")));
-    }
-
+    let places = Places::of(records.iter().map(|r| (r.netns_inode, r.ifindex)), nodes)?;
     let mut table = DropTable::new();
     for record in records {
-        let Some((node, _)) = names.get(&record.netns_inode) else { continue };
-        let place = match ifnames.get(&(record.netns_inode, record.ifindex)) {
-            Some(ifname) => format!("{node}:{ifname}"),
-            None => node.to_string(),
-        };
+        let Some(place) = places.name(record.netns_inode, record.ifindex) else { continue };
         let reason = match (&record.location, locations) {
             (Some(location), true) => format!("{} ({location})", record.reason),
             _ => record.reason.clone(),
@@ -296,6 +274,60 @@ pub fn by_node(records: &[DropRecord], nodes: &BTreeMap<String, File>, locations
         *table.entry(place).or_default().entry(reason).or_default() += record.count;
     }
     Ok(table)
+}
+
+/// Packets each interface received (`rx`) and transmitted (`tx`), by the
+/// kernel's own tracepoints: `{"r1:eth0": {"rx": 3, "tx": 3}}`.
+pub type PathTable = BTreeMap<String, BTreeMap<&'static str, u64>>;
+
+/// Path records in the lab's names, as [`by_node`] names drops.
+pub fn path_by_interface(records: &[PathRecord], nodes: &BTreeMap<String, File>) -> Result<PathTable> {
+    let places = Places::of(records.iter().map(|r| (r.netns_inode, r.ifindex)), nodes)?;
+    let mut table = PathTable::new();
+    for record in records {
+        let Some(place) = places.name(record.netns_inode, record.ifindex) else { continue };
+        let counts = table.entry(place).or_default();
+        *counts.entry("rx").or_default() += record.rx;
+        *counts.entry("tx").or_default() += record.tx;
+    }
+    Ok(table)
+}
+
+/// Names of the lab's nodes by namespace inode, and of their interfaces.
+struct Places<'a> {
+    nodes: BTreeMap<u64, &'a str>,
+    ifnames: BTreeMap<(u64, u32), String>,
+}
+
+impl<'a> Places<'a> {
+    /// Looks up the name of every (namespace, ifindex) of the lab's nodes in `seen`.
+    fn of(seen: impl Iterator<Item = (u64, u32)>, nodes: &'a BTreeMap<String, File>) -> Result<Places<'a>> {
+        let mut by_inode = BTreeMap::new();
+        for (node, file) in nodes {
+            by_inode.insert(inode(file)?, (node.as_str(), file));
+        }
+        let wanted: BTreeSet<(u64, u32)> =
+            seen.filter(|(netns, ifindex)| *ifindex != 0 && by_inode.contains_key(netns)).collect();
+        let mut ifnames = BTreeMap::new();
+        for (netns, ifindex) in wanted {
+            let (node, file) = by_inode[&netns];
+            let name = netns::run_in(file, || ifname(ifindex)).map_err(|e| BpfError::Io {
+                what: format!("cannot enter node {node}"),
+                source: std::io::Error::other(e),
+            })?;
+            ifnames.insert((netns, ifindex), name.unwrap_or_else(|| format!("if{ifindex}")));
+        }
+        Ok(Places { nodes: by_inode.into_iter().map(|(ino, (node, _))| (ino, node)).collect(), ifnames })
+    }
+
+    /// `"r1:eth0"`, `"r1"` without a known interface, `None` outside the lab.
+    fn name(&self, netns: u64, ifindex: u32) -> Option<String> {
+        let node = self.nodes.get(&netns)?;
+        Some(match self.ifnames.get(&(netns, ifindex)) {
+            Some(ifname) => format!("{node}:{ifname}"),
+            None => node.to_string(),
+        })
+    }
 }
 
 /// The name of interface `ifindex` in the calling thread's namespace.

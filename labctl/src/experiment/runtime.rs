@@ -234,6 +234,23 @@ impl UserData for Runtime {
             result?;
             lua.to_value(&drops::by_node(&records.map_err(bpf)?, &netns, locations).map_err(bpf)?)
         });
+        // x:path(function() ... end): the packets each interface of the lab received and
+        // transmitted while fn ran, by the kernel's tracepoints: { ["r1:eth0"] = { rx = 3, tx = 3 } }.
+        methods.add_method("path", |lua, this, step: Function| {
+            use crate::bpf::{drops, DropTracer};
+            let bpf = |e: crate::bpf::BpfError| fail(format!("x:path(): {e}"));
+            let netns = this.all_netns()?;
+            let tracer = DropTracer::start_in(&drops::inodes(&netns).map_err(bpf)?).map_err(bpf)?;
+            let result = step.call::<()>(());
+            std::thread::sleep(Duration::from_millis(50));
+            let traced = tracer.stop_with_path();
+            result?;
+            let traced = traced.map_err(bpf)?;
+            if traced.lost > 0 {
+                return Err(fail(format!("x:path(): {} events were not counted (a full map)", traced.lost)));
+            }
+            lua.to_value(&drops::path_by_interface(&traced.path, &netns).map_err(bpf)?)
+        });
         // x:host_sysctl("net.core.netdev_max_backlog"): a machine-wide value now.
         // x:host_sysctl({ ["net.core.netdev_max_backlog"] = 32 }, function() ... end): changed
         // for the whole machine while fn runs, then put back (apply/host_sysctl.rs).

@@ -9,19 +9,42 @@
 //! merged out of order: it happened in about one capture in ten started
 //! right before a ping, more on a busy machine.
 
-use std::fs::File;
 use std::io;
 use std::net::UdpSocket;
 use std::os::fd::AsRawFd;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-/// Waits, at most about a second, until a datagram sent over the loopback
-/// of the node behind `netns` is stamped when it is sent, not when it is
-/// read. Call it once the capture sockets are open (they are what keeps
-/// timestamping on). Best effort: if timestamps never come, the capture
-/// goes on anyway.
-pub fn wait_for_kernel_timestamps(netns: &File) {
-    let _ = crate::apply::netns::run_in(netns, probe);
+use nix::sched::{unshare, CloneFlags};
+
+/// Waits, at most about a second, until a datagram sent over a loopback is
+/// stamped when it is sent, not when it is read. Call it once the capture
+/// sockets are open (they are what keeps timestamping on). The probe runs
+/// in a scratch namespace of its own, since the switch is machine-wide: its
+/// datagrams show up in no node's counters. Best effort: if timestamps
+/// never come, the capture goes on anyway.
+pub fn wait_for_kernel_timestamps() {
+    let _ = std::thread::spawn(|| {
+        unshare(CloneFlags::CLONE_NEWNET).map_err(io::Error::from)?;
+        loopback_up()?;
+        probe()
+    })
+    .join();
+}
+
+/// Brings `lo` up in the calling thread's (new, empty) namespace.
+fn loopback_up() -> io::Result<()> {
+    let sock = UdpSocket::bind("0.0.0.0:0")?;
+    // SAFETY: ifreq is plain data; zeroed is a valid value.
+    let mut req: libc::ifreq = unsafe { std::mem::zeroed() };
+    for (dst, src) in req.ifr_name.iter_mut().zip(b"lo\0") {
+        *dst = *src as libc::c_char;
+    }
+    req.ifr_ifru.ifru_flags = (libc::IFF_UP | libc::IFF_LOOPBACK | libc::IFF_RUNNING) as libc::c_short;
+    // SAFETY: SIOCSIFFLAGS reads an ifreq we own.
+    if unsafe { libc::ioctl(sock.as_raw_fd(), libc::SIOCSIFFLAGS, &req) } != 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(())
 }
 
 fn probe() -> io::Result<()> {
