@@ -111,6 +111,29 @@ impl Runtime {
             .ok_or_else(|| fail(format!("{address} is not an address of any node of the lab")))
     }
 
+    /// Runs `step` with the kernel path tracer (bpf/drops.rs) on the lab's
+    /// namespaces; what it counted, and the namespaces to name it by.
+    fn trace_kernel(
+        &self,
+        what: &str,
+        step: Function,
+    ) -> mlua::Result<(crate::bpf::drops::KernelPath, BTreeMap<String, File>)> {
+        use crate::bpf::{drops, DropTracer};
+        let bpf = |e: crate::bpf::BpfError| fail(format!("{what}: {e}"));
+        let netns = self.all_netns()?;
+        let tracer = DropTracer::start_in(&drops::inodes(&netns).map_err(bpf)?).map_err(bpf)?;
+        let result = step.call::<()>(());
+        // Let the step's last packets meet their fate.
+        std::thread::sleep(Duration::from_millis(50));
+        let traced = tracer.stop_with_path();
+        result?;
+        let traced = traced.map_err(bpf)?;
+        if traced.lost > 0 {
+            return Err(fail(format!("{what}: {} events were not counted (a full map)", traced.lost)));
+        }
+        Ok((traced, netns))
+    }
+
     fn lock(&self) -> std::sync::MutexGuard<'_, Shared> {
         self.0.lock().expect("runtime lock")
     }
@@ -222,34 +245,17 @@ impl UserData for Runtime {
         // x:drops(function() ... end, { locations = true }): the packets the kernel dropped in
         // the lab's nodes while fn ran, by place and reason: { ["r1:eth0"] = { IP_INNOROUTES = 1 } }.
         methods.add_method("drops", |lua, this, (step, opts): (Function, Option<Table>)| {
-            use crate::bpf::{drops, DropTracer};
             let locations = opts.map(|o| o.get::<Option<bool>>("locations")).transpose()?.flatten().unwrap_or(false);
-            let bpf = |e: crate::bpf::BpfError| fail(format!("x:drops(): {e}"));
-            let netns = this.all_netns()?;
-            let tracer = DropTracer::start_in(&drops::inodes(&netns).map_err(bpf)?).map_err(bpf)?;
-            let result = step.call::<()>(());
-            // Let the step's last packets meet their fate.
-            std::thread::sleep(Duration::from_millis(50));
-            let records = tracer.stop();
-            result?;
-            lua.to_value(&drops::by_node(&records.map_err(bpf)?, &netns, locations).map_err(bpf)?)
+            let (traced, netns) = this.trace_kernel("x:drops()", step)?;
+            let table = crate::bpf::drops::by_node(&traced.drops, &netns, locations);
+            lua.to_value(&table.map_err(|e| fail(format!("x:drops(): {e}")))?)
         });
         // x:path(function() ... end): the packets each interface of the lab received and
         // transmitted while fn ran, by the kernel's tracepoints: { ["r1:eth0"] = { rx = 3, tx = 3 } }.
         methods.add_method("path", |lua, this, step: Function| {
-            use crate::bpf::{drops, DropTracer};
-            let bpf = |e: crate::bpf::BpfError| fail(format!("x:path(): {e}"));
-            let netns = this.all_netns()?;
-            let tracer = DropTracer::start_in(&drops::inodes(&netns).map_err(bpf)?).map_err(bpf)?;
-            let result = step.call::<()>(());
-            std::thread::sleep(Duration::from_millis(50));
-            let traced = tracer.stop_with_path();
-            result?;
-            let traced = traced.map_err(bpf)?;
-            if traced.lost > 0 {
-                return Err(fail(format!("x:path(): {} events were not counted (a full map)", traced.lost)));
-            }
-            lua.to_value(&drops::path_by_interface(&traced.path, &netns).map_err(bpf)?)
+            let (traced, netns) = this.trace_kernel("x:path()", step)?;
+            let table = crate::bpf::drops::path_by_interface(&traced.path, &netns);
+            lua.to_value(&table.map_err(|e| fail(format!("x:path(): {e}")))?)
         });
         // x:host_sysctl("net.core.netdev_max_backlog"): a machine-wide value now.
         // x:host_sysctl({ ["net.core.netdev_max_backlog"] = 32 }, function() ... end): changed
