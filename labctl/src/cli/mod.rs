@@ -9,6 +9,7 @@ mod down;
 mod exec;
 mod graph;
 mod ls;
+mod overlays;
 mod plan;
 mod review;
 mod run;
