@@ -1,8 +1,13 @@
-//! The views that need no root: `labctl graph` (Mermaid and DOT) and
-//! `labctl plan`, run as a user would, snapshotted with insta.
+//! The views, run as a user would, snapshotted with insta: `labctl graph`
+//! (Mermaid and DOT) and `labctl plan` need no root; `labctl show` needs a
+//! running lab, brought up in a throwaway Sandbox (tests/common, root).
+
+mod common;
 
 use std::path::PathBuf;
 use std::process::Command;
+
+use common::{describe, labctl_bin, output, repo_root, require_root, Sandbox};
 
 fn labctl(args: &[&str]) -> String {
     let root = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..");
@@ -15,6 +20,72 @@ fn labctl(args: &[&str]) -> String {
 fn graph_of_part1_as_mermaid_and_dot() {
     insta::assert_snapshot!("part1_mermaid", labctl(&["graph", "labs/part1.lua"]));
     insta::assert_snapshot!("part1_dot", labctl(&["graph", "labs/part1.lua", "--format", "dot"]));
+}
+
+#[test]
+fn graph_of_part4_marks_the_interfaces_with_xdp() {
+    insta::assert_snapshot!("part4_mermaid", labctl(&["graph", "labs/part4.lua"]));
+    insta::assert_snapshot!("part4_dot", labctl(&["graph", "labs/part4.lua", "--format", "dot"]));
+}
+
+#[test]
+fn graph_of_part5_draws_the_ipsec_tunnel_as_a_dashed_edge() {
+    insta::assert_snapshot!("part5_mermaid", labctl(&["graph", "labs/part5.lua"]));
+    insta::assert_snapshot!("part5_dot", labctl(&["graph", "labs/part5.lua", "--format", "dot"]));
+}
+
+/// `labctl show` of `labs/<lab>.lua` brought up in a Sandbox: the text (repository
+/// root written `[repo]`) and the JSON. Runs from the repository root so the
+/// script's paths read `labs/...` on every machine.
+fn show_of_running(lab: &str) -> (String, serde_json::Value) {
+    require_root();
+    let sb = Sandbox::new();
+    let in_repo = |args: &[&str]| {
+        let out = output(sb.cmd_in(repo_root(), labctl_bin()).args(args));
+        assert!(out.status.success(), "labctl {args:?} failed\n{}", describe(&out));
+        String::from_utf8(out.stdout).expect("utf-8 output")
+    };
+    in_repo(&["up", &format!("labs/{lab}.lua")]);
+    let text = in_repo(&["show", lab]).replace(&repo_root().display().to_string(), "[repo]");
+    let json = serde_json::from_str(&in_repo(&["show", lab, "--json"])).expect("show --json is JSON");
+    in_repo(&["down", lab]);
+    (text, json)
+}
+
+/// The fields `show --json` had before XDP and IPsec: still there.
+#[track_caller]
+fn assert_earlier_fields(json: &serde_json::Value) {
+    for field in ["name", "state", "script", "namespaces", "interfaces", "lab"] {
+        assert!(json.get(field).is_some(), "show --json lost {field:?}");
+    }
+    assert_eq!(json["state"], "up");
+}
+
+/// Only the fields `show --json` gained for XDP and IPsec, pretty-printed.
+fn xdp_and_ipsec(json: &serde_json::Value) -> String {
+    let fields = serde_json::json!({ "xdp": json["xdp"], "ipsec": json["ipsec"] });
+    serde_json::to_string_pretty(&fields).expect("serializes")
+}
+
+#[test]
+fn show_of_part4_lists_xdp_programs_per_interface() {
+    let (text, json) = show_of_running("part4");
+    assert_earlier_fields(&json);
+    insta::assert_snapshot!("show_part4", text);
+    insta::assert_snapshot!("show_part4_json", xdp_and_ipsec(&json));
+}
+
+#[test]
+fn show_of_part5_lists_the_ipsec_tunnel() {
+    // part5 pins the strongSwan backend: without charon the lab cannot come up.
+    if !labctl::apply::ipsec::strongswan::installed() {
+        eprintln!("SKIP show_of_part5_lists_the_ipsec_tunnel: strongSwan (charon) is not installed");
+        return;
+    }
+    let (text, json) = show_of_running("part5");
+    assert_earlier_fields(&json);
+    insta::assert_snapshot!("show_part5", text);
+    insta::assert_snapshot!("show_part5_json", xdp_and_ipsec(&json));
 }
 
 #[test]

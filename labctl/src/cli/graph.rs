@@ -5,6 +5,7 @@ use std::path::PathBuf;
 
 use labctl::model::{Lab, NodeKind};
 
+use super::overlays::{self, TunnelRow};
 use super::Failure;
 
 #[derive(Debug, Clone, Copy, clap::ValueEnum)]
@@ -36,14 +37,34 @@ fn addresses(lab: &Lab, node: &str) -> Vec<String> {
     lab.endpoints_of(node).flat_map(|e| e.addresses.iter().map(move |a| format!("{}: {a}", e.ifname))).collect()
 }
 
+/// XDP programs of a node, one line per interface: `eth0 xdp: xdp_redirect`.
+fn xdp_marks(lab: &Lab, node: &str) -> Vec<String> {
+    overlays::xdp_in_order(lab)
+        .into_iter()
+        .filter(|x| x.node == node)
+        .map(|x| format!("{} {}", x.ifname, overlays::xdp_label(x)))
+        .collect()
+}
+
+/// The lines of a node's label: its name, addresses, then XDP programs.
+fn label_lines(lab: &Lab, node: &str) -> Vec<String> {
+    let mut lines = vec![node.to_string()];
+    lines.extend(addresses(lab, node));
+    lines.extend(xdp_marks(lab, node));
+    lines
+}
+
+/// The label of a tunnel edge, lines joined by `newline`: what, then what it protects.
+fn tunnel_edge_label(tunnel: &TunnelRow, newline: &str) -> String {
+    format!("{}{newline}{}", overlays::tunnel_label(tunnel), overlays::protected_traffic(tunnel))
+}
+
 fn mermaid(lab: &Lab) -> String {
     let mut out = String::from("graph LR\n");
     // Mermaid ids are positional: node names may contain '-', which Mermaid reads as an edge.
     let id = |name: &str| format!("n{}", lab.nodes.iter().position(|n| n.name == name).unwrap_or(0));
     for node in &lab.nodes {
-        let mut label = vec![node.name.clone()];
-        label.extend(addresses(lab, &node.name));
-        let label = label.join("<br/>");
+        let label = label_lines(lab, &node.name).join("<br/>");
         let _ = match node.kind {
             NodeKind::Bridge => writeln!(out, "  {}{{{{\"{label}\"}}}}", id(&node.name)),
             NodeKind::Host if node.forwarding => writeln!(out, "  {}([\"{label}\"])", id(&node.name)),
@@ -54,14 +75,18 @@ fn mermaid(lab: &Lab) -> String {
         let [a, b] = &link.ends;
         let _ = writeln!(out, "  {} ---|\"{} - {}\"| {}", id(&a.node), a.ifname, b.ifname, id(&b.node));
     }
+    // Dotted: a tunnel is not a wire, it rides on the links above.
+    for tunnel in overlays::tunnel_rows(lab) {
+        let label = tunnel_edge_label(&tunnel, "<br/>");
+        let _ = writeln!(out, "  {} -.-|\"{label}\"| {}", id(&tunnel.left), id(&tunnel.right));
+    }
     out
 }
 
 fn dot(lab: &Lab) -> String {
     let mut out = format!("graph \"{}\" {{\n  node [fontname=\"monospace\"];\n", lab.name);
     for node in &lab.nodes {
-        let mut label = vec![node.name.clone()];
-        label.extend(addresses(lab, &node.name));
+        let label = label_lines(lab, &node.name);
         let shape = match node.kind {
             NodeKind::Bridge => "hexagon",
             NodeKind::Host if node.forwarding => "ellipse",
@@ -75,6 +100,16 @@ fn dot(lab: &Lab) -> String {
             out,
             "  \"{}\" -- \"{}\" [taillabel=\"{}\", headlabel=\"{}\"];",
             a.node, b.node, a.ifname, b.ifname
+        );
+    }
+    // Dashed and without layout weight: a tunnel rides on the links, it must not pull nodes together.
+    for tunnel in overlays::tunnel_rows(lab) {
+        let _ = writeln!(
+            out,
+            "  \"{}\" -- \"{}\" [style=dashed, constraint=false, label=\"{}\"];",
+            tunnel.left,
+            tunnel.right,
+            tunnel_edge_label(&tunnel, "\\n")
         );
     }
     out.push_str("}\n");

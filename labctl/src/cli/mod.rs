@@ -9,6 +9,7 @@ mod down;
 mod exec;
 mod graph;
 mod ls;
+mod overlays;
 mod plan;
 mod review;
 mod run;
@@ -58,7 +59,7 @@ enum Command {
     Down(down::Args),
     /// List running labs
     Ls(ls::Args),
-    /// Show a running lab: nodes, interfaces, addresses, routes and state
+    /// Show a running lab: nodes, interfaces, addresses, routes, XDP programs, IPsec tunnels and state
     Show(show::Args),
     /// Run a command inside a node of a running lab (needs root)
     Exec(exec::ExecArgs),

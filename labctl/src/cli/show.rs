@@ -1,10 +1,11 @@
 //! `labctl show LAB`: what a running lab is made of, and whether each of its
-//! namespaces is still there.
+//! namespaces (and XDP programs) is still there.
 
 use labctl::apply::{netns, state::LabState};
 use labctl::model::Lab;
 use serde::Serialize;
 
+use super::overlays::{self, TunnelRow, XdpRow};
 use super::{lab_name_from, running_lab, table, Failure};
 
 #[derive(Debug, clap::Args)]
@@ -22,6 +23,10 @@ struct Shown<'a> {
     script: String,
     namespaces: Vec<NamespaceState>,
     interfaces: Vec<table::InterfaceRow>,
+    /// XDP programs per interface, with whether each is still pinned (attached).
+    xdp: Vec<XdpRow>,
+    /// IPsec tunnels between gateways (or hosts, in transport mode).
+    ipsec: Vec<TunnelRow>,
     lab: &'a Lab,
 }
 
@@ -56,6 +61,8 @@ pub fn run(args: Args) -> Result<(), Failure> {
         script: recorded.script.display().to_string(),
         namespaces,
         interfaces: table::interface_rows(lab),
+        xdp: overlays::xdp_rows(lab),
+        ipsec: overlays::tunnel_rows(lab),
         lab,
     };
     if args.json {
@@ -78,5 +85,39 @@ pub fn run(args: Args) -> Result<(), Failure> {
     if !routes.is_empty() {
         println!("\nroutes:\n{}", routes.join("\n"));
     }
+    if !shown.xdp.is_empty() {
+        println!("\nxdp:\n{}", shown.xdp.iter().map(xdp_line).collect::<Vec<_>>().join("\n"));
+    }
+    if !shown.ipsec.is_empty() {
+        println!("\nipsec:\n{}", shown.ipsec.iter().map(tunnel_line).collect::<Vec<_>>().join("\n"));
+    }
     Ok(())
+}
+
+/// `  r1: eth0 xdp_redirect (native) compiled from labs/../fixtures/xdp/xdp_redirect.c`
+fn xdp_line(row: &XdpRow) -> String {
+    let from = match (&row.source, &row.object) {
+        (Some(source), _) => format!("compiled from {}", source.display()),
+        (None, Some(object)) => format!("loaded from {}", object.display()),
+        (None, None) => String::new(),
+    };
+    // Like a missing namespace: the lab says attached, the kernel no longer has it.
+    let missing = if row.pinned { "" } else { " [not attached]" };
+    format!("  {}: {} {} ({}) {from}{missing}", row.node, row.interface, row.program, row.mode)
+}
+
+/// `  gw_cloud 198.18.1.1 <-> gw_onprem 198.18.2.1: tunnel, strongswan, aes-gcm-128, protects A <-> B`
+fn tunnel_line(row: &TunnelRow) -> String {
+    let address = |a: Option<std::net::IpAddr>| a.map_or_else(|| "?".to_string(), |a| a.to_string());
+    format!(
+        "  {} {} <-> {} {}: {} mode, backend {}, {}, protects {}",
+        row.left,
+        address(row.left_address),
+        row.right,
+        address(row.right_address),
+        row.mode,
+        row.backend,
+        row.cipher,
+        overlays::protected_traffic(row)
+    )
 }
