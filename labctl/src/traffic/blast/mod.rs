@@ -283,6 +283,11 @@ mod tests {
         assert!(check(&o).is_ok());
         o.size = 2000;
         assert!(check(&o).is_err(), "does not fit a ring slot");
+        let mut o = opts(BlastMode::AfXdp);
+        o.size = 1500;
+        assert!(check(&o).is_ok());
+        o.size = 2048;
+        assert!(check(&o).is_err(), "does not fit a UMEM chunk");
         let mut o = opts(BlastMode::Sendmmsg);
         o.flows = 0;
         assert!(check(&o).is_err());
@@ -292,6 +297,15 @@ mod tests {
         let mut o = opts(BlastMode::Sendmmsg);
         o.sources = vec!["2001:db8::1".parse().unwrap()];
         assert!(check(&o).is_err());
+    }
+
+    #[test]
+    fn modes_have_stable_names() {
+        let names: Vec<String> = [BlastMode::Sendmmsg, BlastMode::PacketRing, BlastMode::Gso, BlastMode::AfXdp]
+            .iter()
+            .map(|m| serde_json::to_string(m).unwrap())
+            .collect();
+        assert_eq!(names, ["\"sendmmsg\"", "\"packet_ring\"", "\"gso\"", "\"af_xdp\""]);
     }
 
     #[test]
