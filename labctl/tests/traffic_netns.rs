@@ -80,6 +80,7 @@ fn main() -> ExitCode {
         ("blast_af_xdp_v4_2s", blast_af_xdp_v4),
         ("blast_af_xdp_v6", blast_af_xdp_v6),
         ("blast_af_xdp_count_arrives_whole", blast_af_xdp_count),
+        ("blast_af_xdp_back_to_back_rebinds_the_queue", blast_af_xdp_back_to_back),
     ];
     let mut tally = Tally::default();
     for (name, test) in tests {
@@ -395,6 +396,18 @@ fn blast_af_xdp_count(lab: &Lab) -> Outcome {
         ensure!((r.received_bps / r.received_pps - 1600.0).abs() < 1e-6, "datagrams of another size arrived: {r:?}");
         // 10 000 packets at 100 kpps: about 100 ms.
         ensure!(r.duration_s > 0.08 && r.duration_s < 1.0, "rate not kept: {} s", r.duration_s);
+    }
+    Ok(())
+}
+
+fn blast_af_xdp_back_to_back(lab: &Lab) -> Outcome {
+    // The kernel frees a closed AF_XDP socket's queue a moment later: the
+    // next blast on the same interface must wait for it, not fail (EBUSY).
+    for _ in 0..3 {
+        let mut o = blast_opts("198.18.0.2:7022", BlastMode::AfXdp, 10.0);
+        o.count = Some(1_000);
+        let r = run_blast(lab, &o)?;
+        ensure!(r.sent == 1_000 && r.received == 1_000, "{r:?}");
     }
     Ok(())
 }

@@ -39,6 +39,8 @@ const FILL_RING: u32 = 64;
 pub const MAX_FRAME: usize = FRAME_SIZE;
 /// How long the final flush may wait for every frame to come back.
 const FLUSH_TIMEOUT: Duration = Duration::from_secs(2);
+/// How long bind waits for a queue that a just-closed socket still holds.
+const BIND_RETRY: Duration = Duration::from_secs(2);
 /// How long to back off when neither the TX ring nor the kernel made progress.
 const BACKOFF: Duration = Duration::from_micros(20);
 /// XDP_MAX_TX_SKB_BUDGET (Linux 6.17+, not yet in libc): frames one
@@ -236,6 +238,9 @@ impl XskTx {
         Ok(xsk)
     }
 
+    /// Binds to queue 0 in copy mode. A socket closed just before (the
+    /// previous blast's) gives the queue up only when the kernel's deferred
+    /// release has run, so EBUSY is retried for a while.
     fn bind(&self) -> Result<(), TrafficError> {
         let at = libc::sockaddr_xdp {
             sxdp_family: libc::AF_XDP as u16,
@@ -244,25 +249,35 @@ impl XskTx {
             sxdp_queue_id: 0,
             sxdp_shared_umem_fd: 0,
         };
-        // SAFETY: `at` is a valid sockaddr_xdp of the length passed.
-        let rc = unsafe {
-            libc::bind(
-                self.fd.as_raw_fd(),
-                (&at as *const libc::sockaddr_xdp).cast(),
-                size_of::<libc::sockaddr_xdp>() as libc::socklen_t,
-            )
-        };
-        if rc == 0 {
-            return Ok(());
+        let deadline = Instant::now() + BIND_RETRY;
+        loop {
+            // SAFETY: `at` is a valid sockaddr_xdp of the length passed.
+            let rc = unsafe {
+                libc::bind(
+                    self.fd.as_raw_fd(),
+                    (&at as *const libc::sockaddr_xdp).cast(),
+                    size_of::<libc::sockaddr_xdp>() as libc::socklen_t,
+                )
+            };
+            if rc == 0 {
+                return Ok(());
+            }
+            let err = io::Error::last_os_error();
+            if err.raw_os_error() == Some(libc::EBUSY) && Instant::now() < deadline {
+                std::thread::sleep(Duration::from_millis(5));
+                continue;
+            }
+            let why = match err.raw_os_error() {
+                Some(libc::EOPNOTSUPP) => ": the driver supports no AF_XDP, not even copy mode",
+                Some(libc::EBUSY) => ": another AF_XDP socket or XDP program still holds that queue",
+                Some(libc::EINVAL) => ": no such queue, or the device refuses AF_XDP",
+                _ => "",
+            };
+            return Err(io_err(format!(
+                "bind the AF_XDP socket to interface {} queue 0 in copy mode{why}",
+                self.ifindex
+            ))(err));
         }
-        let err = io::Error::last_os_error();
-        let why = match err.raw_os_error() {
-            Some(libc::EOPNOTSUPP) => ": the driver supports no AF_XDP, not even copy mode",
-            Some(libc::EBUSY) => ": another AF_XDP socket or XDP program holds that queue",
-            Some(libc::EINVAL) => ": no such queue, or the device refuses AF_XDP",
-            _ => "",
-        };
-        Err(io_err(format!("bind the AF_XDP socket to interface {} queue 0 in copy mode{why}", self.ifindex))(err))
     }
 
     fn write_frame(&mut self, chunk: usize, frame: &[u8]) {
