@@ -6,8 +6,9 @@
 //! no qdisc). When that skb is freed, the offset comes back on the
 //! completion ring: one frame less in flight.
 //!
-//! As the kernel copies, one chunk may be in flight many times over, so
-//! the UMEM is one chunk per flow and stays in the cache. (A chunk per
+//! As the kernel copies (or, on drivers that take pages, only reads) the
+//! chunk, one chunk may be in flight many times over, so the UMEM is one
+//! chunk per flow and stays in the cache. (A chunk per
 //! frame in flight, 8 MiB cycled through, cost a fifth of the sender's
 //! time in cache misses of that copy.)
 //!
