@@ -76,9 +76,13 @@ enum Tool {
     BlastRing,
     BlastMmsg,
     BlastGso,
+    BlastXdp,
     Trafgen,
     Iperf3,
 }
+
+/// labctl's own generator, every mode.
+const BLASTS: [Tool; 4] = [Tool::BlastRing, Tool::BlastMmsg, Tool::BlastGso, Tool::BlastXdp];
 
 impl Tool {
     fn label(self) -> &'static str {
@@ -86,6 +90,7 @@ impl Tool {
             Tool::BlastRing => "labctl blast --mode ring",
             Tool::BlastMmsg => "labctl blast --mode mmsg",
             Tool::BlastGso => "labctl blast --mode gso",
+            Tool::BlastXdp => "labctl blast --mode xdp",
             Tool::Trafgen => "trafgen (netsniff-ng)",
             Tool::Iperf3 => "iperf3 -u -b 0",
         }
@@ -201,7 +206,7 @@ fn measure(args: &Args, lab: &Lab, work: &Path) -> anyhow::Result<Report> {
     // message whole, as one packet).
     netns::run_in(&lab.tx, || feature_off("eth0", "tx-udp-segmentation"))?
         .context("cannot turn off tx-udp-segmentation on tx:eth0")?;
-    let mut tools = vec![Tool::BlastRing, Tool::BlastMmsg, Tool::BlastGso];
+    let mut tools = BLASTS.to_vec();
     if found("trafgen") {
         tools.push(Tool::Trafgen);
     } else {
@@ -228,6 +233,7 @@ fn measure(args: &Args, lab: &Lab, work: &Path) -> anyhow::Result<Report> {
                 Tool::BlastRing => blast(args, lab, BlastMode::PacketRing)?,
                 Tool::BlastMmsg => blast(args, lab, BlastMode::Sendmmsg)?,
                 Tool::BlastGso => blast(args, lab, BlastMode::Gso)?,
+                Tool::BlastXdp => blast(args, lab, BlastMode::AfXdp)?,
                 Tool::Trafgen => trafgen(args, lab, &trafgen_conf)?,
                 Tool::Iperf3 => iperf3(args, lab)?,
             };
@@ -472,7 +478,7 @@ fn print_report(r: &Report) {
     }
     let pps = |tool: Tool| r.results.iter().find(|m| m.tool == tool).map(|m| m.pps);
     println!("ratios:");
-    for blast in [Tool::BlastRing, Tool::BlastMmsg, Tool::BlastGso] {
+    for blast in BLASTS {
         for other in [Tool::Trafgen, Tool::Iperf3] {
             if let (Some(a), Some(b)) = (pps(blast), pps(other)) {
                 println!("  {} / {}: {:.2}x", blast.label(), other.label(), a / b);
@@ -482,10 +488,7 @@ fn print_report(r: &Report) {
     if let (Some(t), Some(i)) = (pps(Tool::Trafgen), pps(Tool::Iperf3)) {
         println!("  {} / {}: {:.2}x", Tool::Trafgen.label(), Tool::Iperf3.label(), t / i);
     }
-    let best = [Tool::BlastRing, Tool::BlastMmsg, Tool::BlastGso]
-        .into_iter()
-        .filter_map(|tool| pps(tool).map(|p| (tool, p)))
-        .max_by(|a, b| a.1.total_cmp(&b.1));
+    let best = BLASTS.into_iter().filter_map(|tool| pps(tool).map(|p| (tool, p))).max_by(|a, b| a.1.total_cmp(&b.1));
     if let (Some((tool, b)), Some(t)) = (best, pps(Tool::Trafgen)) {
         let verdict = if b >= 1.5 * t { "met" } else { "not met" };
         println!("aim (blast at least 1.5x trafgen on one core): {verdict} by {}: {:.2}x", tool.label(), b / t);

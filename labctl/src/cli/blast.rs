@@ -18,6 +18,8 @@ enum Mode {
     Ring,
     /// UDP sockets with UDP_SEGMENT: the stack once per 64 datagrams
     Gso,
+    /// AF_XDP socket (copy mode): frames from a UMEM straight to the driver
+    Xdp,
 }
 
 #[derive(Debug, clap::Args)]
@@ -87,6 +89,7 @@ pub fn run(args: Args) -> Result<(), Failure> {
         Mode::Mmsg => BlastMode::Sendmmsg,
         Mode::Ring => BlastMode::PacketRing,
         Mode::Gso => BlastMode::Gso,
+        Mode::Xdp => BlastMode::AfXdp,
     };
     let mut options = BlastOptions::new(SocketAddr::new(to, args.port), mode);
     options.size = args.size;

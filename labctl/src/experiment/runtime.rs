@@ -406,17 +406,18 @@ impl UserData for NodeRef {
                 traffic::tcp_flow(&src_ns, &dst_ns, &flow).map_err(|e| fail(format!("tcp from {}: {e}", this.name)))?;
             lua.to_value(&report)
         });
-        // x.h1:blast{ to = "198.18.1.1", size = 64, duration = "3s", flows = 64, mode = "ring", rate = 1e5,
-        //             burst = 100, cpu = 0 }
+        // x.h1:blast{ to = "198.18.1.1", size = 64, duration = "3s", flows = 64, mode = "ring" (or "mmsg", "gso",
+        //             "xdp"), rate = 1e5, burst = 100, cpu = 0 }
         methods.add_method("blast", |lua, this, opts: Table| {
             let (to, dst) = this.destination(&opts, 9000)?;
             let mode = match opts.get::<Option<String>>("mode")?.as_deref() {
                 None | Some("mmsg") | Some("sendmmsg") => BlastMode::Sendmmsg,
                 Some("ring") | Some("packet") => BlastMode::PacketRing,
                 Some("gso") => BlastMode::Gso,
+                Some("xdp") | Some("af_xdp") => BlastMode::AfXdp,
                 Some(other) => {
                     return Err(fail(format!(
-                        "blast(): mode {other:?}: use \"mmsg\" (UDP sockets), \"ring\" (AF_PACKET TX ring) or \"gso\" (UDP GSO)"
+                        "blast(): mode {other:?}: use \"mmsg\" (UDP sockets), \"ring\" (AF_PACKET TX ring), \"gso\" (UDP GSO) or \"xdp\" (AF_XDP socket)"
                     )))
                 }
             };

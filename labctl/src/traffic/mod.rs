@@ -9,7 +9,8 @@
 //!
 //! - [`ping`]: ICMP echo over raw sockets, reporting TTL expiry and unreachables.
 //! - [`udp_flow`], [`tcp_flow`]: one flow from a sender node to a sink node.
-//! - [`blast`]: UDP load generation with `sendmmsg` or an AF_PACKET TX ring.
+//! - [`blast`]: UDP load generation with `sendmmsg`, UDP GSO, an AF_PACKET TX
+//!   ring or an AF_XDP socket.
 
 mod blast;
 mod checksum;

@@ -7,6 +7,7 @@ mod gso;
 mod l2path;
 mod mmsg;
 mod ring;
+mod xsk;
 
 use std::fs::File;
 use std::net::{IpAddr, SocketAddr};
@@ -25,7 +26,7 @@ use l2path::L2Path;
 
 /// The sink's deadline past the sender's: time for queues to drain.
 const DRAIN: Duration = Duration::from_secs(5);
-/// First source port of the flows an AF_PACKET blast makes up.
+/// First source port of the flows an AF_PACKET or AF_XDP blast makes up.
 const FIRST_SOURCE_PORT: u16 = 49152;
 pub const MAX_FLOWS: u16 = 1024;
 
@@ -39,6 +40,8 @@ pub enum BlastMode {
     /// UDP sockets with UDP_SEGMENT (GSO): the stack runs once per message of
     /// up to 64 datagrams, cut into packets just before the driver.
     Gso,
+    /// AF_XDP socket in copy mode: frames built here, from a UMEM straight to the driver.
+    AfXdp,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -132,6 +135,7 @@ enum Sender {
     Sendmmsg(Vec<socket2::Socket>),
     PacketRing(ring::TxRing),
     Gso(Vec<socket2::Socket>),
+    AfXdp(xsk::XskTx),
 }
 
 /// Runs a blast from the node behind `src_ns` to a sink in `dst_ns`.
@@ -189,6 +193,7 @@ fn check(opts: &BlastOptions) -> Result<(), TrafficError> {
         // One datagram per packet: it must fit a 1500-byte MTU.
         BlastMode::Gso => 1500 - frame::frame_len(opts.to.is_ipv6(), 0) + frame::ETH_HEADER,
         BlastMode::PacketRing => ring::MAX_FRAME - frame::frame_len(opts.to.is_ipv6(), 0),
+        BlastMode::AfXdp => xsk::MAX_FRAME - frame::frame_len(opts.to.is_ipv6(), 0),
     };
     if opts.size > max_size {
         return bad(format!("size {} is larger than {max_size} in {:?} mode", opts.size, opts.mode));
@@ -224,11 +229,17 @@ fn prepare_sender(src_ns: &File, opts: &BlastOptions) -> Result<Sender, TrafficE
             let ring = netns::run_in(src_ns, || ring::TxRing::open(path.ifindex, ethertype, &frames))??;
             Ok(Sender::PacketRing(ring))
         }
+        BlastMode::AfXdp => {
+            let path = l2path::resolve(src_ns, opts.to.ip())?;
+            let frames = packet_ring_frames(opts, &path, &sources);
+            Ok(Sender::AfXdp(netns::run_in(src_ns, || xsk::XskTx::open(path.ifindex, &frames))??))
+        }
     }
 }
 
-/// One ready-made frame per flow: source address and port vary, the rest
-/// is what the kernel itself used for the probe.
+/// One ready-made frame per flow (for the AF_PACKET ring and AF_XDP):
+/// source address and port vary, the rest is what the kernel itself used
+/// for the probe.
 fn packet_ring_frames(opts: &BlastOptions, path: &L2Path, sources: &[Option<IpAddr>]) -> Vec<Vec<u8>> {
     sources
         .iter()
@@ -257,6 +268,7 @@ fn run_sender(sender: Sender, opts: &BlastOptions) -> Result<(SendOutcome, Durat
     let outcome = match sender {
         Sender::Sendmmsg(sockets) => mmsg::send(&sockets, opts.size, opts.batch, &mut budget)?,
         Sender::PacketRing(mut ring) => ring.send(opts.batch, &mut budget)?,
+        Sender::AfXdp(mut xsk) => xsk.send(opts.batch, &mut budget)?,
         Sender::Gso(sockets) => {
             gso::send(&sockets, opts.size, gso::segments_per_message(opts.size, opts.batch), &mut budget)?
         }
@@ -281,6 +293,11 @@ mod tests {
         assert!(check(&o).is_ok());
         o.size = 2000;
         assert!(check(&o).is_err(), "does not fit a ring slot");
+        let mut o = opts(BlastMode::AfXdp);
+        o.size = 1500;
+        assert!(check(&o).is_ok());
+        o.size = 2048;
+        assert!(check(&o).is_err(), "does not fit a UMEM chunk");
         let mut o = opts(BlastMode::Sendmmsg);
         o.flows = 0;
         assert!(check(&o).is_err());
@@ -290,6 +307,15 @@ mod tests {
         let mut o = opts(BlastMode::Sendmmsg);
         o.sources = vec!["2001:db8::1".parse().unwrap()];
         assert!(check(&o).is_err());
+    }
+
+    #[test]
+    fn modes_have_stable_names() {
+        let names: Vec<String> = [BlastMode::Sendmmsg, BlastMode::PacketRing, BlastMode::Gso, BlastMode::AfXdp]
+            .iter()
+            .map(|m| serde_json::to_string(m).unwrap())
+            .collect();
+        assert_eq!(names, ["\"sendmmsg\"", "\"packet_ring\"", "\"gso\"", "\"af_xdp\""]);
     }
 
     #[test]
