@@ -37,6 +37,8 @@ pub struct TunnelRow {
     pub right_address: Option<IpAddr>,
     pub mode: IpsecMode,
     pub backend: Backend,
+    /// Live: the backend `up` started (what `auto` resolved to), if it did.
+    pub started_backend: Option<Backend>,
     pub cipher: Cipher,
     /// What each side protects: its subnet (tunnel mode) or its own address (transport mode).
     pub left_protects: Option<IpNet>,
@@ -94,6 +96,7 @@ fn tunnel_row(lab: &Lab, t: &Ipsec) -> TunnelRow {
         right_address,
         mode: t.mode,
         backend: t.backend,
+        started_backend: None,
         cipher: t.cipher,
         left_protects,
         right_protects,
@@ -111,6 +114,15 @@ pub fn program_name(x: &Xdp) -> String {
 /// The label suffix `graph` puts on an interface with XDP: `xdp: xdp_pass`.
 pub fn xdp_label(x: &Xdp) -> String {
     format!("xdp: {}", program_name(x))
+}
+
+/// The backend in words: `strongswan`, or `strongswan (auto)` once `up`
+/// resolved an `auto`.
+pub fn backend_text(t: &TunnelRow) -> String {
+    match t.started_backend {
+        Some(started) if started != t.backend => format!("{started} ({})", t.backend),
+        _ => t.backend.to_string(),
+    }
 }
 
 /// The label `graph` puts on a tunnel edge: `IPsec tunnel (strongswan)`.

@@ -1,7 +1,7 @@
 //! `labctl show LAB`: what a running lab is made of, and whether each of its
 //! namespaces (and XDP programs) is still there.
 
-use labctl::apply::{netns, state::LabState};
+use labctl::apply::{ipsec, netns, state::LabState};
 use labctl::model::Lab;
 use serde::Serialize;
 
@@ -62,7 +62,7 @@ pub fn run(args: Args) -> Result<(), Failure> {
         namespaces,
         interfaces: table::interface_rows(lab),
         xdp: overlays::xdp_rows(lab),
-        ipsec: overlays::tunnel_rows(lab),
+        ipsec: started_tunnels(lab),
         lab,
     };
     if args.json {
@@ -116,8 +116,17 @@ fn tunnel_line(row: &TunnelRow) -> String {
         row.right,
         address(row.right_address),
         row.mode,
-        row.backend,
+        overlays::backend_text(row),
         row.cipher,
         overlays::protected_traffic(row)
     )
+}
+
+/// The lab's tunnels, each with the backend its left gateway was started with.
+fn started_tunnels(lab: &Lab) -> Vec<TunnelRow> {
+    let mut rows = overlays::tunnel_rows(lab);
+    for row in &mut rows {
+        row.started_backend = ipsec::started_backend(&labctl::plan::ipsec_state_dir(&lab.name, &row.left));
+    }
+    rows
 }
