@@ -17,18 +17,21 @@
 //! [`by_node`] turns records into a lab's names (`"r1:eth0"`), keeping only
 //! the lab's own namespaces.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeMap;
 use std::fs::File;
 use std::os::unix::fs::MetadataExt;
 
-use aya::maps::{HashMap, MapData, PerCpuArray, PerCpuHashMap};
+use aya::maps::{MapData, PerCpuArray, PerCpuHashMap};
 use aya::programs::BtfTracePoint;
 use aya::{Ebpf, Pod};
 use serde::Serialize;
 
 use super::kallsyms::Symbols;
-use super::{btf, compile_embedded, load, program_error, sum_percpu_hash, BpfError, Result};
-use crate::apply::netns;
+use super::places::Places;
+use super::{
+    btf, compile_embedded, load, map_error, missing_map, program_error, sum_percpu_hash, watch_namespaces, BpfError,
+    Result,
+};
 
 const SOURCE: &str = include_str!("../../../fixtures/bpf/drops.c");
 
@@ -130,11 +133,7 @@ impl DropTracer {
         })?;
 
         if let Some(inodes) = filter {
-            let map = ebpf.map_mut("watched").ok_or_else(|| missing_map("watched"))?;
-            let mut watched: HashMap<&mut MapData, u64, u8> = HashMap::try_from(map).map_err(map_error("watched"))?;
-            for inode in inodes {
-                watched.insert(inode, 1, 0).map_err(map_error("watched"))?;
-            }
+            watch_namespaces(&mut ebpf, "drops.c", inodes)?;
         }
 
         let mut program_ids = Vec::new();
@@ -174,9 +173,9 @@ impl DropTracer {
     /// Like [`stop`](Self::stop), with the packets each interface received
     /// and transmitted, and the count of events lost to full maps.
     pub fn stop_with_path(mut self) -> Result<KernelPath> {
-        let drops = self.ebpf.take_map("drops").ok_or_else(|| missing_map("drops"))?;
-        let path = self.ebpf.take_map("path").ok_or_else(|| missing_map("path"))?;
-        let lost = self.ebpf.take_map("lost").ok_or_else(|| missing_map("lost"))?;
+        let drops = self.ebpf.take_map("drops").ok_or_else(|| missing_map("drops", "drops.c"))?;
+        let path = self.ebpf.take_map("path").ok_or_else(|| missing_map("path", "drops.c"))?;
+        let lost = self.ebpf.take_map("lost").ok_or_else(|| missing_map("lost", "drops.c"))?;
         let reasons = std::mem::take(&mut self.reasons);
         // Detach and unload now: the counts stop moving.
         drop(self.ebpf);
@@ -236,14 +235,6 @@ fn reason_name(reasons: &BTreeMap<u64, String>, value: u32) -> String {
     }
 }
 
-fn missing_map(name: &str) -> BpfError {
-    BpfError::Map { map: name.into(), message: "not in drops.c".into() }
-}
-
-fn map_error(name: &'static str) -> impl Fn(aya::maps::MapError) -> BpfError {
-    move |e| BpfError::Map { map: name.into(), message: e.to_string() }
-}
-
 /// The namespace inode behind an open namespace file (`/run/netns/<name>`).
 pub fn inode(netns: &File) -> Result<u64> {
     netns.metadata().map(|m| m.ino()).map_err(BpfError::io("cannot stat a network namespace"))
@@ -291,55 +282,6 @@ pub fn path_by_interface(records: &[PathRecord], nodes: &BTreeMap<String, File>)
         *counts.entry("tx").or_default() += record.tx;
     }
     Ok(table)
-}
-
-/// Names of the lab's nodes by namespace inode, and of their interfaces.
-struct Places<'a> {
-    nodes: BTreeMap<u64, &'a str>,
-    ifnames: BTreeMap<(u64, u32), String>,
-}
-
-impl<'a> Places<'a> {
-    /// Looks up the name of every (namespace, ifindex) of the lab's nodes in `seen`.
-    fn of(seen: impl Iterator<Item = (u64, u32)>, nodes: &'a BTreeMap<String, File>) -> Result<Places<'a>> {
-        let mut by_inode = BTreeMap::new();
-        for (node, file) in nodes {
-            by_inode.insert(inode(file)?, (node.as_str(), file));
-        }
-        let wanted: BTreeSet<(u64, u32)> =
-            seen.filter(|(netns, ifindex)| *ifindex != 0 && by_inode.contains_key(netns)).collect();
-        let mut ifnames = BTreeMap::new();
-        for (netns, ifindex) in wanted {
-            let (node, file) = by_inode[&netns];
-            let name = netns::run_in(file, || ifname(ifindex)).map_err(|e| BpfError::Io {
-                what: format!("cannot enter node {node}"),
-                source: std::io::Error::other(e),
-            })?;
-            ifnames.insert((netns, ifindex), name.unwrap_or_else(|| format!("if{ifindex}")));
-        }
-        Ok(Places { nodes: by_inode.into_iter().map(|(ino, (node, _))| (ino, node)).collect(), ifnames })
-    }
-
-    /// `"r1:eth0"`, `"r1"` without a known interface, `None` outside the lab.
-    fn name(&self, netns: u64, ifindex: u32) -> Option<String> {
-        let node = self.nodes.get(&netns)?;
-        Some(match self.ifnames.get(&(netns, ifindex)) {
-            Some(ifname) => format!("{node}:{ifname}"),
-            None => node.to_string(),
-        })
-    }
-}
-
-/// The name of interface `ifindex` in the calling thread's namespace.
-fn ifname(ifindex: u32) -> Option<String> {
-    let mut buf = [0 as libc::c_char; libc::IF_NAMESIZE];
-    // SAFETY: buf has IF_NAMESIZE bytes, as if_indextoname requires.
-    let p = unsafe { libc::if_indextoname(ifindex, buf.as_mut_ptr()) };
-    if p.is_null() {
-        return None;
-    }
-    // SAFETY: on success buf holds a NUL-terminated name.
-    Some(unsafe { std::ffi::CStr::from_ptr(buf.as_ptr()) }.to_string_lossy().into_owned())
 }
 
 #[cfg(test)]

@@ -16,6 +16,7 @@ mod compile;
 pub mod drops;
 mod kallsyms;
 pub mod maps;
+mod places;
 pub mod xdp_events;
 
 use std::io;
@@ -103,6 +104,26 @@ fn error_chain(error: &dyn std::error::Error) -> String {
         source = e.source();
     }
     text
+}
+
+fn missing_map(name: &str, source: &str) -> BpfError {
+    BpfError::Map { map: name.into(), message: format!("not in {source}") }
+}
+
+fn map_error(name: &'static str) -> impl Fn(aya::maps::MapError) -> BpfError {
+    move |e| BpfError::Map { map: name.into(), message: e.to_string() }
+}
+
+/// Fills the `watched` map of a tracer built from `source`: only these
+/// network namespaces (by inode) are counted.
+fn watch_namespaces<'a>(ebpf: &mut Ebpf, source: &str, inodes: impl IntoIterator<Item = &'a u64>) -> Result<()> {
+    let map = ebpf.map_mut("watched").ok_or_else(|| missing_map("watched", source))?;
+    let mut watched: aya::maps::HashMap<&mut MapData, u64, u8> =
+        aya::maps::HashMap::try_from(map).map_err(map_error("watched"))?;
+    for inode in inodes {
+        watched.insert(inode, 1, 0).map_err(map_error("watched"))?;
+    }
+    Ok(())
 }
 
 /// Every entry of a per-CPU hash map of `u64` counters, summed over CPUs.

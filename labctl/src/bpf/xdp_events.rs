@@ -7,12 +7,14 @@
 use std::collections::BTreeMap;
 use std::fs::File;
 
-use aya::maps::{HashMap, MapData, PerCpuArray, PerCpuHashMap};
+use aya::maps::{MapData, PerCpuArray, PerCpuHashMap};
 use aya::programs::BtfTracePoint;
 use aya::{Ebpf, Pod};
 
-use super::{compile_embedded, load, program_error, sum_percpu_hash, BpfError, Result};
-use crate::apply::netns;
+use super::places::Places;
+use super::{
+    compile_embedded, load, map_error, missing_map, program_error, sum_percpu_hash, watch_namespaces, BpfError, Result,
+};
 
 const SOURCE: &str = include_str!("../../../fixtures/bpf/xdp_events.c");
 
@@ -63,13 +65,7 @@ impl XdpEventCounter {
         let mut ebpf = load(&object, &btf, |loader| {
             loader.override_global("only_watched", &1u8, true);
         })?;
-        {
-            let map = ebpf.map_mut("watched").ok_or_else(|| missing("watched"))?;
-            let mut watched: HashMap<&mut MapData, u64, u8> = HashMap::try_from(map).map_err(map_error("watched"))?;
-            for inode in netns_inodes {
-                watched.insert(inode, 1, 0).map_err(map_error("watched"))?;
-            }
-        }
+        watch_namespaces(&mut ebpf, "xdp_events.c", netns_inodes)?;
         for (name, tracepoint) in PROGRAMS {
             let program: &mut BtfTracePoint = ebpf
                 .program_mut(name)
@@ -86,8 +82,8 @@ impl XdpEventCounter {
     /// node's namespace becomes the node, an ifindex the interface's name
     /// there (`"r1:eth0"`). Fails if some events were lost to a full map.
     pub fn stop(mut self, nodes: &BTreeMap<String, File>) -> Result<EventTable> {
-        let events = self.ebpf.take_map("events").ok_or_else(|| missing("events"))?;
-        let lost = self.ebpf.take_map("lost").ok_or_else(|| missing("lost"))?;
+        let events = self.ebpf.take_map("events").ok_or_else(|| missing_map("events", "xdp_events.c"))?;
+        let lost = self.ebpf.take_map("lost").ok_or_else(|| missing_map("lost", "xdp_events.c"))?;
         drop(self.ebpf);
         let events: PerCpuHashMap<MapData, EventKey, u64> =
             PerCpuHashMap::try_from(events).map_err(map_error("events"))?;
@@ -99,42 +95,14 @@ impl XdpEventCounter {
                 message: format!("{lost} events were not counted: the map was full"),
             });
         }
-        let mut names = BTreeMap::new();
-        for (node, file) in nodes {
-            names.insert(super::drops::inode(file)?, (node.as_str(), file));
-        }
+        let counted = sum_percpu_hash(&events, "events")?;
+        let places = Places::of(counted.iter().map(|(key, _)| (key.netns, key.ifindex)), nodes)?;
         let mut table = EventTable::new();
-        for (key, count) in sum_percpu_hash(&events, "events")? {
-            let Some((node, file)) = names.get(&key.netns) else { continue };
-            let ifname = netns::run_in(file, || ifname(key.ifindex))
-                .map_err(|e| BpfError::Io {
-                    what: format!("cannot enter node {node}"),
-                    source: std::io::Error::other(e),
-                })?
-                .unwrap_or_else(|| format!("if{}", key.ifindex));
+        for (key, count) in counted {
+            let Some(place) = places.name(key.netns, key.ifindex) else { continue };
             let event = EVENTS.get(key.event as usize).map_or_else(|| format!("event{}", key.event), |e| e.to_string());
-            *table.entry(format!("{node}:{ifname}")).or_default().entry(event).or_default() += count;
+            *table.entry(place).or_default().entry(event).or_default() += count;
         }
         Ok(table)
     }
-}
-
-fn missing(name: &str) -> BpfError {
-    BpfError::Map { map: name.into(), message: "not in xdp_events.c".into() }
-}
-
-fn map_error(name: &'static str) -> impl Fn(aya::maps::MapError) -> BpfError {
-    move |e| BpfError::Map { map: name.into(), message: e.to_string() }
-}
-
-/// The name of interface `ifindex` in the calling thread's namespace.
-fn ifname(ifindex: u32) -> Option<String> {
-    let mut buf = [0 as libc::c_char; libc::IF_NAMESIZE];
-    // SAFETY: buf has IF_NAMESIZE bytes, as if_indextoname requires.
-    let p = unsafe { libc::if_indextoname(ifindex, buf.as_mut_ptr()) };
-    if p.is_null() {
-        return None;
-    }
-    // SAFETY: on success buf holds a NUL-terminated name.
-    Some(unsafe { std::ffi::CStr::from_ptr(buf.as_ptr()) }.to_string_lossy().into_owned())
 }
