@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 use serde::{Deserialize, Serialize};
 use socket2::{Domain, Protocol, Socket, Type};
 
-use super::pacing::{Budget, Next};
+use super::pacing::Budget;
 use super::sink::{StopSignal, UdpSink};
 use super::{check_unicast, io_err, sockopt, TrafficError, MAX_RUN};
 use crate::apply::netns;
@@ -95,21 +95,15 @@ pub fn udp_flow(src_ns: &File, dst_ns: &File, flow: &UdpFlow) -> Result<FlowRepo
         let (errors, sender_end) = {
             let _done = stop.done_on_drop();
             let mut errors = 0;
-            loop {
-                match budget.next(32) {
-                    Next::Done => break,
-                    Next::Wait(d) => std::thread::sleep(d),
-                    Next::Send(n) => {
-                        for _ in 0..n {
-                            match sender.send(&payload) {
-                                Ok(_) => budget.record(1),
-                                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-                                // ENOBUFS, ECONNREFUSED (an ICMP error came back): count, go on.
-                                Err(_) => {
-                                    errors += 1;
-                                    budget.record(1);
-                                }
-                            }
+            while let Some(n) = budget.wait_next(32) {
+                for _ in 0..n {
+                    match sender.send(&payload) {
+                        Ok(_) => budget.record(1),
+                        Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                        // ENOBUFS, ECONNREFUSED (an ICMP error came back): count, go on.
+                        Err(_) => {
+                            errors += 1;
+                            budget.record(1);
                         }
                     }
                 }

@@ -71,6 +71,18 @@ impl Budget {
         self.sent += packets;
     }
 
+    /// How many packets to send now, at most `max`, after sleeping until
+    /// some are due; `None` once the run is over.
+    pub fn wait_next(&self, max: usize) -> Option<usize> {
+        loop {
+            match self.next(max) {
+                Next::Done => return None,
+                Next::Wait(d) => std::thread::sleep(d),
+                Next::Send(n) => return Some(n),
+            }
+        }
+    }
+
     /// What to do now, sending at most `max` packets in one go.
     pub fn next(&self, max: usize) -> Next {
         self.next_at(Instant::now(), max)

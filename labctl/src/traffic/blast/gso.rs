@@ -22,7 +22,7 @@ use std::os::fd::AsRawFd;
 use socket2::Socket;
 
 use super::SendOutcome;
-use crate::traffic::pacing::{Budget, Next};
+use crate::traffic::pacing::Budget;
 use crate::traffic::{io_err, sockopt, TrafficError};
 
 /// `UDP_SEGMENT` from linux/udp.h (socket option level SOL_UDP).
@@ -75,15 +75,7 @@ pub fn send(
         .collect();
     let mut outcome = SendOutcome::default();
     let mut next_socket = 0;
-    loop {
-        let n = match budget.next(segments * MESSAGES) {
-            Next::Done => break,
-            Next::Wait(d) => {
-                std::thread::sleep(d);
-                continue;
-            }
-            Next::Send(n) => n,
-        };
+    while let Some(n) = budget.wait_next(segments * MESSAGES) {
         // Full messages, then one with the rest.
         let messages = n.div_ceil(segments).min(MESSAGES);
         let mut in_message = [0usize; MESSAGES];

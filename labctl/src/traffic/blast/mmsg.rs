@@ -9,7 +9,7 @@ use std::os::fd::AsRawFd;
 use socket2::{Domain, Protocol, Socket, Type};
 
 use super::SendOutcome;
-use crate::traffic::pacing::{Budget, Next};
+use crate::traffic::pacing::Budget;
 use crate::traffic::{io_err, TrafficError};
 
 /// Opens one connected socket per flow source; call inside the sender's
@@ -50,15 +50,7 @@ pub fn send(sockets: &[Socket], size: usize, batch: usize, budget: &mut Budget) 
         .collect();
     let mut outcome = SendOutcome::default();
     let mut next_socket = 0;
-    loop {
-        let n = match budget.next(batch) {
-            Next::Done => break,
-            Next::Wait(d) => {
-                std::thread::sleep(d);
-                continue;
-            }
-            Next::Send(n) => n,
-        };
+    while let Some(n) = budget.wait_next(batch) {
         let fd = sockets[next_socket].as_raw_fd();
         next_socket = (next_socket + 1) % sockets.len();
         // SAFETY: `headers` (n <= batch of them), `iov` and `payload` outlive the call;

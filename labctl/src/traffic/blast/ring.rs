@@ -13,7 +13,7 @@ use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::{Duration, Instant};
 
 use super::SendOutcome;
-use crate::traffic::pacing::{Budget, Next};
+use crate::traffic::pacing::Budget;
 use crate::traffic::{io_err, sockopt, TrafficError};
 
 /// One slot per frame; 2048 bytes hold the 32-byte slot header and any
@@ -159,15 +159,7 @@ impl TxRing {
     /// Queues frames as `budget` allows, `batch` slots per `send()`.
     pub fn send(&mut self, batch: usize, budget: &mut Budget) -> Result<SendOutcome, TrafficError> {
         let mut outcome = SendOutcome::default();
-        loop {
-            let n = match budget.next(batch) {
-                Next::Done => break,
-                Next::Wait(d) => {
-                    std::thread::sleep(d);
-                    continue;
-                }
-                Next::Send(n) => n,
-            };
+        while let Some(n) = budget.wait_next(batch) {
             let queued = self.queue(n)?;
             budget.record(queued as u64);
             outcome.packets += queued as u64;

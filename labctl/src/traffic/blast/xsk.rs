@@ -27,7 +27,7 @@ use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::{Duration, Instant};
 
 use super::SendOutcome;
-use crate::traffic::pacing::{Budget, Next};
+use crate::traffic::pacing::Budget;
 use crate::traffic::{io_err, sockopt, TrafficError};
 
 /// One UMEM chunk per flow; 2048 bytes hold any frame up to a 1500-byte
@@ -323,15 +323,7 @@ impl XskTx {
     pub fn send(&mut self, batch: usize, budget: &mut Budget) -> Result<SendOutcome, TrafficError> {
         self.set_tx_budget(batch);
         let mut outcome = SendOutcome::default();
-        loop {
-            let n = match budget.next(batch) {
-                Next::Done => break,
-                Next::Wait(d) => {
-                    std::thread::sleep(d);
-                    continue;
-                }
-                Next::Send(n) => n,
-            };
+        while let Some(n) = budget.wait_next(batch) {
             self.reap();
             let queued = self.queue(n);
             budget.record(queued as u64);
