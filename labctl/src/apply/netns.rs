@@ -148,3 +148,39 @@ pub fn run_in<T: Send>(netns: &File, f: impl FnOnce() -> T + Send) -> Result<T, 
             .unwrap_or_else(|panic| std::panic::resume_unwind(panic))
     })
 }
+
+/// Runs `f` on a short-lived thread in a namespace of its own, with only
+/// `lo`, up: for probes whose packets must show in no node's counters and
+/// whose objects must vanish with the thread.
+pub fn in_scratch<T: Send>(f: impl FnOnce() -> T + Send) -> Result<T, NetnsError> {
+    std::thread::scope(|scope| {
+        scope
+            .spawn(|| {
+                unshare(CloneFlags::CLONE_NEWNET).map_err(sys("unshare(CLONE_NEWNET) for a scratch namespace"))?;
+                loopback_up().map_err(|source| NetnsError::Io {
+                    what: "cannot bring up",
+                    path: "lo".into(),
+                    source,
+                })?;
+                Ok(f())
+            })
+            .join()
+            .unwrap_or_else(|panic| std::panic::resume_unwind(panic))
+    })
+}
+
+/// Brings `lo` up in the calling thread's namespace (SIOCSIFFLAGS).
+fn loopback_up() -> io::Result<()> {
+    let sock = std::net::UdpSocket::bind("0.0.0.0:0")?;
+    // SAFETY: ifreq is plain data; zeroed is a valid value.
+    let mut req: libc::ifreq = unsafe { std::mem::zeroed() };
+    for (dst, src) in req.ifr_name.iter_mut().zip(b"lo\0") {
+        *dst = *src as libc::c_char;
+    }
+    req.ifr_ifru.ifru_flags = (libc::IFF_UP | libc::IFF_LOOPBACK | libc::IFF_RUNNING) as libc::c_short;
+    // SAFETY: SIOCSIFFLAGS reads an ifreq we own.
+    if unsafe { libc::ioctl(std::os::fd::AsRawFd::as_raw_fd(&sock), libc::SIOCSIFFLAGS, &req) } != 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(())
+}

@@ -14,8 +14,6 @@ use std::net::UdpSocket;
 use std::os::fd::AsRawFd;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use nix::sched::{unshare, CloneFlags};
-
 /// Waits, at most about a second, until a datagram sent over a loopback is
 /// stamped when it is sent, not when it is read. Call it once the capture
 /// sockets are open (they are what keeps timestamping on). The probe runs
@@ -23,28 +21,7 @@ use nix::sched::{unshare, CloneFlags};
 /// datagrams show up in no node's counters. Best effort: if timestamps
 /// never come, the capture goes on anyway.
 pub fn wait_for_kernel_timestamps() {
-    let _ = std::thread::spawn(|| {
-        unshare(CloneFlags::CLONE_NEWNET).map_err(io::Error::from)?;
-        loopback_up()?;
-        probe()
-    })
-    .join();
-}
-
-/// Brings `lo` up in the calling thread's (new, empty) namespace.
-fn loopback_up() -> io::Result<()> {
-    let sock = UdpSocket::bind("0.0.0.0:0")?;
-    // SAFETY: ifreq is plain data; zeroed is a valid value.
-    let mut req: libc::ifreq = unsafe { std::mem::zeroed() };
-    for (dst, src) in req.ifr_name.iter_mut().zip(b"lo\0") {
-        *dst = *src as libc::c_char;
-    }
-    req.ifr_ifru.ifru_flags = (libc::IFF_UP | libc::IFF_LOOPBACK | libc::IFF_RUNNING) as libc::c_short;
-    // SAFETY: SIOCSIFFLAGS reads an ifreq we own.
-    if unsafe { libc::ioctl(sock.as_raw_fd(), libc::SIOCSIFFLAGS, &req) } != 0 {
-        return Err(io::Error::last_os_error());
-    }
-    Ok(())
+    let _ = crate::apply::netns::in_scratch(probe);
 }
 
 fn probe() -> io::Result<()> {

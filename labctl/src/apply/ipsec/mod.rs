@@ -84,13 +84,8 @@ pub fn probe_esp() -> Result<(), String> {
     static PROBE: OnceLock<Result<(), String>> = OnceLock::new();
     PROBE
         .get_or_init(|| {
-            std::thread::spawn(|| {
-                nix::sched::unshare(nix::sched::CloneFlags::CLONE_NEWNET)
-                    .map_err(|e| format!("cannot make a scratch namespace to probe in: {e}"))?;
-                xfrm::probe_esp()
-            })
-            .join()
-            .unwrap_or_else(|_| Err("the probe panicked".into()))
+            super::netns::in_scratch(xfrm::probe_esp)
+                .unwrap_or_else(|e| Err(format!("cannot make a scratch namespace to probe in: {e}")))
         })
         .clone()
 }
