@@ -66,11 +66,16 @@ fn names() -> String {
     MACHINE_WIDE.iter().map(|(k, _)| *k).collect::<Vec<_>>().join(", ")
 }
 
+fn known(key: &str) -> Result<(), HostSysctlError> {
+    match MACHINE_WIDE.iter().any(|(k, _)| *k == key) {
+        true => Ok(()),
+        false => Err(HostSysctlError::NotAllowed(key.to_string())),
+    }
+}
+
 /// Checks a change before anything is written: a known key, a whole number.
 pub fn check(key: &str, value: &str) -> Result<(), HostSysctlError> {
-    if !MACHINE_WIDE.iter().any(|(k, _)| *k == key) {
-        return Err(HostSysctlError::NotAllowed(key.to_string()));
-    }
+    known(key)?;
     if value.trim().parse::<i64>().is_err() {
         return Err(HostSysctlError::NotANumber { key: key.to_string(), value: value.to_string() });
     }
@@ -79,9 +84,7 @@ pub fn check(key: &str, value: &str) -> Result<(), HostSysctlError> {
 
 /// The current value of a machine-wide sysctl.
 pub fn read(key: &str) -> Result<String, HostSysctlError> {
-    if !MACHINE_WIDE.iter().any(|(k, _)| *k == key) {
-        return Err(HostSysctlError::NotAllowed(key.to_string()));
-    }
+    known(key)?;
     in_host(key, || fs::read_to_string(sysctl::proc_path(key)).map(|v| v.trim().to_string()))
 }
 
@@ -118,7 +121,7 @@ pub fn change(lab: &str, changes: &[(String, String)]) -> Result<Changed, HostSy
     if journal.exists() {
         return Err(HostSysctlError::Nested(lab.to_string()));
     }
-    host_netns()?;
+    // Reading the old values also fails early if the host is out of reach.
     let old = changes.iter().map(|(key, _)| Ok((key.clone(), read(key)?))).collect::<Result<_, HostSysctlError>>()?;
     let changed = Changed { journal, old };
     let json = serde_json::to_vec_pretty(&changed.old).expect("a map of strings serializes");
