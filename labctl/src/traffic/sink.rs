@@ -148,16 +148,7 @@ impl RecvBatch {
             .chunks_exact_mut(max_size)
             .map(|b| libc::iovec { iov_base: b.as_mut_ptr().cast(), iov_len: b.len() })
             .collect();
-        let headers = iovs
-            .iter_mut()
-            .map(|iov| {
-                // SAFETY: an all-zero mmsghdr is valid (no name, no control).
-                let mut h: libc::mmsghdr = unsafe { std::mem::zeroed() };
-                h.msg_hdr.msg_iov = iov;
-                h.msg_hdr.msg_iovlen = 1;
-                h
-            })
-            .collect();
+        let headers = sockopt::mmsg_headers(&mut iovs);
         RecvBatch { _buffers: buffers, _iovs: iovs, headers, lens: Vec::with_capacity(BATCH) }
     }
 

@@ -48,3 +48,18 @@ pub fn grow_receive_buffer(sock: &socket2::Socket, bytes: usize) {
         let _ = sock.set_recv_buffer_size(bytes);
     }
 }
+
+/// One `mmsghdr` per iovec, each pointing at it, for `sendmmsg`/`recvmmsg`:
+/// no address (connected or bound sockets), no control data. The iovecs
+/// must stay where they are for as long as the headers are used.
+pub fn mmsg_headers(iovs: &mut [libc::iovec]) -> Vec<libc::mmsghdr> {
+    iovs.iter_mut()
+        .map(|iov| {
+            // SAFETY: an all-zero mmsghdr is valid: no name, no control.
+            let mut h: libc::mmsghdr = unsafe { std::mem::zeroed() };
+            h.msg_hdr.msg_iov = iov;
+            h.msg_hdr.msg_iovlen = 1;
+            h
+        })
+        .collect()
+}

@@ -63,16 +63,7 @@ pub fn send(
     let mut iovs: Vec<libc::iovec> = (0..MESSAGES)
         .map(|_| libc::iovec { iov_base: payload.as_ptr() as *mut libc::c_void, iov_len: payload.len() })
         .collect();
-    let mut headers: Vec<libc::mmsghdr> = iovs
-        .iter_mut()
-        .map(|iov| {
-            // SAFETY: an all-zero mmsghdr is valid: no address (connected), no control.
-            let mut h: libc::mmsghdr = unsafe { std::mem::zeroed() };
-            h.msg_hdr.msg_iov = iov;
-            h.msg_hdr.msg_iovlen = 1;
-            h
-        })
-        .collect();
+    let mut headers = sockopt::mmsg_headers(&mut iovs);
     let mut outcome = SendOutcome::default();
     let mut next_socket = 0;
     while let Some(n) = budget.wait_next(segments * MESSAGES) {

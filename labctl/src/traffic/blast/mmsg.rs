@@ -10,7 +10,7 @@ use socket2::{Domain, Protocol, Socket, Type};
 
 use super::SendOutcome;
 use crate::traffic::pacing::Budget;
-use crate::traffic::{io_err, TrafficError};
+use crate::traffic::{io_err, sockopt, TrafficError};
 
 /// Opens one connected socket per flow source; call inside the sender's
 /// namespace. The kernel picks a distinct ephemeral port for each, which
@@ -38,22 +38,14 @@ pub fn open_flows(to: SocketAddr, sources: &[Option<IpAddr>]) -> Result<Vec<Sock
 /// the 64-byte datagrams themselves).
 pub fn send(sockets: &[Socket], size: usize, batch: usize, budget: &mut Budget) -> Result<SendOutcome, TrafficError> {
     let payload = vec![0x5a_u8; size];
-    let mut iov = libc::iovec { iov_base: payload.as_ptr() as *mut libc::c_void, iov_len: size };
-    let mut headers: Vec<libc::mmsghdr> = (0..batch)
-        .map(|_| {
-            // SAFETY: an all-zero mmsghdr is valid: no address (connected), no control.
-            let mut h: libc::mmsghdr = unsafe { std::mem::zeroed() };
-            h.msg_hdr.msg_iov = &mut iov;
-            h.msg_hdr.msg_iovlen = 1;
-            h
-        })
-        .collect();
+    let mut iovs = vec![libc::iovec { iov_base: payload.as_ptr() as *mut libc::c_void, iov_len: size }; batch];
+    let mut headers = sockopt::mmsg_headers(&mut iovs);
     let mut outcome = SendOutcome::default();
     let mut next_socket = 0;
     while let Some(n) = budget.wait_next(batch) {
         let fd = sockets[next_socket].as_raw_fd();
         next_socket = (next_socket + 1) % sockets.len();
-        // SAFETY: `headers` (n <= batch of them), `iov` and `payload` outlive the call;
+        // SAFETY: `headers` (n <= batch of them), `iovs` and `payload` outlive the call;
         // the kernel only reads the payload.
         let sent = unsafe { libc::sendmmsg(fd, headers.as_mut_ptr(), n as libc::c_uint, 0) };
         if sent >= 0 {
