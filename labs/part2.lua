@@ -83,15 +83,8 @@ sw:sysctl("net.ipv4.igmp_link_local_mcast_reports", 0)
 -- ---------------------------------------------------------------------------
 -- helpers
 
--- Runs argv in a node and fails the experiment (at the caller's line) unless
--- it exits 0; returns its output.
-local function must(node, argv)
-  local r = node:run(argv)
-  if r.status ~= 0 then
-    error(("%s: `%s` exited %d: %s"):format(node.name, table.concat(argv, " "), r.status, r.stderr), 2)
-  end
-  return r.stdout
-end
+-- Runs argv in a node; fails the experiment at the caller's line unless it exits 0.
+local must = require("commands").must
 
 -- Every measurement starts with empty ARP caches, on purpose:
 --   * it always sees the same packets, whichever experiment ran before: the

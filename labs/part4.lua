@@ -105,15 +105,8 @@ end
 -- ---------------------------------------------------------------------------
 -- helpers
 
--- Runs argv in a node and fails the experiment (at the caller's line) unless
--- it exits 0; returns its output.
-local function must(node, argv)
-  local r = node:run(argv)
-  if r.status ~= 0 then
-    error(("%s: `%s` exited %d: %s"):format(node.name, table.concat(argv, " "), r.status, r.stderr), 2)
-  end
-  return r.stdout
-end
+-- Runs argv in a node; fails the experiment at the caller's line unless it exits 0.
+local must = require("commands").must
 
 -- Makes a change, runs body, and always undoes the change (also when body
 -- fails), so every experiment leaves the lab as it found it.

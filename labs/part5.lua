@@ -86,13 +86,8 @@ ipsec {
 -- ---------------------------------------------------------------------------
 -- helpers
 
-local function must(node, argv)
-  local r = node:run(argv)
-  if r.status ~= 0 then
-    error(("%s: `%s` exited %d: %s"):format(node.name, table.concat(argv, " "), r.status, r.stderr), 2)
-  end
-  return r.stdout
-end
+-- Runs argv in a node; fails the experiment at the caller's line unless it exits 0.
+local must = require("commands").must
 
 -- What a ping says, without round-trip times.
 local function outcome(ping)
