@@ -28,6 +28,7 @@ pub mod observe;
 pub mod plan;
 pub mod script;
 pub mod snapshot;
+pub mod sys;
 pub mod traffic;
 pub mod validate;
 

@@ -22,8 +22,8 @@ use std::process::{Command, ExitCode};
 use std::time::{Duration, Instant};
 
 use isolated::Tally;
-use labctl::apply::netns;
 use labctl::bpf::{self, drops, DropTable, DropTracer};
+use labctl::sys::netns;
 use labctl::traffic::{ping, PingOptions};
 
 type Outcome = Result<(), String>;

@@ -17,10 +17,10 @@ use std::process::{Command, ExitCode};
 use std::time::Instant;
 
 use isolated::Tally;
-use labctl::apply::netns;
 use labctl::model::MacAddr;
 use labctl::observe::counters::{self, Delta};
 use labctl::observe::{normalize, pcapng, Capture, ObserveError, Packet};
+use labctl::sys::netns;
 
 const H1_MAC: &str = "02:00:00:00:00:01";
 const R1_MAC: &str = "02:00:00:00:00:fe";

@@ -20,7 +20,7 @@ use std::process::{Command, ExitCode};
 use std::time::{Duration, Instant};
 
 use isolated::Tally;
-use labctl::apply::netns;
+use labctl::sys::netns;
 use labctl::traffic::{
     blast, ping, tcp_flow, udp_flow, BlastMode, BlastOptions, BlastReport, PingOptions, TcpFlow, UdpFlow,
 };

@@ -17,11 +17,11 @@ use tokio::sync::mpsc;
 
 use super::faults::Faults;
 use super::netlink::{self, Netlink, NewLink, VethOptions};
-use super::netns::{self, NetnsError, ThreadNetns};
 use super::schedule::{self, Scheduler};
 use super::state::LabState;
 use super::{interrupt, sysctl, ApplyError};
 use crate::plan::{Phase, Plan, Step};
+use crate::sys::netns::{self, NetnsError, ThreadNetns};
 
 #[derive(Debug, thiserror::Error)]
 pub enum StepError {

@@ -5,9 +5,9 @@
 use std::time::{Duration, Instant};
 
 use super::netlink::{Netlink, NewLink, VethOptions};
-use super::netns::{self, ThreadNetns};
 use super::ApplyError;
 use crate::model::MacAddr;
+use crate::sys::netns::{self, ThreadNetns};
 
 /// Creates `hosts` + 1 namespaces and `hosts` veth pairs (switch <-> host),
 /// returns how long that took, then removes them again.

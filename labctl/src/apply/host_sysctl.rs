@@ -15,9 +15,9 @@ use std::fs::{self, File};
 use std::io;
 use std::path::{Path, PathBuf};
 
-use super::netns;
 use super::state::LabState;
 use super::sysctl;
+use crate::sys::netns;
 
 /// The machine-wide sysctls an experiment may change, with what each does.
 pub const MACHINE_WIDE: &[(&str, &str)] = &[

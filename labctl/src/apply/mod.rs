@@ -11,7 +11,6 @@ pub mod host_sysctl;
 mod interrupt;
 pub mod ipsec;
 mod netlink;
-pub mod netns;
 pub mod privileges;
 mod schedule;
 pub mod state;
@@ -22,10 +21,10 @@ pub mod xdp;
 
 use std::path::Path;
 
+use crate::sys::netns::{self, NetnsError};
 pub use executor::{PhaseTiming, Progress, StepError};
 pub use faults::Faults;
 pub use interrupt::{catch as catch_interrupts, interrupted};
-use netns::NetnsError;
 use state::{LabState, Recorded, StateError};
 pub use teardown::Removed;
 

@@ -14,10 +14,9 @@ use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
+use crate::model::layout::{self, STATE_DIR};
 use crate::model::Lab;
 use crate::plan::Step;
-
-pub const STATE_DIR: &str = "/run/labctl";
 
 #[derive(Debug, thiserror::Error)]
 pub enum StateError {
@@ -50,7 +49,7 @@ fn io_err<'a>(what: &'static str, path: &'a Path) -> impl FnOnce(io::Error) -> S
 
 impl LabState {
     fn dir_of(name: &str) -> PathBuf {
-        Path::new(STATE_DIR).join(name)
+        layout::lab_state_dir(name)
     }
 
     /// Claims the lab's name and records its model.

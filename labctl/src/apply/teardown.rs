@@ -8,8 +8,8 @@ use std::time::{Duration, Instant};
 use nix::sys::signal::{kill, Signal};
 use nix::unistd::Pid;
 
-use super::netns::{self, NetnsError};
 use crate::plan::Step;
+use crate::sys::netns::{self, NetnsError};
 
 #[derive(Debug, Default)]
 pub struct Removed {

@@ -26,13 +26,12 @@ use aya::programs::links::FdLink;
 use aya::programs::{ProgramError, Xdp, XdpMode as AyaMode};
 use aya::{Btf, Ebpf};
 
-use super::netns::{self, NetnsError};
 use crate::bpf::{self, BpfError};
-use crate::model::xdp::BPFFS;
+use crate::model::layout::BPFFS;
 use crate::model::{XdpMode, XdpObject};
 use crate::plan::{Device, Plan, Step};
-
-const BPF_FS_MAGIC: i64 = 0xcafe_4a11;
+use crate::sys::bpffs;
+use crate::sys::netns::{self, NetnsError};
 
 #[derive(Debug, thiserror::Error)]
 pub enum XdpError {
@@ -253,17 +252,8 @@ fn pin_error(path: &Path) -> impl FnOnce(io::Error) -> XdpError + '_ {
 
 /// Mounts the BPF filesystem at /sys/fs/bpf unless it is there already.
 pub fn ensure_bpffs() -> Result<(), XdpError> {
-    if is_bpffs(Path::new(BPFFS)) {
-        return Ok(());
-    }
-    nix::mount::mount(Some("bpf"), BPFFS, Some("bpf"), nix::mount::MsFlags::empty(), Some("mode=0700"))
+    bpffs::ensure_mounted()
         .map_err(|e| XdpError::Bpffs(format!("cannot mount bpffs at {BPFFS}: {e} (try `mount -t bpf bpf {BPFFS}`)")))
-}
-
-fn is_bpffs(path: &Path) -> bool {
-    // The type of f_type differs between architectures.
-    #[allow(clippy::unnecessary_cast)]
-    nix::sys::statfs::statfs(path).is_ok_and(|s| s.filesystem_type().0 as i64 == BPF_FS_MAGIC)
 }
 
 /// Detaches the link pinned in `pins` at once and removes the folder; true

@@ -7,7 +7,7 @@ use std::fs::File;
 use nix::net::if_::if_indextoname;
 
 use super::{BpfError, Result};
-use crate::apply::netns;
+use crate::sys::netns;
 
 /// Names of the lab's nodes by namespace inode, and of their interfaces.
 pub struct Places<'a> {

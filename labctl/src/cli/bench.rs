@@ -8,7 +8,8 @@ use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use anyhow::{anyhow, Context};
-use labctl::apply::{self, floor, netns};
+use labctl::apply::{self, floor};
+use labctl::sys::netns;
 use serde::Serialize;
 
 use super::{Failure, EXIT_FAILURE};

@@ -34,8 +34,9 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use anyhow::{anyhow, Context};
-use labctl::apply::{self, netns};
+use labctl::apply;
 use labctl::observe::counters::link_stats;
+use labctl::sys::netns;
 use labctl::traffic::{self, BlastMode, BlastOptions};
 use nix::sys::signal::{killpg, Signal};
 use nix::unistd::Pid;

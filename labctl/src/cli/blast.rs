@@ -5,7 +5,8 @@ use std::net::{IpAddr, SocketAddr};
 use std::time::Duration;
 
 use anyhow::anyhow;
-use labctl::apply::{self, netns};
+use labctl::apply;
+use labctl::sys::netns;
 use labctl::traffic::{self, BlastMode, BlastOptions};
 
 use super::{running_lab, Failure, EXIT_FAILURE};

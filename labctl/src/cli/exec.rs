@@ -5,7 +5,8 @@ use std::os::unix::process::CommandExt;
 use std::process::Command;
 
 use anyhow::anyhow;
-use labctl::apply::{self, netns};
+use labctl::apply;
+use labctl::sys::netns;
 
 use super::{running_lab, Failure, EXIT_FAILURE};
 

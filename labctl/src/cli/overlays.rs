@@ -7,7 +7,7 @@ use std::path::PathBuf;
 use ipnet::IpNet;
 use serde::Serialize;
 
-use labctl::model::{xdp, Backend, Cipher, Ipsec, IpsecMode, Lab, Xdp, XdpMode, XdpObject};
+use labctl::model::{Backend, Cipher, Ipsec, IpsecMode, Lab, Xdp, XdpMode, XdpObject};
 
 /// One XDP program on one interface, as declared in the script.
 #[derive(Debug, Serialize)]
@@ -71,7 +71,7 @@ fn xdp_row(lab: &Lab, x: &Xdp) -> XdpRow {
         mode: x.mode,
         source,
         object,
-        pinned: xdp::pin_dir(&lab.name, &x.node, &x.ifname).join("link").exists(),
+        pinned: labctl::model::layout::pin_dir(&lab.name, &x.node, &x.ifname).join("link").exists(),
     }
 }
 

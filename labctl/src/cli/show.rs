@@ -1,8 +1,9 @@
 //! `labctl show LAB`: what a running lab is made of, and whether each of its
 //! namespaces (and XDP programs) is still there.
 
-use labctl::apply::{ipsec, netns, state::LabState};
+use labctl::apply::{ipsec, state::LabState};
 use labctl::model::Lab;
+use labctl::sys::netns;
 use serde::Serialize;
 
 use super::overlays::{self, TunnelRow, XdpRow};
@@ -126,7 +127,7 @@ fn tunnel_line(row: &TunnelRow) -> String {
 fn started_tunnels(lab: &Lab) -> Vec<TunnelRow> {
     let mut rows = overlays::tunnel_rows(lab);
     for row in &mut rows {
-        row.started_backend = ipsec::started_backend(&labctl::plan::ipsec_state_dir(&lab.name, &row.left));
+        row.started_backend = ipsec::started_backend(&labctl::model::layout::ipsec_state_dir(&lab.name, &row.left));
     }
     rows
 }

@@ -7,10 +7,10 @@
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 
-use labctl::apply::netns;
 use labctl::apply::state::LabState;
 use labctl::observe::xdp::{self as look, Value};
 use labctl::plan::Step;
+use labctl::sys::netns;
 use serde::Serialize;
 
 use super::{lab_name_from, running_lab, Failure, EXIT_FAILURE};

@@ -22,9 +22,9 @@ use std::path::PathBuf;
 use serde::Serialize;
 
 use crate::apply::ipsec::{self, strongswan, vici, xfrm};
-use crate::apply::netns;
 use crate::model::{Backend, Lab};
 use crate::plan::{IpsecTunnel, Step};
+use crate::sys::netns;
 
 #[derive(Debug, Clone, Serialize)]
 pub struct NodeIpsec {

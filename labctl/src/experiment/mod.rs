@@ -8,7 +8,6 @@ mod ipsec;
 mod observe;
 mod render;
 mod runtime;
-mod stamps;
 mod tolerance;
 mod trace;
 mod xdp;
@@ -22,10 +21,10 @@ use std::time::{Duration, Instant};
 use mlua::{HookTriggers, VmState};
 use serde::Serialize;
 
-use crate::apply::netns;
 use crate::diag::{Diagnostic, Origin};
 use crate::model::Experiment;
 use crate::script::Script;
+use crate::sys::netns;
 use runtime::{Runtime, Shared};
 
 /// A snapshot an experiment took: `x:snapshot(name, value)`.

@@ -134,7 +134,7 @@ impl Captures {
         }
         // So that packets of several points merge in the order they passed.
         if !points.is_empty() {
-            super::stamps::wait_for_kernel_timestamps();
+            crate::observe::capture::wait_for_kernel_timestamps();
         }
         Ok(Captures(started))
     }

@@ -23,12 +23,13 @@ use mlua::{Lua, Table, UserDataMethods, Value};
 
 use super::runtime::Runtime;
 use crate::apply::state::LabState;
-use crate::apply::{netns, xdp as apply_xdp};
+use crate::apply::xdp as apply_xdp;
 use crate::bpf::maps::RawMap;
-use crate::model::xdp::pin_dir;
+use crate::model::layout::pin_dir;
 use crate::model::{XdpMode, XdpObject};
 use crate::observe::xdp::{self as look, Value as MapValue};
 use crate::plan::{Device, Step};
+use crate::sys::netns;
 
 fn fail(message: impl Into<String>) -> mlua::Error {
     mlua::Error::runtime(message.into())

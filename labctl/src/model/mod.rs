@@ -5,6 +5,7 @@
 //! stage turns it into kernel steps.
 
 pub mod ipsec;
+pub mod layout;
 mod mac;
 pub mod xdp;
 
@@ -17,7 +18,7 @@ use serde::{Deserialize, Serialize};
 use crate::diag::Origin;
 pub use ipsec::{Backend, Cipher, Ipsec, IpsecMode};
 pub use mac::MacAddr;
-pub use xdp::{pin_dir_name, Xdp, XdpMode, XdpObject};
+pub use xdp::{Xdp, XdpMode, XdpObject};
 
 /// Name of the bridge device inside a bridge node's namespace.
 pub const BRIDGE_DEVICE: &str = "br0";

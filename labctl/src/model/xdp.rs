@@ -76,22 +76,3 @@ pub struct Xdp {
     pub mode: XdpMode,
     pub origin: Origin,
 }
-
-/// Where the pins of the XDP program on `node:ifname` of `lab` live:
-/// `/sys/fs/bpf/labctl/<lab>/<node>-<ifname>` (`link`, `prog`, `maps/<name>`).
-pub fn pin_dir(lab: &str, node: &str, ifname: &str) -> PathBuf {
-    lab_pin_dir(lab).join(pin_dir_name(node, ifname))
-}
-
-/// `/sys/fs/bpf/labctl/<lab>`: every pin of a lab.
-pub fn lab_pin_dir(lab: &str) -> PathBuf {
-    PathBuf::from(BPFFS).join("labctl").join(lab)
-}
-
-/// `<node>-<ifname>`, the folder of one attachment's pins.
-pub fn pin_dir_name(node: &str, ifname: &str) -> String {
-    format!("{node}-{ifname}")
-}
-
-/// Where labctl mounts (or finds) the BPF filesystem.
-pub const BPFFS: &str = "/sys/fs/bpf";

@@ -6,6 +6,7 @@
 //! the file descriptor stays valid on any thread afterwards. No tcpdump.
 
 mod socket;
+mod stamps;
 
 use std::fs::File;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -15,9 +16,10 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
-use crate::apply::netns::run_in;
 use crate::observe::error::{ObserveError, Result};
+use crate::sys::netns::run_in;
 use socket::PacketSocket;
+pub use stamps::wait_for_kernel_timestamps;
 
 /// One captured frame.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

@@ -4,7 +4,7 @@
 use std::io;
 use std::path::PathBuf;
 
-use crate::apply::netns::NetnsError;
+use crate::sys::netns::NetnsError;
 
 #[derive(Debug, thiserror::Error)]
 pub enum ObserveError {

@@ -8,7 +8,7 @@
 //! - [`normalize`]: captured packets as deterministic one-line text for snapshots.
 //!
 //! Everything namespace-specific takes the namespace as an open file (see
-//! [`crate::apply::netns::open`]) and does its kernel access on a short-lived
+//! [`crate::sys::netns::open`]) and does its kernel access on a short-lived
 //! thread inside it, so the caller's thread never moves.
 
 pub mod capture;

@@ -11,7 +11,7 @@ use rtnetlink::packet_route::link::LinkAttribute;
 use rtnetlink::Handle;
 
 use super::error::{ObserveError, Result};
-use crate::apply::netns::run_in;
+use crate::sys::netns::run_in;
 
 /// Calls `query` with a fresh rtnetlink handle inside the namespace behind `netns`.
 pub(crate) fn query<T, F, Fut>(netns: &File, query: F) -> Result<T>

@@ -5,14 +5,13 @@
 
 use std::fmt;
 use std::net::IpAddr;
-use std::path::Path;
 
 use ipnet::IpNet;
 use serde::{Deserialize, Serialize};
 
 use super::Step;
 use crate::model::ipsec::derive;
-use crate::model::{Backend, Cipher, IpsecMode, Lab};
+use crate::model::{layout, Backend, Cipher, IpsecMode, Lab};
 
 /// One IPsec link as seen from one of its nodes.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -97,14 +96,9 @@ pub(super) fn steps(lab: &Lab) -> Vec<Step> {
                     reqid: i as u32 + 1,
                 });
             }
-            Step::StartIpsec { node: node.to_string(), backend, dir: state_dir(&lab.name, node), tunnels }
+            Step::StartIpsec { node: node.to_string(), backend, dir: layout::ipsec_state_dir(&lab.name, node), tunnels }
         })
         .collect()
-}
-
-/// Where a node's IPsec files live: `/run/labctl/<lab>/ipsec/<node>`.
-pub fn state_dir(lab: &str, node: &str) -> std::path::PathBuf {
-    Path::new(crate::apply::state::STATE_DIR).join(lab).join("ipsec").join(node)
 }
 
 /// `gw1: ipsec (backend auto) tunnel to gw2: 198.18.1.1 <-> 198.18.2.1, 198.19.10.0/24 <-> 198.19.20.0/24, aes-gcm-128, initiator`

@@ -17,7 +17,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::model::MacAddr;
 pub use build::{plan, IPV6_OFF, NODE_DEFAULTS, QUIET_IPV6_ADDRESSED};
-pub use ipsec::{state_dir as ipsec_state_dir, IpsecTunnel};
+pub use ipsec::IpsecTunnel;
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Plan {

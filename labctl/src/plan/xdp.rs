@@ -10,7 +10,7 @@ use std::collections::HashMap;
 use std::fmt;
 
 use super::{Device, Step};
-use crate::model::xdp::pin_dir;
+use crate::model::layout::pin_dir;
 use crate::model::{Lab, XdpMode, XdpObject};
 
 pub(super) fn steps(lab: &Lab, ifindex_of: &HashMap<(String, String), u32>) -> Vec<Step> {

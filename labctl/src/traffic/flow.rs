@@ -12,8 +12,9 @@ use socket2::{Domain, Protocol, Socket, Type};
 
 use super::pacing::Budget;
 use super::sink::{StopSignal, UdpSink};
-use super::{check_unicast, io_err, sockopt, TrafficError, MAX_RUN};
-use crate::apply::netns;
+use super::{check_unicast, io_err, TrafficError, MAX_RUN};
+use crate::sys::netns;
+use crate::sys::sockopt;
 
 /// The sink's deadline, past the sender's own: time for queues to drain.
 const DRAIN: Duration = Duration::from_secs(5);

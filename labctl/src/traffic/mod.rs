@@ -2,8 +2,8 @@
 //! run from inside the lab's namespaces with no external binaries.
 //!
 //! Every function takes the namespaces it works in (`&File`, from
-//! [`crate::apply::netns::open`]), opens its sockets there through
-//! [`crate::apply::netns::run_in`], then drives them from ordinary threads:
+//! [`crate::sys::netns::open`]), opens its sockets there through
+//! [`crate::sys::netns::run_in`], then drives them from ordinary threads:
 //! a socket keeps the namespace it was created in. Everything is bounded in
 //! time and count, and sends only to the address it is given.
 //!
@@ -21,7 +21,6 @@ mod icmp;
 mod pacing;
 mod ping;
 mod sink;
-mod sockopt;
 
 use std::io;
 use std::net::IpAddr;
@@ -31,7 +30,7 @@ pub use cpu::CpuTime;
 pub use flow::{tcp_flow, udp_flow, FlowReport, TcpFlow, UdpFlow};
 pub use ping::{ping, PingOptions, PingReport, Reply};
 
-use crate::apply::netns::NetnsError;
+use crate::sys::netns::NetnsError;
 
 #[derive(Debug, thiserror::Error)]
 pub enum TrafficError {

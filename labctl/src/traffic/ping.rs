@@ -14,8 +14,9 @@ use serde::{Deserialize, Serialize};
 use socket2::{Domain, Protocol, Socket, Type};
 
 use super::icmp::{self, Incoming};
-use super::{check_unicast, io_err, sockopt, TrafficError};
-use crate::apply::netns;
+use super::{check_unicast, io_err, TrafficError};
+use crate::sys::netns;
+use crate::sys::sockopt;
 
 /// The most echoes one call sends: sequence numbers are 16 bits.
 pub const MAX_COUNT: u32 = u16::MAX as u32;

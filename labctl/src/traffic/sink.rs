@@ -13,8 +13,9 @@ use std::time::{Duration, Instant};
 use socket2::{Domain, Protocol, Socket, Type};
 
 use super::cpu::{self, CpuTime};
-use super::{io_err, sockopt, TrafficError};
-use crate::apply::netns;
+use super::{io_err, TrafficError};
+use crate::sys::netns;
+use crate::sys::sockopt;
 
 /// How long the sink keeps listening after the sender is done and nothing
 /// more arrives: packets still in queues (veth backlog, socket) get counted.

@@ -8,7 +8,8 @@ use std::collections::HashMap;
 
 use super::error;
 use crate::diag::{Diagnostic, Origin};
-use crate::model::{pin_dir_name, Lab, XdpObject};
+use crate::model::layout::pin_dir_name;
+use crate::model::{Lab, XdpObject};
 
 pub(super) fn check(lab: &Lab, found: &mut Vec<Diagnostic>) {
     let mut seen: HashMap<(&str, &str), &Origin> = HashMap::new();

@@ -9,7 +9,7 @@ use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::process::ExitCode;
 use std::time::Instant;
 
-use labctl::apply::netns;
+use labctl::sys::netns;
 
 /// Checks root and moves this (still single-threaded) process into a fresh
 /// network and mount namespace with a private /run: nothing the tests make

@@ -32,9 +32,9 @@ use nix::unistd::Pid;
 use rtnetlink::packet_route::rule::{RuleAction, RuleAttribute, RuleMessage};
 use rtnetlink::packet_route::{AddressFamily, RouteNetlinkMessage};
 
-use super::netns;
 use crate::model::{Backend, IpsecMode};
 use crate::plan::{IpsecTunnel, Step};
+use crate::sys::netns;
 pub use strongswan::StrongswanError;
 pub use xfrm::XfrmError;
 
@@ -84,7 +84,7 @@ pub fn probe_esp() -> Result<(), String> {
     static PROBE: OnceLock<Result<(), String>> = OnceLock::new();
     PROBE
         .get_or_init(|| {
-            super::netns::in_scratch(xfrm::probe_esp)
+            crate::sys::netns::in_scratch(xfrm::probe_esp)
                 .unwrap_or_else(|e| Err(format!("cannot make a scratch namespace to probe in: {e}")))
         })
         .clone()

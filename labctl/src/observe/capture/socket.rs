@@ -9,6 +9,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use super::CaptureStats;
 use crate::observe::error::{ObserveError, Result};
+use crate::sys::sockopt;
 
 /// Frames larger than this (GSO super-packets up to 64 KiB, BIG TCP beyond)
 /// are truncated; their `orig_len` still says how long they were.
@@ -34,18 +35,6 @@ fn last_error(what: &str) -> ObserveError {
     ObserveError::socket(what.to_string())(io::Error::last_os_error())
 }
 
-fn setsockopt<T>(fd: &OwnedFd, level: libc::c_int, name: libc::c_int, value: &T) -> io::Result<()> {
-    // SAFETY: `value` points at a live T of the size given.
-    let rc = unsafe {
-        libc::setsockopt(fd.as_raw_fd(), level, name, (value as *const T).cast(), size_of::<T>() as libc::socklen_t)
-    };
-    if rc == 0 {
-        Ok(())
-    } else {
-        Err(io::Error::last_os_error())
-    }
-}
-
 impl PacketSocket {
     /// Opens a socket on `ifname` in the calling thread's namespace.
     pub(super) fn open(ifname: &str) -> Result<PacketSocket> {
@@ -68,19 +57,19 @@ impl PacketSocket {
 
         // Outgoing frames are what half of a trace is; off is the default
         // but say so (the option exists since 4.20, older kernels lack it).
-        match setsockopt(&fd, libc::SOL_PACKET, libc::PACKET_IGNORE_OUTGOING, &0 as &libc::c_int) {
+        match sockopt::set(&fd, libc::SOL_PACKET, libc::PACKET_IGNORE_OUTGOING, &0 as &libc::c_int) {
             Ok(()) => {}
             Err(e) if e.raw_os_error() == Some(libc::ENOPROTOOPT) => {}
             Err(e) => return Err(ObserveError::socket("set PACKET_IGNORE_OUTGOING")(e)),
         }
         // VLAN tags stripped by offload come back as auxiliary data.
-        setsockopt(&fd, libc::SOL_PACKET, libc::PACKET_AUXDATA, &1 as &libc::c_int)
+        sockopt::set(&fd, libc::SOL_PACKET, libc::PACKET_AUXDATA, &1 as &libc::c_int)
             .map_err(ObserveError::socket("set PACKET_AUXDATA"))?;
-        setsockopt(&fd, libc::SOL_SOCKET, libc::SO_TIMESTAMPNS, &1 as &libc::c_int)
+        sockopt::set(&fd, libc::SOL_SOCKET, libc::SO_TIMESTAMPNS, &1 as &libc::c_int)
             .map_err(ObserveError::socket("set SO_TIMESTAMPNS"))?;
         // FORCE passes rmem_max (we are root); plain SO_RCVBUF is the fallback.
-        if setsockopt(&fd, libc::SOL_SOCKET, libc::SO_RCVBUFFORCE, &RCVBUF).is_err() {
-            let _ = setsockopt(&fd, libc::SOL_SOCKET, libc::SO_RCVBUF, &RCVBUF);
+        if sockopt::set(&fd, libc::SOL_SOCKET, libc::SO_RCVBUFFORCE, &RCVBUF).is_err() {
+            let _ = sockopt::set(&fd, libc::SOL_SOCKET, libc::SO_RCVBUF, &RCVBUF);
         }
 
         // SAFETY: sockaddr_ll is plain data; zero is a valid start.
@@ -174,23 +163,10 @@ impl PacketSocket {
 
     /// The kernel's counters for this socket (reading them resets them).
     pub(super) fn stats(&self) -> Result<CaptureStats> {
-        // SAFETY: getsockopt into a tpacket_stats of the size given.
-        unsafe {
-            let mut stats: libc::tpacket_stats = zeroed();
-            let mut len = size_of::<libc::tpacket_stats>() as libc::socklen_t;
-            let rc = libc::getsockopt(
-                self.fd.as_raw_fd(),
-                libc::SOL_PACKET,
-                libc::PACKET_STATISTICS,
-                (&mut stats as *mut libc::tpacket_stats).cast(),
-                &mut len,
-            );
-            if rc != 0 {
-                return Err(last_error("read PACKET_STATISTICS"));
-            }
-            // tp_packets counts drops too.
-            Ok(CaptureStats { received: (stats.tp_packets - stats.tp_drops).into(), dropped: stats.tp_drops.into() })
-        }
+        let stats: libc::tpacket_stats = sockopt::get(&self.fd, libc::SOL_PACKET, libc::PACKET_STATISTICS)
+            .map_err(|e| ObserveError::socket("read PACKET_STATISTICS".to_string())(e))?;
+        // tp_packets counts drops too.
+        Ok(CaptureStats { received: (stats.tp_packets - stats.tp_drops).into(), dropped: stats.tp_drops.into() })
     }
 }
 

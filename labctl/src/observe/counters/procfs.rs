@@ -12,8 +12,8 @@ use std::path::Path;
 
 use serde::{Deserialize, Serialize};
 
-use crate::apply::netns::run_in;
 use crate::observe::error::{ObserveError, Result};
+use crate::sys::netns::run_in;
 
 /// The namespace's IP/ICMP/UDP/TCP counters, one map: `/proc/net/snmp` and
 /// `/proc/net/netstat` as `"<Group>.<Name>"` (`Ip.InReceives`,

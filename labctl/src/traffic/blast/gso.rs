@@ -22,8 +22,9 @@ use std::os::fd::AsRawFd;
 use socket2::Socket;
 
 use super::SendOutcome;
+use crate::sys::sockopt;
 use crate::traffic::pacing::Budget;
-use crate::traffic::{io_err, sockopt, TrafficError};
+use crate::traffic::{io_err, TrafficError};
 
 /// `UDP_SEGMENT` from linux/udp.h (socket option level SOL_UDP).
 const UDP_SEGMENT: libc::c_int = 103;

@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 
 use socket2::{Domain, Protocol, Socket, Type};
 
-use crate::apply::netns;
+use crate::sys::netns;
 use crate::traffic::frame::{self, Mac};
 use crate::traffic::{io_err, TrafficError};
 

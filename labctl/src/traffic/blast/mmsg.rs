@@ -9,8 +9,9 @@ use std::os::fd::AsRawFd;
 use socket2::{Domain, Protocol, Socket, Type};
 
 use super::SendOutcome;
+use crate::sys::sockopt;
 use crate::traffic::pacing::Budget;
-use crate::traffic::{io_err, sockopt, TrafficError};
+use crate::traffic::{io_err, TrafficError};
 
 /// Opens one connected socket per flow source; call inside the sender's
 /// namespace. The kernel picks a distinct ephemeral port for each, which

@@ -20,7 +20,7 @@ use super::frame::{self, UdpFrame};
 use super::pacing::Budget;
 use super::sink::{SinkCounts, StopSignal, UdpSink};
 use super::{check_unicast, TrafficError, MAX_RUN};
-use crate::apply::netns;
+use crate::sys::netns;
 
 use l2path::L2Path;
 

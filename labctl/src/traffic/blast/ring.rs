@@ -13,8 +13,9 @@ use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::{Duration, Instant};
 
 use super::SendOutcome;
+use crate::sys::sockopt;
 use crate::traffic::pacing::Budget;
-use crate::traffic::{io_err, sockopt, TrafficError};
+use crate::traffic::{io_err, TrafficError};
 
 /// One slot per frame; 2048 bytes hold the 32-byte slot header and any
 /// frame up to a 1500-byte MTU.

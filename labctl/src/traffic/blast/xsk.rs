@@ -27,8 +27,9 @@ use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::{Duration, Instant};
 
 use super::SendOutcome;
+use crate::sys::sockopt;
 use crate::traffic::pacing::Budget;
-use crate::traffic::{io_err, sockopt, TrafficError};
+use crate::traffic::{io_err, TrafficError};
 
 /// One UMEM chunk per flow; 2048 bytes hold any frame up to a 1500-byte
 /// MTU (chunks must be a power of two, 2048..=page size).

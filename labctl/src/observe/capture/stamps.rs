@@ -14,6 +14,8 @@ use std::net::UdpSocket;
 use std::os::fd::AsRawFd;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
+use crate::sys::sockopt;
+
 /// Waits, at most about a second, until a datagram sent over a loopback is
 /// stamped when it is sent, not when it is read. Call it once the capture
 /// sockets are open (they are what keeps timestamping on). The probe runs
@@ -21,25 +23,12 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 /// datagrams show up in no node's counters. Best effort: if timestamps
 /// never come, the capture goes on anyway.
 pub fn wait_for_kernel_timestamps() {
-    let _ = crate::apply::netns::in_scratch(probe);
+    let _ = crate::sys::netns::in_scratch(probe);
 }
 
 fn probe() -> io::Result<()> {
     let rx = UdpSocket::bind("127.0.0.1:0")?;
-    let on: libc::c_int = 1;
-    // SAFETY: setsockopt on a socket we own, with a c_int of the size given.
-    let rc = unsafe {
-        libc::setsockopt(
-            rx.as_raw_fd(),
-            libc::SOL_SOCKET,
-            libc::SO_TIMESTAMPNS,
-            (&on as *const libc::c_int).cast(),
-            std::mem::size_of::<libc::c_int>() as libc::socklen_t,
-        )
-    };
-    if rc != 0 {
-        return Err(io::Error::last_os_error());
-    }
+    sockopt::set(&rx, libc::SOL_SOCKET, libc::SO_TIMESTAMPNS, &(1 as libc::c_int))?;
     rx.set_read_timeout(Some(Duration::from_millis(100)))?;
     let tx = UdpSocket::bind("127.0.0.1:0")?;
     tx.connect(rx.local_addr()?)?;

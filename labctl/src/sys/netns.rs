@@ -10,7 +10,7 @@ use nix::errno::Errno;
 use nix::mount::{mount, umount2, MntFlags, MsFlags};
 use nix::sched::{setns, unshare, CloneFlags};
 
-pub const NETNS_RUN_DIR: &str = "/run/netns";
+use crate::model::layout;
 
 #[derive(Debug, thiserror::Error)]
 pub enum NetnsError {
@@ -26,7 +26,7 @@ fn sys(what: impl Into<String>) -> impl FnOnce(Errno) -> NetnsError {
 }
 
 pub fn path(name: &str) -> PathBuf {
-    Path::new(NETNS_RUN_DIR).join(name)
+    layout::netns_path(name)
 }
 
 pub fn exists(name: &str) -> bool {
@@ -37,7 +37,7 @@ pub fn exists(name: &str) -> bool {
 /// unmounting a namespace here also unmounts its copies in other mount
 /// namespaces and the namespace is freed at once.
 pub fn prepare_run_dir() -> Result<(), NetnsError> {
-    let dir = Path::new(NETNS_RUN_DIR);
+    let dir = Path::new(layout::NETNS_RUN_DIR);
     fs::create_dir_all(dir).map_err(|source| NetnsError::Io { what: "cannot create", path: dir.into(), source })?;
     let shared = || mount(Some("none"), dir, None::<&str>, MsFlags::MS_SHARED | MsFlags::MS_REC, None::<&str>);
     match shared() {
