@@ -2,7 +2,7 @@
 //! namespace and interface) and why (`enum skb_drop_reason`, e.g.
 //! `IP_INNOROUTES`, `NETFILTER_DROP`, `IP_RPFILTER`), and the code that
 //! dropped them (`ip_error`, `nf_hook_slow`, ...). The BPF side is
-//! `fixtures/bpf/drops.c`, compiled on first use and cached.
+//! `drops.bpf.c` beside this file, compiled on first use and cached.
 //!
 //! ```no_run
 //! # fn main() -> labctl::bpf::Result<()> {
@@ -33,7 +33,7 @@ use super::{
     Result,
 };
 
-const SOURCE: &str = include_str!("../../../fixtures/bpf/drops.c");
+const SOURCE: &str = include_str!("drops.bpf.c");
 
 /// (program in drops.c, kernel tracepoint it attaches to)
 const PROGRAMS: [(&str, &str); 3] =

@@ -1,7 +1,7 @@
 //! The XDP event counter behind `x:xdp_events(...)`: the kernel's xdp:
 //! tracepoints (exceptions, redirects and their errors, device-map and
 //! XDP_TX transmits and drops), counted per namespace and interface while
-//! it runs. The BPF side is `fixtures/bpf/xdp_events.c`, compiled on first
+//! it runs. The BPF side is `xdp_events.bpf.c` beside this file, compiled on first
 //! use and cached, like the drop tracer.
 
 use std::collections::BTreeMap;
@@ -16,7 +16,7 @@ use super::{
     compile_embedded, load, map_error, missing_map, program_error, sum_percpu_hash, watch_namespaces, BpfError, Result,
 };
 
-const SOURCE: &str = include_str!("../../../fixtures/bpf/xdp_events.c");
+const SOURCE: &str = include_str!("xdp_events.bpf.c");
 
 /// (program in xdp_events.c, kernel tracepoint)
 const PROGRAMS: [(&str, &str); 5] = [

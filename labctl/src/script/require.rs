@@ -1,4 +1,4 @@
-//! `require(name)`: labctl's own Lua modules (from /lua, built into the
+//! `require(name)`: labctl's own Lua modules (`script/lua/`, built into the
 //! binary) and `<name>.lua` files next to the lab file. Nothing else: no
 //! search path, no C modules, no way out of the lab's folder.
 
@@ -13,7 +13,7 @@ use super::errors::error_at;
 /// Modules built into labctl. Their chunk names start with `=`, which is how
 /// origins and error locations tell them from user files.
 const EMBEDDED: &[(&str, &str)] =
-    &[("topo", include_str!("../../../lua/topo.lua")), ("commands", include_str!("../../../lua/commands.lua"))];
+    &[("topo", include_str!("lua/topo.lua")), ("commands", include_str!("lua/commands.lua"))];
 
 /// Named registry table caching loaded modules by name.
 const LOADED: &str = "labctl.modules";
