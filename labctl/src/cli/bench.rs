@@ -1,7 +1,9 @@
 //! `labctl bench`: bring-up and teardown of an N-host star (every host a
-//! namespace with one veth to a bridge, the shape of shared/bench/ip-star.sh),
-//! side by side in one run with the kernel's floor, ip-star.sh and, where
-//! installed, Mininet. Runs in its own throwaway network and mount namespace.
+//! namespace with one veth to a bridge), side by side in one run with the
+//! kernel's floor, the same star built with iproute2 (`bench/ip-star.sh`)
+//! and, where installed, Mininet (`bench/mininet-star.sh`). The reference
+//! scripts are built into the binary, so they are found from any clone or
+//! install. Runs in its own throwaway network and mount namespace.
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
@@ -25,9 +27,10 @@ pub struct Args {
     /// Runs of each measurement; the median is reported
     #[arg(long, default_value_t = 3)]
     runs: usize,
-    /// Folder with ip-star.sh and mininet-star.sh
-    #[arg(long, default_value = "../shared/bench")]
-    reference_dir: PathBuf,
+    /// Folder with your own ip-star.sh and mininet-star.sh [default: the
+    /// copies built into labctl, from labctl/src/cli/bench/]
+    #[arg(long)]
+    reference_dir: Option<PathBuf>,
     #[arg(long)]
     json: bool,
 }
@@ -69,7 +72,11 @@ pub fn run(args: Args) -> Result<(), Failure> {
     }
 
     let script = write_star(work, args.hosts).map_err(failed)?;
-    let ip_star = args.reference_dir.join("ip-star.sh");
+    let references = match &args.reference_dir {
+        Some(dir) => dir.clone(),
+        None => write_references(work).map_err(failed)?,
+    };
+    let ip_star = references.join("ip-star.sh");
     if !ip_star.exists() {
         report.notes.push(format!("{} not found: no ip-star.sh comparison", ip_star.display()));
     }
@@ -98,7 +105,7 @@ pub fn run(args: Args) -> Result<(), Failure> {
         report.ip_star_down_s = Some(median(&ip_down));
     }
     progress(&args, "mininet");
-    match mininet(&args.reference_dir.join("mininet-star.sh"), args.hosts) {
+    match mininet(&references.join("mininet-star.sh"), args.hosts) {
         Ok(secs) => report.mininet_s = Some(secs),
         Err(why) => report.notes.push(format!("no Mininet comparison: {why:#}")),
     }
@@ -130,6 +137,20 @@ fn write_star(dir: &Path, hosts: usize) -> anyhow::Result<PathBuf> {
     Ok(path)
 }
 
+/// The reference scripts built into labctl, written to `dir/references`.
+fn write_references(dir: &Path) -> anyhow::Result<PathBuf> {
+    let folder = dir.join("references");
+    std::fs::create_dir_all(&folder).with_context(|| format!("cannot create {}", folder.display()))?;
+    for (name, text) in REFERENCES {
+        let path = folder.join(name);
+        std::fs::write(&path, text).with_context(|| format!("cannot write {}", path.display()))?;
+    }
+    Ok(folder)
+}
+
+const REFERENCES: &[(&str, &str)] =
+    &[("ip-star.sh", include_str!("bench/ip-star.sh")), ("mininet-star.sh", include_str!("bench/mininet-star.sh"))];
+
 fn timed(command: &mut Command) -> anyhow::Result<Duration> {
     let started = Instant::now();
     let output = command.stdout(Stdio::null()).stderr(Stdio::piped()).output().context("cannot start")?;
@@ -159,7 +180,10 @@ fn mininet(script: &Path, hosts: usize) -> anyhow::Result<f64> {
     let text = String::from_utf8_lossy(&output.stdout);
     if !output.status.success() {
         let why = String::from_utf8_lossy(&output.stderr);
-        return Err(anyhow!("{}", why.trim()));
+        return Err(match why.trim() {
+            "" => anyhow!("{} exited with {} and gave no reason", script.display(), output.status),
+            why => anyhow!("{why}"),
+        });
     }
     // "*** completed in 17.123 seconds"
     text.split_whitespace()
