@@ -15,8 +15,11 @@
 use std::fmt::Write as _;
 use std::path::Path;
 
-use mlua::{Table, Value};
+use mlua::{Table, UserDataMethods, Value};
 use plotters::prelude::*;
+
+use super::options::Options;
+use super::runtime::{fail, Runtime};
 
 /// Colours of the series, in order (colour-blind friendly, from Tableau 10).
 const PALETTE: &[RGBColor] = &[
@@ -42,8 +45,23 @@ pub struct Chart {
     pub values: Vec<Vec<Option<f64>>>,
 }
 
-fn fail(message: impl Into<String>) -> mlua::Error {
-    mlua::Error::runtime(message.into())
+/// x:chart("cpu-work", { title = "...", unit = "pps", bars = { { "1 queue", 123 }, ... } }):
+/// <name>.svg and <name>.txt in the run folder (`labctl run`); checked only under `labctl test`.
+pub(super) fn register<M: UserDataMethods<Runtime>>(methods: &mut M) {
+    methods.add_method("chart", |lua, this, (name, opts): (String, Table)| {
+        Options::check(lua, "x:chart()", Some(opts.clone()), &["title", "unit", "bars"])?;
+        check_name(&name)?;
+        let chart = Chart::from_lua(&opts)?;
+        if this.has_taken(&name) {
+            return Err(fail(format!(
+                "x:chart({name:?}): a snapshot has that name; its text would overwrite {name}.txt"
+            )));
+        }
+        if let Some(dir) = this.artifacts() {
+            chart.write(&dir, &name).map_err(|e| fail(format!("x:chart({name:?}): {e}")))?;
+        }
+        Ok(chart.table())
+    });
 }
 
 /// Chart names become file names in the run folder.

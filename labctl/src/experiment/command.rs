@@ -36,6 +36,8 @@ pub fn run(netns: &File, argv: &[String], cpu: Option<usize>, timeout: Duration)
     });
     let mut command = Command::new(&argv[0]);
     command.args(&argv[1..]).stdin(Stdio::null()).stdout(Stdio::piped()).stderr(Stdio::piped());
+    // Its own process group, so a timeout stops what it started too.
+    command.process_group(0);
     // SAFETY: between fork and exec only setns(2) and sched_setaffinity(2)
     // run: no allocation, no locks.
     unsafe {
@@ -72,6 +74,8 @@ pub fn run(netns: &File, argv: &[String], cpu: Option<usize>, timeout: Duration)
         }
         let interrupted = crate::apply::interrupted();
         if interrupted || Instant::now() >= deadline {
+            let group = nix::unistd::Pid::from_raw(child.id() as i32);
+            let _ = nix::sys::signal::killpg(group, nix::sys::signal::Signal::SIGKILL);
             let _ = child.kill();
             break (child.wait()?, !interrupted, interrupted);
         }

@@ -19,12 +19,31 @@ use std::collections::BTreeMap;
 use std::fs::File;
 use std::path::PathBuf;
 
+use mlua::{LuaSerdeExt, UserDataMethods};
 use serde::Serialize;
 
+use super::runtime::{fail, Runtime};
 use crate::apply::ipsec::{self, strongswan, vici, xfrm};
 use crate::model::{Backend, Lab};
 use crate::plan::{IpsecTunnel, Step};
 use crate::sys::netns;
+
+pub(super) fn register<M: UserDataMethods<Runtime>>(methods: &mut M) {
+    methods.add_method("ipsec", |lua, this, node: String| {
+        let ns = this.netns(&node)?;
+        let status = this.with_lab(|lab| status(lab, &node, &ns));
+        lua.to_value(&status.map_err(|e| fail(format!("ipsec({node:?}): {e}")))?)
+    });
+    // The node's tunnels down, and back up (waits for them).
+    methods.add_method("ipsec_stop", |_, this, node: String| {
+        let ns = this.netns(&node)?;
+        this.with_lab(|lab| stop(lab, &node, &ns)).map_err(|e| fail(format!("ipsec_stop({node:?}): {e}")))
+    });
+    methods.add_method("ipsec_start", |_, this, node: String| {
+        let ns = this.netns(&node)?;
+        this.with_lab(|lab| start(lab, &node, &ns)).map_err(|e| fail(format!("ipsec_start({node:?}): {e}")))
+    });
+}
 
 #[derive(Debug, Clone, Serialize)]
 pub struct NodeIpsec {

@@ -4,18 +4,25 @@
 
 mod chart;
 mod command;
+mod counters;
+mod host_sysctl;
 mod ipsec;
+mod limit;
 mod observe;
+mod options;
 mod render;
+mod results;
 mod runtime;
 mod tolerance;
 mod trace;
+mod traces;
+mod traffic;
 mod xdp;
 
 use std::collections::BTreeMap;
 use std::fs::File;
 use std::path::PathBuf;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use mlua::{HookTriggers, VmState};
@@ -25,7 +32,8 @@ use crate::diag::{Diagnostic, Origin};
 use crate::model::Experiment;
 use crate::script::Script;
 use crate::sys::netns;
-use runtime::{Runtime, Shared};
+use limit::{Limit, DEFAULT_TIMEOUT};
+use runtime::Runtime;
 
 /// A snapshot an experiment took: `x:snapshot(name, value)`.
 #[derive(Debug, Clone, Serialize)]
@@ -82,30 +90,48 @@ pub fn run(
 ) -> ExperimentResult {
     let started = Instant::now();
     let netns = nodes.iter().filter_map(|(k, f)| f.try_clone().ok().map(|f| (k.clone(), f))).collect();
-    let shared =
-        Arc::new(Mutex::new(Shared { lab: script.lab.clone(), netns, artifacts, taken: vec![], failed: vec![] }));
-    let runtime = Runtime(shared.clone());
-    let lua = &script.lua;
-
-    // Ctrl-C stops the experiment at the next Lua instruction batch.
-    let _ = lua.set_hook(HookTriggers::new().every_nth_instruction(10_000), |_, _| {
-        if crate::apply::interrupted() {
-            return Err(mlua::Error::runtime("interrupted"));
-        }
-        Ok(VmState::Continue)
-    });
-    let error = match script.experiment(&experiment.name) {
-        None => Some(Diagnostic::new(experiment.origin.clone(), "experiment function is missing")),
-        Some(function) => function.call::<()>(runtime).err().map(|e| script.diagnostic(&e, experiment.origin.clone())),
-    };
-    lua.remove_hook();
-    let shared = shared.lock().expect("runtime lock");
+    let limit = Arc::new(Limit::new(experiment.timeout.unwrap_or(DEFAULT_TIMEOUT)));
+    let runtime = Runtime::new(script.lab.clone(), netns, artifacts, limit.clone());
+    let error = call_under_limit(script, experiment, runtime.clone(), &limit);
+    let (taken, failed) = runtime.results();
     ExperimentResult {
         name: experiment.name.clone(),
         origin: experiment.origin.clone(),
-        taken: shared.taken.clone(),
-        failed: shared.failed.clone(),
+        taken,
+        failed,
         error,
         duration: started.elapsed(),
     }
+}
+
+/// Calls the experiment's function with `x`, stopping it on Ctrl-C or at
+/// its time limit (a hook every 10,000 Lua instructions); its error, if any.
+fn call_under_limit(script: &Script, experiment: &Experiment, x: Runtime, limit: &Arc<Limit>) -> Option<Diagnostic> {
+    let lua = &script.lua;
+    let hook_limit = limit.clone();
+    let _ = lua.set_hook(HookTriggers::new().every_nth_instruction(10_000), move |_, _| {
+        hook_limit.check().map(|()| VmState::Continue)
+    });
+    let result = match script.experiment(&experiment.name) {
+        None => Err(Diagnostic::new(experiment.origin.clone(), "experiment function is missing")),
+        Some(function) => function.call::<()>(x).map_err(|e| script.diagnostic(&e, experiment.origin.clone())),
+    };
+    lua.remove_hook();
+    match result {
+        Ok(()) => None,
+        Err(_) if limit.reached() => Some(time_limit(experiment, limit.timeout)),
+        Err(diagnostic) => Some(diagnostic),
+    }
+}
+
+/// The error of an experiment stopped by its time limit, at its own line.
+fn time_limit(experiment: &Experiment, timeout: Duration) -> Diagnostic {
+    let name = &experiment.name;
+    Diagnostic::new(
+        experiment.origin.clone(),
+        format!("experiment {name:?} ran past its time limit of {} and was stopped", humantime::format_duration(timeout)),
+    )
+    .help(format!(
+        "give it more time with experiment({name:?}, function(x) ... end, {{ timeout = \"10m\" }}), or look for a loop or command that does not end"
+    ))
 }

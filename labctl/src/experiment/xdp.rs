@@ -21,7 +21,9 @@ use std::path::Path;
 
 use mlua::{Lua, Table, UserDataMethods, Value};
 
-use super::runtime::Runtime;
+use super::options::Options;
+use super::runtime::{fail, Runtime};
+use super::traces::observed;
 use crate::apply::state::LabState;
 use crate::apply::xdp as apply_xdp;
 use crate::bpf::maps::RawMap;
@@ -31,26 +33,23 @@ use crate::observe::xdp::{self as look, Value as MapValue};
 use crate::plan::{Device, Step};
 use crate::sys::netns;
 
-fn fail(message: impl Into<String>) -> mlua::Error {
-    mlua::Error::runtime(message.into())
-}
-
 /// `"r1:eth0"` -> (node, ifname, the node's namespace), checked against the lab.
 fn target(runtime: &Runtime, what: &str, target: &str) -> mlua::Result<(String, String, File)> {
     let (node, ifname) = target
         .split_once(':')
         .filter(|(n, i)| !n.is_empty() && !i.is_empty())
         .ok_or_else(|| fail(format!("{what}: name the interface as \"node:ifname\", not {target:?}")))?;
-    let shared = runtime.0.lock().expect("runtime lock");
-    let file = shared.netns.get(node).ok_or_else(|| fail(format!("{what}: the lab has no node {node:?}")))?;
-    if !shared.lab.endpoints_of(node).any(|e| e.ifname == ifname) {
-        let names: Vec<String> = shared.lab.endpoints_of(node).map(|e| e.ifname.clone()).collect();
+    if !runtime.has_node(node) {
+        return Err(fail(format!("{what}: the lab has no node {node:?}")));
+    }
+    let names: Vec<String> = runtime.with_lab(|lab| lab.endpoints_of(node).map(|e| e.ifname.clone()).collect());
+    if !names.iter().any(|n| n == ifname) {
         return Err(fail(format!(
             "{what}: node {node} has no interface {ifname:?} (its interfaces: {})",
             names.join(", ")
         )));
     }
-    Ok((node.to_string(), ifname.to_string(), file.try_clone().map_err(mlua::Error::external)?))
+    Ok((node.to_string(), ifname.to_string(), runtime.netns(node)?))
 }
 
 /// A Lua value as `size` bytes for a map key or value: an integer
@@ -125,11 +124,11 @@ fn open_map(netns: &File, ifname: &str, name: &str, what: &str) -> mlua::Result<
     look::find_map(netns, ifname, name).map_err(|e| fail(format!("{what}: {e}")))
 }
 
-pub(super) fn add_methods<M: UserDataMethods<Runtime>>(methods: &mut M) {
+pub(super) fn register<M: UserDataMethods<Runtime>>(methods: &mut M) {
     // x:map("h2:eth0", "packets", { per_cpu = true })
     methods.add_method("map", |lua, this, (at, name, opts): (String, String, Option<Table>)| {
         let what = format!("x:map({at:?}, {name:?})");
-        let per_cpu = opts.map(|o| o.get::<Option<bool>>("per_cpu")).transpose()?.flatten().unwrap_or(false);
+        let per_cpu = Options::check(lua, "x:map()", opts, &["per_cpu"])?.get::<bool>("per_cpu")?.unwrap_or(false);
         let (_, ifname, ns) = target(this, &what, &at)?;
         let map = open_map(&ns, &ifname, &name, &what)?;
         let elements = look::read(&map, per_cpu).map_err(|e| fail(format!("{what}: {e}")))?;
@@ -179,26 +178,19 @@ pub(super) fn add_methods<M: UserDataMethods<Runtime>>(methods: &mut M) {
     // x:xdp_attach("h2:eth0", { src = "../fixtures/xdp/xdp_drop.c", prog = "xdp_drop", mode = "native" })
     methods.add_method("xdp_attach", |lua, this, (at, opts): (String, Table)| {
         let what = format!("x:xdp_attach({at:?})");
+        let opts = Options::check(lua, "x:xdp_attach()", Some(opts), &["src", "obj", "prog", "mode"])?;
         let (node, ifname, ns) = target(this, &what, &at)?;
-        let (lab_name, folder) = {
-            let shared = this.0.lock().expect("runtime lock");
-            (shared.lab.name.clone(), shared.lab.file.parent().map(Path::to_path_buf).unwrap_or_default())
-        };
+        let (lab_name, folder) =
+            this.with_lab(|lab| (lab.name.clone(), lab.file.parent().map(Path::to_path_buf).unwrap_or_default()));
         let path = |key: &str| -> mlua::Result<Option<std::path::PathBuf>> {
-            Ok(opts.get::<Option<String>>(key)?.map(|p| {
-                if Path::new(&p).is_absolute() {
-                    p.into()
-                } else {
-                    folder.join(p)
-                }
-            }))
+            Ok(opts.get::<String>(key)?.map(|p| if Path::new(&p).is_absolute() { p.into() } else { folder.join(p) }))
         };
         let object = match (path("src")?, path("obj")?) {
             (Some(src), None) => XdpObject::Source(src),
             (None, Some(obj)) => XdpObject::Object(obj),
             _ => return Err(fail(format!("{what}: give src = \"prog.c\" or obj = \"prog.o\" (one of them)"))),
         };
-        let mode = match opts.get::<Option<String>>("mode")? {
+        let mode = match opts.get::<String>("mode")? {
             None => XdpMode::default(),
             Some(m) => XdpMode::parse(&m)
                 .ok_or_else(|| fail(format!("{what}: unknown mode {m:?} (native, generic or auto)")))?,
@@ -211,7 +203,7 @@ pub(super) fn add_methods<M: UserDataMethods<Runtime>>(methods: &mut M) {
         let step = Step::AttachXdp {
             device: Device { node, ifname, ifindex },
             object,
-            program: opts.get::<Option<String>>("prog")?,
+            program: opts.get::<String>("prog")?,
             mode,
             pins,
         };
@@ -234,7 +226,7 @@ pub(super) fn add_methods<M: UserDataMethods<Runtime>>(methods: &mut M) {
     methods.add_method("xdp_detach", |_, this, at: String| {
         let what = format!("x:xdp_detach({at:?})");
         let (node, ifname, _) = target(this, &what, &at)?;
-        let lab_name = this.0.lock().expect("runtime lock").lab.name.clone();
+        let lab_name = this.with_lab(|lab| lab.name.clone());
         apply_xdp::detach(&pin_dir(&lab_name, &node, &ifname)).map_err(|e| fail(format!("{what}: {e}")))
     });
     // x:xdp_events(function() ... end): the kernel's xdp: tracepoints while fn ran, per interface:
@@ -242,22 +234,11 @@ pub(super) fn add_methods<M: UserDataMethods<Runtime>>(methods: &mut M) {
     methods.add_method("xdp_events", |lua, this, step: mlua::Function| {
         use crate::bpf::xdp_events::XdpEventCounter;
         let bpf = |e: crate::bpf::BpfError| fail(format!("x:xdp_events(): {e}"));
-        let netns: std::collections::BTreeMap<String, File> = {
-            let shared = this.0.lock().expect("runtime lock");
-            shared
-                .netns
-                .iter()
-                .map(|(k, f)| Ok((k.clone(), f.try_clone().map_err(mlua::Error::external)?)))
-                .collect::<mlua::Result<_>>()?
-        };
+        let netns = this.all_netns()?;
         let inodes = crate::bpf::drops::inodes(&netns).map_err(bpf)?;
         let counter = XdpEventCounter::start_in(&inodes).map_err(bpf)?;
-        let result = step.call::<()>(());
-        // Let the last frames of the step be flushed.
-        std::thread::sleep(std::time::Duration::from_millis(50));
-        let table = counter.stop(&netns);
-        result?;
-        mlua::LuaSerdeExt::to_value(lua, &table.map_err(bpf)?)
+        let table = observed(&step, || counter.stop(&netns))?.map_err(bpf)?;
+        mlua::LuaSerdeExt::to_value(lua, &table)
     });
     // x:ifindex("r1:eth1"): the interface's index inside its node.
     methods.add_method("ifindex", |_, this, at: String| {
@@ -269,9 +250,10 @@ pub(super) fn add_methods<M: UserDataMethods<Runtime>>(methods: &mut M) {
     methods.add_method("mac", |_, this, at: String| {
         let what = format!("x:mac({at:?})");
         let (node, ifname, _) = target(this, &what, &at)?;
-        let shared = this.0.lock().expect("runtime lock");
-        let end = shared.lab.endpoints_of(&node).find(|e| e.ifname == ifname).expect("checked by target()");
-        Ok(shared.lab.mac_of(end).to_string())
+        Ok(this.with_lab(|lab| {
+            let end = lab.endpoints_of(&node).find(|e| e.ifname == ifname).expect("checked by target()");
+            lab.mac_of(end).to_string()
+        }))
     });
 }
 

@@ -126,6 +126,9 @@ pub const OFFLOADS: &[&str] = &["gro", "gso", "tso", "rx_checksum", "tx_checksum
 pub struct Experiment {
     pub name: String,
     pub origin: Origin,
+    /// `experiment(name, fn, { timeout = "10m" })`; unset means the default.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub timeout: Option<std::time::Duration>,
 }
 
 impl Lab {

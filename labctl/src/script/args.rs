@@ -1,12 +1,15 @@
 //! Reading the arguments of vocabulary calls. Every problem is a message for
 //! a [`Diagnostic`](crate::diag::Diagnostic), never a Lua error, so one bad
-//! argument does not hide the next.
+//! argument does not hide the next. The option-key check, the help line and
+//! the duration syntax are shared with the experiment API (`pub`).
+
+use std::time::Duration;
 
 use ipnet::IpNet;
 use mlua::{Table, Value};
 
 /// A value as it should appear in a message: strings quoted, others by type.
-pub(super) fn show(value: &Value) -> String {
+pub fn show(value: &Value) -> String {
     match value {
         Value::String(s) => format!("{:?}", s.to_string_lossy()),
         Value::Integer(i) => i.to_string(),
@@ -43,7 +46,7 @@ pub(super) fn options(value: Value) -> Result<Option<Table>, String> {
 
 /// The named keys of an options table that are not in `valid`. Array items
 /// `1..=positional` are allowed (they carry addresses in `link`).
-pub(super) fn unknown_keys(table: &Table, valid: &[&str], positional: i64) -> Vec<String> {
+pub fn unknown_keys(table: &Table, valid: &[&str], positional: i64) -> Vec<String> {
     let mut unknown: Vec<String> = table
         .pairs::<Value, Value>()
         .filter_map(Result::ok)
@@ -58,12 +61,33 @@ pub(super) fn unknown_keys(table: &Table, valid: &[&str], positional: i64) -> Ve
 }
 
 /// The help line listing an option table's valid keys.
-pub(super) fn valid_keys_help(valid: &[&str]) -> String {
+pub fn valid_keys_help(valid: &[&str]) -> String {
     if valid.is_empty() {
         "it takes no options".to_string()
     } else {
         format!("valid options: {}", valid.join(", "))
     }
+}
+
+/// The help line of a bad duration.
+pub const DURATION_HELP: &str = r#"write a number of seconds (3, 0.25) or text like "250ms", "3s" or "10m""#;
+
+/// A duration, written one way everywhere: a number of seconds (`3`,
+/// `0.25`) or text with a unit (`"250ms"`, `"3s"`, `"10m"`).
+pub fn duration(value: &Value) -> Result<Duration, String> {
+    let seconds = match *value {
+        Value::Integer(i) => i as f64,
+        Value::Number(n) => n,
+        Value::String(ref s) => {
+            let text = s.to_string_lossy();
+            return humantime::parse_duration(&text).map_err(|e| format!("{text:?} is not a duration ({e})"));
+        }
+        ref other => return Err(format!("expected a duration, got {}", show(other))),
+    };
+    if !seconds.is_finite() || seconds < 0.0 {
+        return Err(format!("{seconds} is not a duration"));
+    }
+    Duration::try_from_secs_f64(seconds).map_err(|e| format!("{seconds}: {e}"))
 }
 
 /// A CIDR such as `198.18.1.1/24` or `2001:db8::1/64`.

@@ -16,7 +16,7 @@ use crate::diag::{Diagnostic, Origin};
 const HELP_MARKER: &str = "\nhelp: ";
 
 /// A Lua error located at the calling line, in the form Lua itself uses.
-pub(super) fn error_at(lua: &Lua, message: String, help: &str) -> mlua::Error {
+pub fn error_at(lua: &Lua, message: String, help: &str) -> mlua::Error {
     let at = caller_origin(lua).map(|origin| format!("{origin}: ")).unwrap_or_default();
     mlua::Error::runtime(format!("{at}{message}{HELP_MARKER}{help}"))
 }

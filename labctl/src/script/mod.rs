@@ -7,7 +7,7 @@
 //! can hold (duplicate names, unreachable gateways, ...) is left to
 //! [`crate::validate`].
 
-mod args;
+pub mod args;
 mod builder;
 mod errors;
 mod ipsec;
@@ -27,6 +27,7 @@ use crate::diag::{Diagnostic, Diagnostics, Origin};
 use crate::model::Lab;
 pub use builder::caller_origin;
 use builder::Builder;
+pub use errors::error_at;
 
 /// The user files a script was read from (the lab file, then required
 /// modules), kept in the Lua state to locate later errors.

@@ -4,6 +4,7 @@
 //! become diagnostics and the script keeps running.
 
 use std::net::IpAddr;
+use std::time::Duration;
 
 use ipnet::IpNet;
 use mlua::{AnyUserData, Lua, MetaMethod, Table, UserData, UserDataFields, UserDataMethods, Value};
@@ -143,8 +144,9 @@ fn declare(lua: &Lua, kind: NodeKind, name: Value, opts: Value) -> mlua::Result<
     lua.create_userdata(handle)
 }
 
-/// `experiment("ping", function(x) ... end)`: the function is kept for `labctl test`.
-fn experiment(lua: &Lua, (name, func): (Value, Value)) -> mlua::Result<()> {
+/// `experiment("ping", function(x) ... end, { timeout = "10m" })`: the
+/// function is kept for `labctl test`.
+fn experiment(lua: &Lua, (name, func, opts): (Value, Value, Value)) -> mlua::Result<()> {
     let origin = builder::origin(lua)?;
     let help = r#"write experiment("ping", function(x) ... end)"#;
     let Some(name) = args::string(&name) else {
@@ -158,13 +160,35 @@ fn experiment(lua: &Lua, (name, func): (Value, Value)) -> mlua::Result<()> {
             help,
         );
     };
+    let timeout = match experiment_timeout(&name, opts) {
+        Ok(timeout) => timeout,
+        Err((message, help)) => return report(lua, origin, message, help),
+    };
     // The first declaration wins; validation reports the duplicate.
     let experiments: Table = lua.named_registry_value(EXPERIMENTS)?;
     if !experiments.contains_key(name.as_str())? {
         experiments.set(name.as_str(), func)?;
     }
-    builder::with(lua, |b| b.lab.experiments.push(Experiment { name, origin }))?;
+    builder::with(lua, |b| b.lab.experiments.push(Experiment { name, origin, timeout }))?;
     Ok(())
+}
+
+/// The `timeout` of `experiment(name, fn, { timeout = "10m" })`, or a
+/// message and its help.
+fn experiment_timeout(name: &str, opts: Value) -> Result<Option<Duration>, (String, String)> {
+    const VALID: &[&str] = &["timeout"];
+    let what = format!("experiment({name:?})");
+    let opts = args::options(opts).map_err(|m| (format!("{what}: {m}"), r#"write { timeout = "10m" }"#.into()))?;
+    let Some(opts) = opts else { return Ok(None) };
+    if let Some(key) = args::unknown_keys(&opts, VALID, 0).into_iter().next() {
+        return Err((format!("{what}: unknown option {key}"), args::valid_keys_help(VALID)));
+    }
+    match opts.get::<Value>("timeout").unwrap_or(Value::Nil) {
+        Value::Nil => Ok(None),
+        value => {
+            args::duration(&value).map(Some).map_err(|m| (format!("{what}: timeout: {m}"), args::DURATION_HELP.into()))
+        }
+    }
 }
 
 impl UserData for NodeHandle {

@@ -1,0 +1,37 @@
+//! Counters: `x:counters` (absolute values now), `x:delta` (what moved while
+//! a function ran), and a node's tables, `x:neighbours` and `x:routes`.
+
+use mlua::{Function, LuaSerdeExt, UserDataMethods, Value};
+
+use super::observe as look;
+use super::options::names;
+use super::runtime::{fail, Runtime};
+
+pub(super) fn register<M: UserDataMethods<Runtime>>(methods: &mut M) {
+    // x:counters{"h1:eth0", "r1", "softnet"}
+    methods.add_method("counters", |lua, this, specs: Value| {
+        let counters = look::read(&names(lua, "x:counters()", specs)?, &this.all_netns()?).map_err(fail)?;
+        lua.to_value(&counters)
+    });
+    // x:delta({"h1:eth0", "r1"}, function() ... end)
+    methods.add_method("delta", |lua, this, (specs, step): (Value, Function)| {
+        let specs = names(lua, "x:delta()", specs)?;
+        let netns = this.all_netns()?;
+        let before = look::read(&specs, &netns).map_err(fail)?;
+        step.call::<()>(())?;
+        let after = look::read(&specs, &netns).map_err(fail)?;
+        lua.to_value(&look::delta(&before, &after))
+    });
+    // x:neighbours("r1") and x:routes("r1"): the node's tables, sorted, as lists.
+    methods.add_method("neighbours", |lua, this, node: String| {
+        let netns = this.netns(&node)?;
+        let table =
+            crate::observe::counters::neighbours(&netns).map_err(|e| fail(format!("neighbours of {node}: {e}")))?;
+        lua.to_value(&table)
+    });
+    methods.add_method("routes", |lua, this, node: String| {
+        let netns = this.netns(&node)?;
+        let table = crate::observe::counters::routes(&netns).map_err(|e| fail(format!("routes of {node}: {e}")))?;
+        lua.to_value(&table)
+    });
+}
