@@ -6,6 +6,10 @@
 //! requests: a bridge or veth as soon as the namespaces it needs exist. The
 //! phases after that (device sysctls, addresses, routes) run as before, each
 //! phase's netlink requests all at once over the per-namespace connections.
+//!
+//! Which runner takes a phase ([`runner`]) and what a step asks of the
+//! kernel ([`request`], [`worker_step`]) are exhaustive matches: a new
+//! [`Phase`] or [`Step`] variant does not compile until it is handled here.
 
 use std::collections::HashMap;
 use std::fs::File;
@@ -20,7 +24,7 @@ use super::netlink::{self, Netlink, NewLink, VethOptions};
 use super::schedule::{self, Scheduler};
 use super::state::LabState;
 use super::{interrupt, sysctl, ApplyError};
-use crate::plan::{Phase, Plan, Step};
+use crate::plan::{Device, Phase, Plan, Step};
 use crate::sys::netns::{self, NetnsError, ThreadNetns};
 
 #[derive(Debug, thiserror::Error)]
@@ -37,6 +41,9 @@ pub enum StepError {
     Tune(#[from] super::tune::TuneError),
     #[error("failed on purpose (LABCTL_FAULT_FAIL_AT)")]
     Injected,
+    /// A plan step given to a runner of another phase: a bug in labctl.
+    #[error("step {0:?} reached the wrong runner (a labctl bug)")]
+    Misrouted(String),
     #[error(transparent)]
     Ipsec(#[from] super::ipsec::IpsecError),
     #[error(transparent)]
@@ -68,6 +75,91 @@ enum Report {
     Failed(usize, StepError),
 }
 
+/// Who carries out a phase.
+enum Runner {
+    /// The namespace worker thread (namespaces and their own sysctls).
+    Worker,
+    /// This thread's netlink stream, each step as soon as what it needs exists.
+    Stream,
+    /// After the stream, one phase at a time.
+    Late(Late),
+}
+
+/// The phases that need every device (and address) in place.
+#[derive(Clone, Copy)]
+enum Late {
+    DeviceSysctls,
+    Routes,
+    Xdp,
+    Ipsec,
+}
+
+fn runner(phase: Phase) -> Runner {
+    match phase {
+        Phase::Namespaces | Phase::NamespaceSysctls => Runner::Worker,
+        Phase::Bridges | Phase::Veths | Phase::Configure => Runner::Stream,
+        Phase::DeviceSysctls => Runner::Late(Late::DeviceSysctls),
+        Phase::Routes => Runner::Late(Late::Routes),
+        Phase::Xdp => Runner::Late(Late::Xdp),
+        Phase::Ipsec => Runner::Late(Late::Ipsec),
+    }
+}
+
+/// What the namespace worker does for one of its steps.
+enum WorkerStep<'a> {
+    Enter { node: &'a str, netns: &'a str },
+    Sysctls,
+}
+
+/// The netlink request of a step, if it is one.
+enum Request<'a> {
+    Bridge(NewLink<'a>),
+    Veth { main: NewLink<'a>, peer: NewLink<'a>, peer_node: &'a str, options: VethOptions },
+    SetUp(u32),
+    Address(u32, ipnet::IpNet),
+    Route(ipnet::IpNet, std::net::IpAddr),
+}
+
+fn worker_step(step: &Step) -> Option<WorkerStep<'_>> {
+    match step {
+        Step::CreateNamespace { node, netns } => Some(WorkerStep::Enter { node, netns }),
+        Step::NodeDefaults { .. } | Step::Sysctl { .. } => Some(WorkerStep::Sysctls),
+        Step::CreateBridge { .. }
+        | Step::CreateVeth { .. }
+        | Step::Tune { .. }
+        | Step::SetUp { .. }
+        | Step::AddAddress { .. }
+        | Step::AddRoute { .. }
+        | Step::StartIpsec { .. }
+        | Step::AttachXdp { .. } => None,
+    }
+}
+
+fn link(device: &Device, mac: crate::model::MacAddr) -> NewLink<'_> {
+    NewLink { ifname: &device.ifname, ifindex: device.ifindex, mac }
+}
+
+fn request(step: &Step) -> Option<Request<'_>> {
+    match step {
+        Step::CreateBridge { device, mac } => Some(Request::Bridge(link(device, *mac))),
+        Step::CreateVeth { device, mac, master, peer, peer_mac, mtu, queues } => Some(Request::Veth {
+            main: link(device, *mac),
+            peer: link(peer, *peer_mac),
+            peer_node: &peer.node,
+            options: VethOptions { mtu: *mtu, queues: *queues, master: *master },
+        }),
+        Step::SetUp { device } => Some(Request::SetUp(device.ifindex)),
+        Step::AddAddress { device, address } => Some(Request::Address(device.ifindex, *address)),
+        Step::AddRoute { destination, via, .. } => Some(Request::Route(*destination, *via)),
+        Step::CreateNamespace { .. }
+        | Step::NodeDefaults { .. }
+        | Step::Sysctl { .. }
+        | Step::Tune { .. }
+        | Step::StartIpsec { .. }
+        | Step::AttachXdp { .. } => None,
+    }
+}
+
 /// Counts applied steps: progress, and the fault hook after each one.
 struct Tracker<'a> {
     faults: Faults,
@@ -77,6 +169,18 @@ struct Tracker<'a> {
 }
 
 impl Tracker<'_> {
+    /// Before step `index` runs: stop on Ctrl-C, or fail it on purpose
+    /// (LABCTL_FAULT_FAIL_AT).
+    fn may_run(&self, index: usize, step: &Step) -> Result<(), ApplyError> {
+        if interrupt::interrupted() {
+            return Err(ApplyError::Interrupted);
+        }
+        if self.faults.fails(index + 1) {
+            return Err(step_error(index, step, StepError::Injected));
+        }
+        Ok(())
+    }
+
     fn applied(&mut self, index: usize) {
         self.faults.applied(index + 1);
         self.done += 1;
@@ -96,13 +200,14 @@ pub fn execute(
     let phases = plan.phases();
     // Everything up to addresses streams as dependencies allow; device
     // sysctls and routes (which need every address in place) come after.
-    let (early, late): (Vec<_>, Vec<_>) = phases
-        .into_iter()
-        .partition(|(p, _)| !matches!(p, Phase::DeviceSysctls | Phase::Routes | Phase::Xdp | Phase::Ipsec));
-    let per_node: Vec<(usize, &Step)> =
-        early.iter().filter(|(p, _)| *p <= Phase::NamespaceSysctls).flat_map(|(_, s)| s.clone()).collect();
-    let links: Vec<(usize, &Step)> =
-        early.iter().filter(|(p, _)| *p > Phase::NamespaceSysctls).flat_map(|(_, s)| s.clone()).collect();
+    let (mut per_node, mut links, mut late) = (Vec::new(), Vec::new(), Vec::new());
+    for (phase, steps) in phases {
+        match runner(phase) {
+            Runner::Worker => per_node.extend(steps),
+            Runner::Stream => links.extend(steps),
+            Runner::Late(how) => late.push((phase, how, steps)),
+        }
+    }
     // Journal all of it before the first namespace exists.
     state.journal(per_node.iter().chain(&links).map(|(_, s)| *s))?;
 
@@ -120,19 +225,18 @@ pub fn execute(
         let result = runtime.block_on(async {
             let mut nodes = HashMap::new();
             let mut timings = build_nodes_and_links(per_node, &links, rx, &mut nodes, &mut tracker, started).await?;
-            for (phase, steps) in &late {
+            for (phase, how, steps) in &late {
                 let started = Instant::now();
                 state.journal(steps.iter().map(|(_, s)| *s))?;
-                if *phase == Phase::DeviceSysctls {
-                    let done = write_device_sysctls(&nodes, steps, &state.dir().join("sysfs"), &mut tracker);
-                    home.restore()?;
-                    done?;
-                } else if *phase == Phase::Ipsec {
-                    start_ipsec(&nodes, steps, &mut tracker)?;
-                } else if *phase == Phase::Xdp {
-                    attach_xdp(&nodes, steps, &mut tracker)?;
-                } else {
-                    run_concurrently(&nodes, steps, &mut tracker).await?;
+                match how {
+                    Late::DeviceSysctls => {
+                        let done = write_device_sysctls(&nodes, steps, &state.dir().join("sysfs"), &mut tracker);
+                        home.restore()?;
+                        done?;
+                    }
+                    Late::Ipsec => start_ipsec(&nodes, steps, &mut tracker)?,
+                    Late::Xdp => attach_xdp(&nodes, steps, &mut tracker)?,
+                    Late::Routes => run_concurrently(&nodes, steps, &mut tracker).await?,
                 }
                 timings.push(PhaseTiming { phase: *phase, steps: steps.len(), elapsed: started.elapsed() });
             }
@@ -160,8 +264,10 @@ fn create_nodes(steps: &[(usize, &Step)], faults: Faults, stop: &AtomicBool, tx:
     };
     // Steps come namespace by namespace: a node's sysctls follow its creation.
     let mut ordered = steps.to_vec();
-    let position: HashMap<&str, usize> =
-        steps.iter().filter_map(|(i, s)| matches!(s, Step::CreateNamespace { .. }).then_some((s.node(), *i))).collect();
+    let position: HashMap<&str, usize> = steps
+        .iter()
+        .filter_map(|(i, s)| matches!(worker_step(s), Some(WorkerStep::Enter { .. })).then_some((s.node(), *i)))
+        .collect();
     ordered.sort_by_key(|(i, s)| (position.get(s.node()).copied().unwrap_or(*i), *i));
     for (index, step) in ordered {
         if stop.load(Ordering::SeqCst) || interrupt::interrupted() {
@@ -171,13 +277,13 @@ fn create_nodes(steps: &[(usize, &Step)], faults: Faults, stop: &AtomicBool, tx:
             if faults.fails(index + 1) {
                 return Err(StepError::Injected);
             }
-            match step {
-                Step::CreateNamespace { node, netns } => {
+            match worker_step(step).ok_or_else(|| StepError::Misrouted(step.to_string()))? {
+                WorkerStep::Enter { node, netns } => {
                     send_ready(&mut current)?;
                     let file = netns::create_and_enter(netns)?;
-                    current = Some((node.clone(), file));
+                    current = Some((node.to_string(), file));
                 }
-                _ => {
+                WorkerStep::Sysctls => {
                     for (key, value) in step.sysctls() {
                         write_sysctl(key, value)?;
                     }
@@ -217,7 +323,8 @@ async fn build_nodes_and_links(
         finished.insert(phase, started.elapsed());
         tracker.applied(index);
     };
-    let expected_nodes = per_node.iter().filter(|(_, s)| matches!(s, Step::CreateNamespace { .. })).count();
+    let expected_nodes =
+        per_node.iter().filter(|(_, s)| matches!(worker_step(s), Some(WorkerStep::Enter { .. }))).count();
     let steps: Vec<&Step> = links.iter().map(|(_, s)| *s).collect();
     let mut scheduler = Scheduler::new(&steps);
     let mut started = 0;
@@ -232,17 +339,14 @@ async fn build_nodes_and_links(
             let (index, step) = links[position];
             started += 1;
             let injected = tracker.faults.fails(index + 1);
-            let peer = match step {
-                Step::CreateVeth { peer, .. } => nodes[&peer.node].netns.try_clone().ok(),
-                _ => None,
-            };
+            let mut peer = None;
+            if let Some(Request::Veth { peer_node, .. }) = request(step) {
+                peer = nodes[peer_node].netns.try_clone().ok();
+            }
             let netlink = nodes[step.node()].netlink.clone();
             pending.push(async move {
-                let result = if injected {
-                    Err(StepError::Injected)
-                } else {
-                    run_stream_step(&netlink, peer.as_ref(), step).await
-                };
+                let result =
+                    if injected { Err(StepError::Injected) } else { send(&netlink, peer.as_ref(), step).await };
                 (index, step, result)
             });
         }
@@ -302,13 +406,8 @@ fn write_device_sysctls(
     tracker: &mut Tracker<'_>,
 ) -> Result<(), ApplyError> {
     for &(index, step) in steps {
-        if interrupt::interrupted() {
-            return Err(ApplyError::Interrupted);
-        }
+        tracker.may_run(index, step)?;
         let run = || {
-            if tracker.faults.fails(index + 1) {
-                return Err(StepError::Injected);
-            }
             netns::enter(&nodes[step.node()].netns)?;
             if let Step::Tune { tuning, .. } = step {
                 return Ok(super::tune::apply(tuning, scratch)?);
@@ -329,11 +428,8 @@ async fn run_concurrently(
 ) -> Result<(), ApplyError> {
     let mut pending = FuturesUnordered::new();
     for &(index, step) in steps {
-        let injected = tracker.faults.fails(index + 1);
-        pending.push(async move {
-            let result = if injected { Err(StepError::Injected) } else { run_netlink(nodes, step).await };
-            (index, step, result)
-        });
+        tracker.may_run(index, step)?;
+        pending.push(async move { (index, step, send(&nodes[step.node()].netlink, None, step).await) });
     }
     while let Some((index, step, result)) = pending.next().await {
         result.map_err(|e| step_error(index, step, e))?;
@@ -350,30 +446,17 @@ fn write_sysctl(key: &str, value: &str) -> Result<(), StepError> {
         .map_err(|source| StepError::Sysctl { path: sysctl::proc_path(key).display().to_string(), source })
 }
 
-async fn run_stream_step(netlink: &Netlink, peer_netns: Option<&File>, step: &Step) -> Result<(), StepError> {
-    match step {
-        Step::CreateBridge { device, mac } => {
-            netlink.create_bridge(NewLink { ifname: &device.ifname, ifindex: device.ifindex, mac: *mac }).await?
+/// Sends the netlink request of `step` (`peer_netns`: a veth's other end).
+async fn send(netlink: &Netlink, peer_netns: Option<&File>, step: &Step) -> Result<(), StepError> {
+    match request(step).ok_or_else(|| StepError::Misrouted(step.to_string()))? {
+        Request::Bridge(link) => netlink.create_bridge(link).await?,
+        Request::Veth { main, peer, options, .. } => {
+            let peer_netns = peer_netns.ok_or_else(|| StepError::Misrouted(step.to_string()))?;
+            netlink.create_veth(main, peer, peer_netns, &options).await?
         }
-        Step::CreateVeth { device, mac, master, peer, peer_mac, mtu, queues } => {
-            let main = NewLink { ifname: &device.ifname, ifindex: device.ifindex, mac: *mac };
-            let other = NewLink { ifname: &peer.ifname, ifindex: peer.ifindex, mac: *peer_mac };
-            let options = VethOptions { mtu: *mtu, queues: *queues, master: *master };
-            let peer_netns = peer_netns.expect("a veth step comes with its peer's namespace");
-            netlink.create_veth(main, other, peer_netns, &options).await?
-        }
-        Step::SetUp { device } => netlink.set_up(device.ifindex).await?,
-        Step::AddAddress { device, address } => netlink.add_address(device.ifindex, *address).await?,
-        other => unreachable!("{other:?} is not streamed"),
-    }
-    Ok(())
-}
-
-async fn run_netlink(nodes: &HashMap<String, Node>, step: &Step) -> Result<(), StepError> {
-    let netlink = &nodes[step.node()].netlink;
-    match step {
-        Step::AddRoute { destination, via, .. } => netlink.add_route(*destination, *via).await?,
-        other => unreachable!("{other:?} is not a route"),
+        Request::SetUp(ifindex) => netlink.set_up(ifindex).await?,
+        Request::Address(ifindex, address) => netlink.add_address(ifindex, address).await?,
+        Request::Route(destination, via) => netlink.add_route(destination, via).await?,
     }
     Ok(())
 }
@@ -384,9 +467,7 @@ fn start_ipsec(
     steps: &[(usize, &Step)],
     tracker: &mut Tracker<'_>,
 ) -> Result<(), ApplyError> {
-    if let Some(&(index, step)) = steps.iter().find(|(i, _)| tracker.faults.fails(i + 1)) {
-        return Err(step_error(index, step, StepError::Injected));
-    }
+    steps.iter().try_for_each(|&(index, step)| tracker.may_run(index, step))?;
     let netns: HashMap<&str, &File> = nodes.iter().map(|(name, node)| (name.as_str(), &node.netns)).collect();
     super::ipsec::start(steps, &netns).map_err(|(index, step, e)| match e {
         super::ipsec::IpsecError::Interrupted => ApplyError::Interrupted,
@@ -404,12 +485,7 @@ fn attach_xdp(
     tracker: &mut Tracker<'_>,
 ) -> Result<(), ApplyError> {
     for &(index, step) in steps {
-        if interrupt::interrupted() {
-            return Err(ApplyError::Interrupted);
-        }
-        if tracker.faults.fails(index + 1) {
-            return Err(step_error(index, step, StepError::Injected));
-        }
+        tracker.may_run(index, step)?;
         let attachment = super::xdp::Attachment::of(step).expect("an XDP phase step");
         super::xdp::attach(attachment, &nodes[step.node()].netns).map_err(|e| step_error(index, step, e.into()))?;
         tracker.applied(index);

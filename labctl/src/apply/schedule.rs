@@ -29,7 +29,14 @@ fn needs(step: &Step) -> Vec<Resource> {
             needs
         }
         Step::SetUp { device } | Step::AddAddress { device, .. } => vec![(device.node.clone(), device.ifindex)],
-        _ => vec![],
+        // Not streamed: their phases wait for the whole stream.
+        Step::CreateNamespace { .. }
+        | Step::NodeDefaults { .. }
+        | Step::Sysctl { .. }
+        | Step::Tune { .. }
+        | Step::AddRoute { .. }
+        | Step::StartIpsec { .. }
+        | Step::AttachXdp { .. } => vec![],
     }
 }
 
@@ -38,7 +45,15 @@ pub fn provides(step: &Step) -> Vec<(&str, u32)> {
     match step {
         Step::CreateBridge { device, .. } => vec![(&device.node, device.ifindex)],
         Step::CreateVeth { device, peer, .. } => vec![(&device.node, device.ifindex), (&peer.node, peer.ifindex)],
-        _ => vec![],
+        Step::CreateNamespace { .. }
+        | Step::NodeDefaults { .. }
+        | Step::Sysctl { .. }
+        | Step::Tune { .. }
+        | Step::SetUp { .. }
+        | Step::AddAddress { .. }
+        | Step::AddRoute { .. }
+        | Step::StartIpsec { .. }
+        | Step::AttachXdp { .. } => vec![],
     }
 }
 
