@@ -111,19 +111,9 @@ local function outcome(ping)
   return { transmitted = ping.transmitted, received = ping.received, replies = replies, errors = ping.errors }
 end
 
--- Makes a change, runs body, and always undoes the change (also when body
--- fails), so every experiment leaves the lab as it found it.
-local function with(make, undo, body)
-  local ok, result = pcall(function()
-    make()
-    return body()
-  end)
-  undo()
-  if not ok then
-    error(result, 0)
-  end
-  return result
-end
+-- Makes a change, runs body, and always undoes the change (also when make or
+-- body fails), so every experiment leaves the lab as it found it.
+local with = require("commands").with
 
 -- ---------------------------------------------------------------------------
 -- one-ping: one echo request h1 -> h3 and its reply, counted at every hop.

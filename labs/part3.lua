@@ -388,18 +388,9 @@ local function add_firewall(node)
   })
 end
 
--- Makes a change, runs body, and always undoes the change (also when body fails).
-local function with(make, undo, body)
-  local ok, result = pcall(make)
-  if ok then
-    ok, result = pcall(body)
-  end
-  undo()
-  if not ok then
-    error(result, 0)
-  end
-  return result
-end
+-- Makes a change, runs body, and always undoes the change (also when make or
+-- body fails), so every experiment leaves the lab as it found it.
+local with = require("commands").with
 
 experiment("softirq-hell", function(x)
   local list = cpus(x)

@@ -108,17 +108,9 @@ end
 -- Runs argv in a node; fails the experiment at the caller's line unless it exits 0.
 local must = require("commands").must
 
--- Makes a change, runs body, and always undoes the change (also when body
--- fails), so every experiment leaves the lab as it found it.
-local function with(make, undo, body)
-  make()
-  local ok, result = pcall(body)
-  undo()
-  if not ok then
-    error(result, 0)
-  end
-  return result
-end
+-- Makes a change, runs body, and always undoes the change (also when make or
+-- body fails), so every experiment leaves the lab as it found it.
+local with = require("commands").with
 
 -- Every measurement starts from the same neighbour state: ARP caches
 -- emptied, then one ping from h1 to `to` (and back) fills the entries the

@@ -119,6 +119,11 @@ fn a_runaway_lua_loop_is_stopped_by_the_experiment_time_limit() {
 }
 
 #[test]
+fn a_loop_around_pcall_cannot_swallow_the_time_limit() {
+    assert_stopped_by_the_time_limit("pcall_loop", "while true do pcall(function() while true do end end) end");
+}
+
+#[test]
 fn a_hung_command_is_stopped_by_the_experiment_time_limit() {
     // Its own timeout is longer than the experiment's: the experiment's wins,
     // and the command's children go with it (its process group).
@@ -139,4 +144,47 @@ fn an_experiment_timeout_that_is_not_a_duration_is_a_script_error() {
     );
     assert_ne!(out.status.code(), Some(0), "accepted a bad timeout\n{}", describe(&out));
     assert!(sb.netns_list().is_empty(), "a lab was created: {:?}", sb.netns_list());
+}
+
+/// part4's pattern: `with(make, undo, body)` where make attaches an XDP
+/// program and then fails. part4's own copy skipped undo then, the program
+/// stayed attached and the next experiment failed with "already attached";
+/// `commands.with` undoes it.
+#[test]
+fn with_detaches_what_a_failing_make_attached() {
+    let sb = Sandbox::new();
+    let before = sb.host_state();
+    let dir = scratch_dir("with-undo");
+    let program = repo_root().join("fixtures/xdp/xdp_pass.c");
+    let lab = dir.join("with_undo.lua");
+    let script = format!(
+        r#"local with = require("commands").with
+local h1, h2 = node("h1"), node("h2")
+link(h1, h2, {{ "198.18.0.1/24", "198.18.0.2/24" }})
+local PROGRAM = {program:?}
+
+experiment("make-fails", function(x)
+  local ok, err = pcall(with, function()
+    x:xdp_attach("h2:eth0", {{ src = PROGRAM }})
+    error("make failed after attaching", 0)
+  end, function()
+    x:xdp_detach("h2:eth0")
+  end, function() end)
+  x:expect(not ok and err == "make failed after attaching", "the make error comes through: " .. tostring(err))
+  x:expect(x:xdp("h2:eth0") == nil, "undo detached the program")
+end)
+
+experiment("attach-again", function(x)
+  x:xdp_attach("h2:eth0", {{ src = PROGRAM }})
+  x:xdp_detach("h2:eth0")
+end)
+"#
+    );
+    std::fs::write(&lab, script).expect("write the lab");
+    let mut c = sb.cmd_in(&dir, labctl_bin());
+    c.arg("test").arg(&lab);
+    let out = output(&mut c);
+    let stdout = assert_code(&out, 0, "labctl test of with(make, undo, body) with a failing make");
+    assert!(stdout.contains("make-fails") && stdout.contains("attach-again"), "{}", describe(&out));
+    sb.assert_clean(&before, "after the with() lab");
 }

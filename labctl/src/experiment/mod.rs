@@ -109,14 +109,15 @@ pub fn run(
 fn call_under_limit(script: &Script, experiment: &Experiment, x: Runtime, limit: &Arc<Limit>) -> Option<Diagnostic> {
     let lua = &script.lua;
     let hook_limit = limit.clone();
-    let _ = lua.set_hook(HookTriggers::new().every_nth_instruction(10_000), move |_, _| {
-        hook_limit.check().map(|()| VmState::Continue)
+    let _ = lua.set_hook(HookTriggers::new().every_nth_instruction(10_000), move |lua, _| {
+        hook_limit.check().map(|()| VmState::Continue).inspect_err(|_| crate::script::set_stopped(lua, true))
     });
     let result = match script.experiment(&experiment.name) {
         None => Err(Diagnostic::new(experiment.origin.clone(), "experiment function is missing")),
         Some(function) => function.call::<()>(x).map_err(|e| script.diagnostic(&e, experiment.origin.clone())),
     };
     lua.remove_hook();
+    crate::script::set_stopped(lua, false);
     match result {
         Ok(()) => None,
         Err(_) if limit.reached() => Some(time_limit(experiment, limit.timeout)),

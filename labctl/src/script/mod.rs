@@ -82,7 +82,17 @@ fn evaluate(path: &Path, source: &str) -> Result<Script, ScriptError> {
         return Err(ScriptError::Invalid(Diagnostics(builder.sorted_diagnostics())));
     }
     lua.set_app_data(UserFiles(builder.files));
+    lua.set_app_data(watchdog);
     Ok(Script { lab: builder.lab, lua })
+}
+
+/// Makes `pcall` rethrow every error while `stopped` (an experiment past
+/// its time limit or interrupted), so a loop around `pcall` cannot swallow
+/// the stop.
+pub fn set_stopped(lua: &mlua::Lua, stopped: bool) {
+    if let Some(watchdog) = lua.app_data_ref::<std::sync::Arc<sandbox::Watchdog>>() {
+        watchdog.set_stopped(stopped);
+    }
 }
 
 impl Script {

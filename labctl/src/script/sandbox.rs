@@ -27,6 +27,12 @@ pub(super) struct Watchdog {
 }
 
 impl Watchdog {
+    /// While set, `pcall` and `xpcall` rethrow every error, so a script
+    /// stopped by a limit cannot catch the stop and go on.
+    pub fn set_stopped(&self, stopped: bool) {
+        self.stopped.store(stopped, Ordering::Relaxed);
+    }
+
     pub fn last_origin(&self) -> Option<Origin> {
         self.last.lock().expect("watchdog lock").clone()
     }

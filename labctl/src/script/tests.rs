@@ -105,3 +105,66 @@ fn experiments_cannot_declare_more_lab() {
     assert_eq!(diagnostic.origin, Origin::new("labs/t.lua", 2));
     assert!(diagnostic.message.contains("only be declared while its file is read"), "{diagnostic}");
 }
+
+/// `commands.with`: undo runs after body, after a failing body, and after a
+/// make that fails halfway (part4's helper skipped undo then, so an XDP
+/// program stayed attached); the first error wins and keeps its message.
+#[test]
+fn with_undoes_the_change_whatever_fails() {
+    let script = eval(
+        r#"
+local with = require("commands").with
+experiment("with", function()
+  local log = {}
+  local function run(make_fails, body_fails, undo_fails)
+    local ok, err = pcall(with, function()
+      log[#log + 1] = "make"
+      if make_fails then error("make failed halfway", 0) end
+    end, function()
+      log[#log + 1] = "undo"
+      if undo_fails then error("undo failed", 0) end
+    end, function()
+      log[#log + 1] = "body"
+      if body_fails then error("body failed", 0) end
+      return "result", 2
+    end)
+    log[#log + 1] = ok and "ok" or err
+  end
+  run(false, false, false)
+  run(true, false, false)
+  run(false, true, false)
+  run(false, false, true)
+  run(true, false, true)
+  local a, b = with(function() end, function() end, function() return 1, 2 end)
+  log[#log + 1] = a + b
+  return table.concat(log, "|")
+end)
+"#,
+    );
+    let log: String = script.experiment("with").expect("stored").call(()).unwrap();
+    let runs: Vec<&str> = log.split('|').collect();
+    assert_eq!(
+        runs,
+        [
+            "make",
+            "body",
+            "undo",
+            "ok", // nothing fails
+            "make",
+            "undo",
+            "make failed halfway", // make fails: undo still runs
+            "make",
+            "body",
+            "undo",
+            "body failed", // body fails
+            "make",
+            "body",
+            "undo",
+            "undo failed", // only undo fails
+            "make",
+            "undo",
+            "make failed halfway\n(and undoing the change failed too: undo failed)",
+            "3",
+        ]
+    );
+}
