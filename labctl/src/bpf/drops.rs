@@ -19,7 +19,6 @@
 
 use std::collections::BTreeMap;
 use std::fs::File;
-use std::os::unix::fs::MetadataExt;
 
 use aya::maps::{MapData, PerCpuArray, PerCpuHashMap};
 use aya::programs::BtfTracePoint;
@@ -28,6 +27,7 @@ use serde::Serialize;
 
 use super::kallsyms::Symbols;
 use super::places::Places;
+pub use super::places::{inode, inodes};
 use super::{
     btf, compile_embedded, load, map_error, missing_map, program_error, sum_percpu_hash, watch_namespaces, BpfError,
     Result,
@@ -233,16 +233,6 @@ fn reason_name(reasons: &BTreeMap<u64, String>, value: u32) -> String {
         Some(name) => name.strip_prefix(REASON_PREFIX).unwrap_or(name).to_string(),
         None => format!("REASON_{value:#x}"),
     }
-}
-
-/// The namespace inode behind an open namespace file (`/run/netns/<name>`).
-pub fn inode(netns: &File) -> Result<u64> {
-    netns.metadata().map(|m| m.ino()).map_err(BpfError::io("cannot stat a network namespace"))
-}
-
-/// The inodes of a lab's node namespaces, for [`DropTracer::start_in`].
-pub fn inodes(nodes: &BTreeMap<String, File>) -> Result<Vec<u64>> {
-    nodes.values().map(inode).collect()
 }
 
 /// Drops counted per place, then per reason: `{"r1:eth0": {"IP_INNOROUTES": 3}}`.

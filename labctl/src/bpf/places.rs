@@ -3,11 +3,22 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::fs::File;
+use std::os::unix::fs::MetadataExt;
 
 use nix::net::if_::if_indextoname;
 
 use super::{BpfError, Result};
 use crate::sys::netns;
+
+/// The namespace inode behind an open namespace file (`/run/netns/<name>`).
+pub fn inode(netns: &File) -> Result<u64> {
+    netns.metadata().map(|m| m.ino()).map_err(BpfError::io("cannot stat a network namespace"))
+}
+
+/// The inodes of a lab's node namespaces, for `DropTracer::start_in`.
+pub fn inodes(nodes: &BTreeMap<String, File>) -> Result<Vec<u64>> {
+    nodes.values().map(inode).collect()
+}
 
 /// Names of the lab's nodes by namespace inode, and of their interfaces.
 pub struct Places<'a> {
@@ -20,7 +31,7 @@ impl<'a> Places<'a> {
     pub fn of(seen: impl Iterator<Item = (u64, u32)>, nodes: &'a BTreeMap<String, File>) -> Result<Places<'a>> {
         let mut by_inode = BTreeMap::new();
         for (node, file) in nodes {
-            by_inode.insert(super::drops::inode(file)?, (node.as_str(), file));
+            by_inode.insert(inode(file)?, (node.as_str(), file));
         }
         let wanted: BTreeSet<(u64, u32)> =
             seen.filter(|(netns, ifindex)| *ifindex != 0 && by_inode.contains_key(netns)).collect();

@@ -2,6 +2,7 @@
 //! run against the live lab. They produce snapshots (compared later by the
 //! snapshot stage) and expectation failures, each with its script line.
 
+mod api;
 mod chart;
 mod command;
 mod counters;

@@ -1,7 +1,8 @@
 //! `x`, the object an experiment function receives, and `x.h1`, a node of
 //! the running lab. This file is the runtime's core and its public surface:
 //! the lab, the nodes' namespaces, the results taken so far and the time
-//! limit. Each domain of the API registers its own methods through it:
+//! limit. Each domain of the API registers its own methods (api.rs lists
+//! them) and uses only this surface:
 //!
 //! | file | methods |
 //! |---|---|
@@ -23,16 +24,12 @@ use std::net::IpAddr;
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex, MutexGuard};
 
-use mlua::{Lua, MetaMethod, UserData, UserDataMethods, Value};
+use mlua::Lua;
 
 use super::limit::Limit;
 use super::{Expectation, Taken};
 use crate::diag::Origin;
 use crate::model::Lab;
-use crate::script::error_at;
-
-/// `x:sleep` is for letting the kernel settle, not for waiting out a test.
-const MAX_SLEEP: std::time::Duration = std::time::Duration::from_secs(60);
 
 /// What the runtime shares between `x` and its node handles.
 struct Shared {
@@ -148,39 +145,5 @@ impl Runtime {
     pub fn results(&self) -> (Vec<Taken>, Vec<Expectation>) {
         let shared = self.lock();
         (shared.taken.clone(), shared.failed.clone())
-    }
-}
-
-impl UserData for Runtime {
-    fn add_methods<M: UserDataMethods<Self>>(methods: &mut M) {
-        methods.add_meta_method(MetaMethod::Index, |lua, this, key: String| {
-            if this.has_node(&key) {
-                return lua.create_userdata(NodeRef { runtime: this.clone(), name: key });
-            }
-            Err(fail(format!("x.{key}: the lab has no node {key:?}")))
-        });
-        // x:sleep(0.5) or x:sleep("500ms"); wakes early on Ctrl-C and at the time limit.
-        methods.add_method("sleep", |lua, this, value: Value| {
-            let duration = crate::script::args::duration(&value)
-                .map_err(|m| error_at(lua, format!("x:sleep(): {m}"), crate::script::args::DURATION_HELP))?;
-            this.limit.sleep(duration.min(MAX_SLEEP))
-        });
-        super::results::register(methods);
-        super::counters::register(methods);
-        super::traces::register(methods);
-        super::host_sysctl::register(methods);
-        super::ipsec::register(methods);
-        super::xdp::register(methods);
-        super::chart::register(methods);
-    }
-}
-
-impl UserData for NodeRef {
-    fn add_fields<F: mlua::UserDataFields<Self>>(fields: &mut F) {
-        fields.add_field_method_get("name", |_, this| Ok(this.name.clone()));
-    }
-
-    fn add_methods<M: UserDataMethods<Self>>(methods: &mut M) {
-        super::traffic::register(methods);
     }
 }

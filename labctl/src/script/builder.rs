@@ -93,24 +93,9 @@ pub(super) fn with<R>(lua: &Lua, f: impl FnOnce(&mut Builder) -> R) -> mlua::Res
     ))
 }
 
-/// The line of a lab script that is calling into Rust right now: the
-/// innermost frame from a user file. Frames of labctl's own Lua modules
-/// (chunk names starting with `=`) are skipped, so a node made by
-/// `topo.star` points at the `topo.star(...)` line.
-pub fn caller_origin(lua: &Lua) -> Option<Origin> {
-    (0..)
-        .map_while(|level| {
-            lua.inspect_stack(level, |debug| {
-                let source = debug.source().source.map(|s| s.into_owned());
-                (source, debug.current_line())
-            })
-        })
-        .find_map(|(source, line)| Some(Origin::new(source?.strip_prefix('@')?, line? as u32)))
-}
-
-/// [`caller_origin`] while the lab file is read, where there is always one.
+/// [`caller_origin`](super::origin::caller_origin) while the lab file is read, where there is always one.
 pub(super) fn origin(lua: &Lua) -> mlua::Result<Origin> {
-    match caller_origin(lua) {
+    match super::origin::caller_origin(lua) {
         Some(origin) => Ok(origin),
         None => with(lua, |b| Origin::new(&b.lab.file, 0)),
     }

@@ -7,8 +7,8 @@ use std::path::{Path, PathBuf};
 
 use mlua::Lua;
 
-use super::builder::caller_origin;
-use super::sandbox::MAX_MEMORY;
+use super::limits::MAX_MEMORY;
+use super::origin::caller_origin;
 use crate::diag::{Diagnostic, Origin};
 
 /// Separates a message from its help line in Lua error strings, so Lua code

@@ -11,7 +11,9 @@ pub mod args;
 mod builder;
 mod errors;
 mod ipsec;
+mod limits;
 mod link;
+mod origin;
 mod require;
 mod sandbox;
 mod tune;
@@ -25,9 +27,9 @@ use mlua::Table;
 
 use crate::diag::{Diagnostic, Diagnostics, Origin};
 use crate::model::Lab;
-pub use builder::caller_origin;
 use builder::Builder;
 pub use errors::error_at;
+pub use origin::caller_origin;
 
 /// The user files a script was read from (the lab file, then required
 /// modules), kept in the Lua state to locate later errors.
@@ -67,7 +69,7 @@ fn evaluate(path: &Path, source: &str) -> Result<Script, ScriptError> {
     };
     let (lua, watchdog) = sandbox::new().map_err(lua_setup)?;
     lua.set_app_data(Builder::new(path));
-    vocabulary::register(&lua).map_err(lua_setup)?;
+    register_vocabulary(&lua).map_err(lua_setup)?;
     require::register(&lua).map_err(lua_setup)?;
 
     let result = lua.load(source).set_name(format!("@{}", path.display())).set_mode(ChunkMode::Text).exec();
@@ -93,6 +95,24 @@ pub fn set_stopped(lua: &mlua::Lua, stopped: bool) {
     if let Some(watchdog) = lua.app_data_ref::<std::sync::Arc<sandbox::Watchdog>>() {
         watchdog.set_stopped(stopped);
     }
+}
+
+/// The globals a lab file declares its lab with.
+fn register_vocabulary(lua: &mlua::Lua) -> mlua::Result<()> {
+    use crate::model::NodeKind;
+    use mlua::Value;
+    let globals = lua.globals();
+    globals.set("lab", lua.create_function(vocabulary::lab)?)?;
+    let declare = |kind: NodeKind| {
+        lua.create_function(move |lua, (name, opts): (Value, Value)| vocabulary::declare(lua, kind, name, opts))
+    };
+    globals.set("node", declare(NodeKind::Host)?)?;
+    globals.set("bridge", declare(NodeKind::Bridge)?)?;
+    globals.set("link", lua.create_function(link::link)?)?;
+    globals.set("ipsec", lua.create_function(ipsec::ipsec)?)?;
+    globals.set("xdp", lua.create_function(xdp::xdp)?)?;
+    globals.set("experiment", lua.create_function(vocabulary::experiment)?)?;
+    lua.set_named_registry_value(vocabulary::EXPERIMENTS, lua.create_table()?)
 }
 
 impl Script {

@@ -7,14 +7,9 @@ use std::sync::{Arc, Mutex};
 
 use mlua::{HookTriggers, Lua, LuaOptions, StdLib, VmState};
 
-use super::builder::caller_origin;
+use super::limits::{HOOK_EVERY, MAX_INSTRUCTIONS, MAX_MEMORY};
+use super::origin::caller_origin;
 use crate::diag::Origin;
-
-/// Enough for labs with tens of thousands of nodes; an endless loop hits it
-/// within a second or so.
-const MAX_INSTRUCTIONS: u64 = 100_000_000;
-const HOOK_EVERY: u32 = 1_000;
-pub(super) const MAX_MEMORY: usize = 256 << 20;
 
 /// Watches the running script: counts instructions and remembers where it was.
 #[derive(Default)]

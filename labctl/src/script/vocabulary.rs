@@ -24,30 +24,12 @@ pub(super) struct NodeHandle {
     index: Option<usize>,
 }
 
-pub(super) fn register(lua: &Lua) -> mlua::Result<()> {
-    let globals = lua.globals();
-    globals.set("lab", lua.create_function(lab)?)?;
-    globals.set(
-        "node",
-        lua.create_function(|lua, (name, opts): (Value, Value)| declare(lua, NodeKind::Host, name, opts))?,
-    )?;
-    globals.set(
-        "bridge",
-        lua.create_function(|lua, (name, opts): (Value, Value)| declare(lua, NodeKind::Bridge, name, opts))?,
-    )?;
-    globals.set("link", lua.create_function(super::link::link)?)?;
-    globals.set("ipsec", lua.create_function(super::ipsec::ipsec)?)?;
-    globals.set("xdp", lua.create_function(super::xdp::xdp)?)?;
-    globals.set("experiment", lua.create_function(experiment)?)?;
-    lua.set_named_registry_value(EXPERIMENTS, lua.create_table()?)
-}
-
 fn report(lua: &Lua, origin: Origin, message: impl Into<String>, help: impl Into<String>) -> mlua::Result<()> {
     builder::with(lua, |b| b.report(origin, message, help))
 }
 
 /// `lab { name = "part1", description = "..." }`
-fn lab(lua: &Lua, spec: Value) -> mlua::Result<()> {
+pub(super) fn lab(lua: &Lua, spec: Value) -> mlua::Result<()> {
     const VALID: &[&str] = &["name", "description"];
     let origin = builder::origin(lua)?;
     let Value::Table(spec) = spec else {
@@ -99,7 +81,7 @@ fn lab(lua: &Lua, spec: Value) -> mlua::Result<()> {
 }
 
 /// `node("h1", { forwarding = true })` and `bridge("sw")`.
-fn declare(lua: &Lua, kind: NodeKind, name: Value, opts: Value) -> mlua::Result<AnyUserData> {
+pub(super) fn declare(lua: &Lua, kind: NodeKind, name: Value, opts: Value) -> mlua::Result<AnyUserData> {
     let call = if kind == NodeKind::Bridge { "bridge" } else { "node" };
     let valid: &[&str] = if kind == NodeKind::Bridge { &[] } else { &["forwarding"] };
     let origin = builder::origin(lua)?;
@@ -146,7 +128,7 @@ fn declare(lua: &Lua, kind: NodeKind, name: Value, opts: Value) -> mlua::Result<
 
 /// `experiment("ping", function(x) ... end, { timeout = "10m" })`: the
 /// function is kept for `labctl test`.
-fn experiment(lua: &Lua, (name, func, opts): (Value, Value, Value)) -> mlua::Result<()> {
+pub(super) fn experiment(lua: &Lua, (name, func, opts): (Value, Value, Value)) -> mlua::Result<()> {
     let origin = builder::origin(lua)?;
     let help = r#"write experiment("ping", function(x) ... end)"#;
     let Some(name) = args::string(&name) else {
