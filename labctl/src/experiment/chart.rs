@@ -64,6 +64,26 @@ pub(super) fn register<M: UserDataMethods<Runtime>>(methods: &mut M) {
     });
 }
 
+/// A point of the bar chart: category `i`, at `offset` (0..1) within its slot.
+type At = (NestedValue<i32, f64>, f64);
+
+/// The bar of series `j` in category `i`, `slot` wide, `v` high.
+fn bar(i: usize, j: usize, slot: f64, v: f64, colour: RGBColor) -> Rectangle<At> {
+    let x0 = 0.1 + slot * j as f64;
+    let (left, right) = (NestedValue::Value(i as i32, x0), NestedValue::Value(i as i32, x0 + slot * 0.92));
+    Rectangle::new([(left, v), (right, 0.0)], colour.filled())
+}
+
+/// The value written above that bar.
+fn value_label(i: usize, j: usize, slot: f64, v: f64) -> Text<'static, At, String> {
+    use plotters::style::text_anchor::{HPos, Pos, VPos};
+    let centre = NestedValue::Value(i as i32, 0.1 + slot * (j as f64 + 0.46));
+    let style = TextStyle::from((FONT, 13).into_font())
+        .color(&RGBColor(0x33, 0x33, 0x33))
+        .pos(Pos::new(HPos::Center, VPos::Bottom));
+    Text::new(si(v), (centre, v), style)
+}
+
 /// Chart names become file names in the run folder.
 pub fn check_name(name: &str) -> mlua::Result<()> {
     let ok = !name.is_empty()
@@ -263,30 +283,16 @@ impl Chart {
             let slot = 0.8 / per_group as f64;
             for (j, series) in self.series.iter().enumerate() {
                 let colour = PALETTE[j % PALETTE.len()];
-                let bars = self.values.iter().enumerate().filter_map(move |(i, row)| {
-                    let v = row[j]?;
-                    let x0 = 0.1 + slot * j as f64;
-                    let (left, right) =
-                        (NestedValue::Value(i as i32, x0), NestedValue::Value(i as i32, x0 + slot * 0.92));
-                    Some(Rectangle::new([(left, v), (right, 0.0)], colour.filled()))
-                });
+                let bars =
+                    self.values.iter().enumerate().filter_map(move |(i, row)| Some(bar(i, j, slot, row[j]?, colour)));
                 let drawn = chart.draw_series(bars).map_err(|e| e.to_string())?;
                 if self.grouped() {
                     drawn
                         .label(series.as_str())
                         .legend(move |(x, y)| Rectangle::new([(x, y - 6), (x + 14, y + 6)], colour.filled()));
                 }
-                let labels = self.values.iter().enumerate().filter_map(move |(i, row)| {
-                    let v = row[j]?;
-                    let centre = NestedValue::Value(i as i32, 0.1 + slot * (j as f64 + 0.46));
-                    let style = TextStyle::from((FONT, 13).into_font()).color(&RGBColor(0x33, 0x33, 0x33)).pos(
-                        plotters::style::text_anchor::Pos::new(
-                            plotters::style::text_anchor::HPos::Center,
-                            plotters::style::text_anchor::VPos::Bottom,
-                        ),
-                    );
-                    Some(Text::new(si(v), (centre, v), style))
-                });
+                let labels =
+                    self.values.iter().enumerate().filter_map(move |(i, row)| Some(value_label(i, j, slot, row[j]?)));
                 chart.draw_series(labels).map_err(|e| e.to_string())?;
             }
             if self.grouped() {

@@ -159,69 +159,9 @@ pub(super) fn register<M: UserDataMethods<Runtime>>(methods: &mut M) {
         map.delete(&key).map_err(|e| fail(format!("{what}: {e}")))
     });
     // x:xdp("h2:eth0") -> { mode = "native", program = "xdp_count", id = 42, maps = { "actions", ... } } or nil
-    methods.add_method("xdp", |lua, this, at: String| {
-        let what = format!("x:xdp({at:?})");
-        let (_, ifname, ns) = target(this, &what, &at)?;
-        let Some(attachment) = look::attachment(&ns, &ifname).map_err(|e| fail(format!("{what}: {e}")))? else {
-            return Ok(Value::Nil);
-        };
-        let t = lua.create_table()?;
-        t.set("mode", attachment.mode.clone())?;
-        if let Some(program) = attachment.program_id().and_then(look::program) {
-            t.set("program", program.name.clone())?;
-            t.set("id", program.id)?;
-            let maps: Vec<String> = look::maps_of(&program).iter().map(|m| m.name.clone()).collect();
-            t.set("maps", maps)?;
-        }
-        Ok(Value::Table(t))
-    });
+    methods.add_method("xdp", |lua, this, at: String| attachment(lua, this, &at));
     // x:xdp_attach("h2:eth0", { src = "../fixtures/xdp/xdp_drop.c", prog = "xdp_drop", mode = "native" })
-    methods.add_method("xdp_attach", |lua, this, (at, opts): (String, Table)| {
-        let what = format!("x:xdp_attach({at:?})");
-        let opts = Options::check(lua, "x:xdp_attach()", Some(opts), &["src", "obj", "prog", "mode"])?;
-        let (node, ifname, ns) = target(this, &what, &at)?;
-        let (lab_name, folder) =
-            this.with_lab(|lab| (lab.name.clone(), lab.file.parent().map(Path::to_path_buf).unwrap_or_default()));
-        let path = |key: &str| -> mlua::Result<Option<std::path::PathBuf>> {
-            Ok(opts.get::<String>(key)?.map(|p| if Path::new(&p).is_absolute() { p.into() } else { folder.join(p) }))
-        };
-        let object = match (path("src")?, path("obj")?) {
-            (Some(src), None) => XdpObject::Source(src),
-            (None, Some(obj)) => XdpObject::Object(obj),
-            _ => return Err(fail(format!("{what}: give src = \"prog.c\" or obj = \"prog.o\" (one of them)"))),
-        };
-        let mode = match opts.get::<String>("mode")? {
-            None => XdpMode::default(),
-            Some(m) => XdpMode::parse(&m)
-                .ok_or_else(|| fail(format!("{what}: unknown mode {m:?} (native, generic or auto)")))?,
-        };
-        let pins = pin_dir(&lab_name, &node, &ifname);
-        if pins.exists() {
-            return Err(fail(format!("{what}: labctl already attached a program there; x:xdp_detach({at:?}) first")));
-        }
-        let ifindex = interface_index(&ns, &ifname).map_err(|e| fail(format!("{what}: {e}")))?;
-        let step = Step::AttachXdp {
-            device: Device { node, ifname, ifindex },
-            object,
-            program: opts.get::<String>("prog")?,
-            mode,
-            pins,
-        };
-        // Journaled before anything is pinned or attached, as in `up`.
-        let state = LabState::open(&lab_name).ok_or_else(|| fail(format!("{what}: lab {lab_name} is not running")))?;
-        state.journal([&step]).map_err(|e| fail(format!("{what}: {e}")))?;
-        let attachment = apply_xdp::Attachment::of(&step).expect("an XDP step");
-        let attached = apply_xdp::attach(attachment, &ns).map_err(|e| {
-            // Nothing may stay half attached: unpin what was pinned.
-            let _ = apply_xdp::detach(attachment.pins);
-            fail(format!("{what}: {e}"))
-        })?;
-        let t = lua.create_table()?;
-        t.set("program", attached.program)?;
-        t.set("id", attached.program_id)?;
-        t.set("mode", mode.to_string())?;
-        Ok(t)
-    });
+    methods.add_method("xdp_attach", |lua, this, (at, opts): (String, Table)| attach(lua, this, &at, opts));
     // x:xdp_detach("h2:eth0") -> true if labctl had a program there
     methods.add_method("xdp_detach", |_, this, at: String| {
         let what = format!("x:xdp_detach({at:?})");
@@ -255,6 +195,74 @@ pub(super) fn register<M: UserDataMethods<Runtime>>(methods: &mut M) {
             lab.mac_of(end).to_string()
         }))
     });
+}
+
+/// `x:xdp(at)`: the program on an interface, read from the kernel, or nil.
+fn attachment(lua: &Lua, this: &Runtime, at: &str) -> mlua::Result<Value> {
+    let what = format!("x:xdp({at:?})");
+    let (_, ifname, ns) = target(this, &what, at)?;
+    let Some(attachment) = look::attachment(&ns, &ifname).map_err(|e| fail(format!("{what}: {e}")))? else {
+        return Ok(Value::Nil);
+    };
+    let t = lua.create_table()?;
+    t.set("mode", attachment.mode.clone())?;
+    if let Some(program) = attachment.program_id().and_then(look::program) {
+        t.set("program", program.name.clone())?;
+        t.set("id", program.id)?;
+        let maps: Vec<String> = look::maps_of(&program).iter().map(|m| m.name.clone()).collect();
+        t.set("maps", maps)?;
+    }
+    Ok(Value::Table(t))
+}
+
+/// `x:xdp_attach(at, opts)`: journaled before anything is pinned or
+/// attached, as in `up`, and unpinned again if attaching fails.
+fn attach(lua: &Lua, this: &Runtime, at: &str, opts: Table) -> mlua::Result<Table> {
+    let what = format!("x:xdp_attach({at:?})");
+    let opts = Options::check(lua, "x:xdp_attach()", Some(opts), &["src", "obj", "prog", "mode"])?;
+    let (node, ifname, ns) = target(this, &what, at)?;
+    let (lab_name, folder) =
+        this.with_lab(|lab| (lab.name.clone(), lab.file.parent().map(Path::to_path_buf).unwrap_or_default()));
+    let path = |key: &str| -> mlua::Result<Option<std::path::PathBuf>> {
+        Ok(opts.get::<String>(key)?.map(|p| if Path::new(&p).is_absolute() { p.into() } else { folder.join(p) }))
+    };
+    let object = match (path("src")?, path("obj")?) {
+        (Some(src), None) => XdpObject::Source(src),
+        (None, Some(obj)) => XdpObject::Object(obj),
+        _ => return Err(fail(format!("{what}: give src = \"prog.c\" or obj = \"prog.o\" (one of them)"))),
+    };
+    let mode = match opts.get::<String>("mode")? {
+        None => XdpMode::default(),
+        Some(m) => {
+            XdpMode::parse(&m).ok_or_else(|| fail(format!("{what}: unknown mode {m:?} (native, generic or auto)")))?
+        }
+    };
+    let pins = pin_dir(&lab_name, &node, &ifname);
+    if pins.exists() {
+        return Err(fail(format!("{what}: labctl already attached a program there; x:xdp_detach({at:?}) first")));
+    }
+    let ifindex = interface_index(&ns, &ifname).map_err(|e| fail(format!("{what}: {e}")))?;
+    let step = Step::AttachXdp {
+        device: Device { node, ifname, ifindex },
+        object,
+        program: opts.get::<String>("prog")?,
+        mode,
+        pins,
+    };
+    // Journaled before anything is pinned or attached, as in `up`.
+    let state = LabState::open(&lab_name).ok_or_else(|| fail(format!("{what}: lab {lab_name} is not running")))?;
+    state.journal([&step]).map_err(|e| fail(format!("{what}: {e}")))?;
+    let attachment = apply_xdp::Attachment::of(&step).expect("an XDP step");
+    let attached = apply_xdp::attach(attachment, &ns).map_err(|e| {
+        // Nothing may stay half attached: unpin what was pinned.
+        let _ = apply_xdp::detach(attachment.pins);
+        fail(format!("{what}: {e}"))
+    })?;
+    let t = lua.create_table()?;
+    t.set("program", attached.program)?;
+    t.set("id", attached.program_id)?;
+    t.set("mode", mode.to_string())?;
+    Ok(t)
 }
 
 fn interface_index(netns: &File, ifname: &str) -> Result<u32, String> {
