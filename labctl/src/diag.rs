@@ -9,6 +9,22 @@ use std::path::PathBuf;
 
 use serde::{Deserialize, Serialize};
 
+/// An error and its causes in one line, skipping a cause its parent already
+/// quotes (many library errors say "step 3 failed: <cause>" themselves).
+pub fn error_chain(error: &dyn std::error::Error) -> String {
+    let mut text = error.to_string();
+    let mut source = error.source();
+    while let Some(e) = source {
+        let more = e.to_string();
+        if !text.contains(&more) {
+            text.push_str(": ");
+            text.push_str(&more);
+        }
+        source = e.source();
+    }
+    text
+}
+
 /// A place in a lab script.
 #[derive(Debug, Clone, Default, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 pub struct Origin {

@@ -21,7 +21,6 @@ use std::collections::BTreeMap;
 use std::fs::File;
 
 use aya::maps::{MapData, PerCpuArray, PerCpuHashMap};
-use aya::programs::BtfTracePoint;
 use aya::{Ebpf, Pod};
 use serde::Serialize;
 
@@ -29,8 +28,8 @@ use super::kallsyms::Symbols;
 use super::places::Places;
 pub use super::places::{inode, inodes};
 use super::{
-    btf, compile_embedded, load, map_error, missing_map, program_error, sum_percpu_hash, watch_namespaces, BpfError,
-    Result,
+    attach_tracepoints, btf, compile_embedded, load, map_error, missing_map, sum_percpu_hash, watch_namespaces,
+    BpfError, Result,
 };
 
 const SOURCE: &str = include_str!("drops.bpf.c");
@@ -136,19 +135,7 @@ impl DropTracer {
             watch_namespaces(&mut ebpf, "drops.c", inodes)?;
         }
 
-        let mut program_ids = Vec::new();
-        for (name, tracepoint) in PROGRAMS {
-            let program: &mut BtfTracePoint = ebpf
-                .program_mut(name)
-                .ok_or_else(|| BpfError::Program { program: name.into(), message: "not in drops.c".into() })?
-                .try_into()
-                .map_err(|e| program_error(name, e))?;
-            program.load(tracepoint, &btf).map_err(|e| program_error(name, e))?;
-            program.attach().map_err(|e| program_error(name, e))?;
-            if let Ok(info) = program.info() {
-                program_ids.push(info.id());
-            }
-        }
+        let program_ids = attach_tracepoints(&mut ebpf, &btf, "drops.c", &PROGRAMS)?;
         Ok(DropTracer { ebpf, reasons, program_ids })
     }
 

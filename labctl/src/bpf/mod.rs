@@ -29,6 +29,8 @@ use aya::maps::{MapData, PerCpuHashMap};
 use aya::programs::ProgramError;
 use aya::{Btf, Ebpf, EbpfLoader, Pod};
 
+use crate::diag::error_chain;
+
 pub type Result<T, E = BpfError> = std::result::Result<T, E>;
 
 #[derive(Debug, thiserror::Error)]
@@ -92,18 +94,23 @@ pub fn program_error(program: &str, error: ProgramError) -> BpfError {
     BpfError::Program { program: program.to_string(), message }
 }
 
-fn error_chain(error: &dyn std::error::Error) -> String {
-    let mut text = error.to_string();
-    let mut source = error.source();
-    while let Some(e) = source {
-        let more = e.to_string();
-        if !text.contains(&more) {
-            text.push_str(": ");
-            text.push_str(&more);
+/// Loads and attaches the BTF tracepoint programs `programs` (program name,
+/// tracepoint) of `ebpf`, compiled from `source`; their kernel ids.
+fn attach_tracepoints(ebpf: &mut Ebpf, btf: &Btf, source: &str, programs: &[(&str, &str)]) -> Result<Vec<u32>> {
+    let mut ids = Vec::new();
+    for &(name, tracepoint) in programs {
+        let program: &mut aya::programs::BtfTracePoint = ebpf
+            .program_mut(name)
+            .ok_or_else(|| BpfError::Program { program: name.into(), message: format!("not in {source}") })?
+            .try_into()
+            .map_err(|e| program_error(name, e))?;
+        program.load(tracepoint, btf).map_err(|e| program_error(name, e))?;
+        program.attach().map_err(|e| program_error(name, e))?;
+        if let Ok(info) = program.info() {
+            ids.push(info.id());
         }
-        source = e.source();
     }
-    text
+    Ok(ids)
 }
 
 fn missing_map(name: &str, source: &str) -> BpfError {

@@ -8,12 +8,12 @@ use std::collections::BTreeMap;
 use std::fs::File;
 
 use aya::maps::{MapData, PerCpuArray, PerCpuHashMap};
-use aya::programs::BtfTracePoint;
 use aya::{Ebpf, Pod};
 
 use super::places::Places;
 use super::{
-    compile_embedded, load, map_error, missing_map, program_error, sum_percpu_hash, watch_namespaces, BpfError, Result,
+    attach_tracepoints, compile_embedded, load, map_error, missing_map, sum_percpu_hash, watch_namespaces, BpfError,
+    Result,
 };
 
 const SOURCE: &str = include_str!("xdp_events.bpf.c");
@@ -66,15 +66,7 @@ impl XdpEventCounter {
             loader.override_global("only_watched", &1u8, true);
         })?;
         watch_namespaces(&mut ebpf, "xdp_events.c", netns_inodes)?;
-        for (name, tracepoint) in PROGRAMS {
-            let program: &mut BtfTracePoint = ebpf
-                .program_mut(name)
-                .ok_or_else(|| BpfError::Program { program: name.into(), message: "not in xdp_events.c".into() })?
-                .try_into()
-                .map_err(|e| program_error(name, e))?;
-            program.load(tracepoint, &btf).map_err(|e| program_error(name, e))?;
-            program.attach().map_err(|e| program_error(name, e))?;
-        }
+        attach_tracepoints(&mut ebpf, &btf, "xdp_events.c", &PROGRAMS)?;
         Ok(XdpEventCounter { ebpf })
     }
 

@@ -155,17 +155,9 @@ impl Failure {
     }
 }
 
-/// The error and its causes, skipping a cause its parent already quoted
-/// (library errors say "step 3 failed: <cause>" themselves).
+/// The error and its causes in one line.
 fn chain(error: &anyhow::Error) -> String {
-    let mut text = error.to_string();
-    for cause in error.chain().skip(1) {
-        let cause = cause.to_string();
-        if !text.contains(&cause) {
-            text = format!("{text}: {cause}");
-        }
-    }
-    text
+    labctl::diag::error_chain(error.as_ref())
 }
 
 impl From<ScriptError> for Failure {
