@@ -10,7 +10,7 @@ use std::path::PathBuf;
 use serde::{Deserialize, Serialize};
 
 /// An error and its causes in one line, skipping a cause its parent already
-/// quotes (many library errors say "step 3 failed: <cause>" themselves).
+/// quotes (many library errors say "step 3 failed: `<cause>`" themselves).
 pub fn error_chain(error: &dyn std::error::Error) -> String {
     let mut text = error.to_string();
     let mut source = error.source();

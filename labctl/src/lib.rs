@@ -1,23 +1,27 @@
 //! labctl: reproducible Linux network labs from Lua scripts.
 //!
-//! The modules follow the pipeline, each talking only to the next:
+//! The pipeline, one direction:
 //!
 //! ```text
 //! script -> model -> validate -> plan -> apply -> experiment -> snapshot
-//!                                                 (traffic, observe)
 //! ```
 //!
-//! - `script`: the sandboxed Lua that declares a lab; `model`: the lab as
-//!   plain data; `validate`: every user mistake, before the kernel;
-//!   `plan`: the ordered kernel steps, pure.
-//! - `apply`: the only code that configures the kernel (netlink, syscalls),
-//!   journaled so `down` and rollback remove everything.
-//! - `experiment`: the runtime of `experiment(...)` functions, built on
-//!   `traffic` (ping, flows, the load generator) and `observe` (counters,
-//!   captures, drop reasons, XDP maps).
-//! - `snapshot`: results compared with committed insta-format snapshots.
-//! - `bpf`: compiling and loading BPF programs, for apply (XDP) and observe
-//!   (drop tracing). `diag`: errors with file:line, shared by the first stages.
+//! and the layers the files sit in, lowest first. A file uses its own layer
+//! and those below, never one above, and no files use each other around a
+//! loop (tests/layers.rs checks both; ARCHITECTURE.md has the walk-through
+//! of one call and which files each kind of extension touches):
+//!
+//! | layer | modules | rule |
+//! |---|---|---|
+//! | foundation | [`diag`] | errors with file:line; imports nothing of labctl |
+//! | data | [`model`], [`plan`] | plain data, pure functions; [`model::layout`] owns every runtime path |
+//! | front end | [`script`], [`validate`] | Lua in, model out; every user mistake is a diagnostic, before the kernel |
+//! | kernel access | [`sys`], [`bpf`] | namespaces, socket options, bpffs, BPF loading: names and fds, no lab vocabulary |
+//! | actions | [`apply`], [`observe`], [`traffic`] | configure (journaled), read, send |
+//! | orchestration | [`experiment`], [`snapshot`], this file, the CLI | run the stages in order; anyhow only in the CLI |
+//!
+//! Product C and Lua sit beside the Rust that embeds them (`bpf/*.bpf.c`,
+//! `script/lua/*.lua`); `fixtures/` holds samples and test inputs only.
 
 pub mod apply;
 pub mod bpf;
