@@ -9,6 +9,7 @@ mod down;
 mod exec;
 mod graph;
 mod ls;
+mod out;
 mod overlays;
 mod plan;
 mod review;
@@ -122,6 +123,7 @@ pub struct Failure {
 pub const EXIT_FAILURE: u8 = 1;
 pub const EXIT_BAD_INPUT: u8 = 2;
 pub const EXIT_PRIVILEGES: u8 = 3;
+pub const EXIT_INTERRUPTED: u8 = 130;
 
 impl Failure {
     pub fn new(status: u8, error: impl Into<anyhow::Error>) -> Self {
@@ -135,6 +137,15 @@ impl Failure {
 
     pub fn bad_input(error: impl Into<anyhow::Error>) -> Self {
         Self::new(EXIT_BAD_INPUT, error)
+    }
+
+    /// The error and its causes (and help line), as one text.
+    pub fn text(&self) -> String {
+        let text = chain(&self.error);
+        match &self.help {
+            Some(help) => format!("{text}\n  help: {help}"),
+            None => text,
+        }
     }
 
     pub fn report(self) -> ExitCode {
@@ -178,6 +189,7 @@ impl From<ApplyError> for Failure {
     fn from(e: ApplyError) -> Self {
         let status = match &e {
             ApplyError::Privileges(_) => EXIT_PRIVILEGES,
+            ApplyError::Interrupted => EXIT_INTERRUPTED,
             e if e.is_user_error() => EXIT_BAD_INPUT,
             _ => EXIT_FAILURE,
         };

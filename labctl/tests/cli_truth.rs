@@ -1,0 +1,179 @@
+//! The CLI says what is so (issue 12), run as a user would with assert_cmd,
+//! each test in its own Sandbox (tests/common) and temporary folders from
+//! tempfile: a closed stdout does not leave a lab up, exit statuses are the
+//! documented ones, `review` finds what `test` left from any folder, and
+//! `show` reads the kernel and marks what drifted from the script.
+
+mod common;
+
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+use std::time::{Duration, Instant};
+
+use assert_cmd::Command;
+use common::*;
+use nix::sys::signal::{kill, Signal};
+use nix::unistd::Pid;
+use predicates::prelude::*;
+
+/// Two nodes on one link and the experiments given, in `dir/labs/<name>.lua`,
+/// with an empty `dir/snapshots/` beside (the repository's layout).
+fn tiny_lab(dir: &Path, name: &str, experiments: &str) -> PathBuf {
+    std::fs::create_dir_all(dir.join("labs")).unwrap();
+    std::fs::create_dir_all(dir.join("snapshots")).unwrap();
+    let lab = dir.join("labs").join(format!("{name}.lua"));
+    let script = format!(
+        "lab {{ name = \"{name}\" }}\n\
+         local a, b = node(\"a\"), node(\"b\")\n\
+         link(a, b, {{ \"198.18.0.1/24\", \"198.18.0.2/24\" }})\n\
+         a:route(\"198.19.0.0/16\", \"198.18.0.2\")\n\
+         {experiments}"
+    );
+    std::fs::write(&lab, script).unwrap();
+    lab
+}
+
+fn labctl(sb: &Sandbox, dir: &Path) -> Command {
+    let mut c = sb.cmd_in(dir, labctl_bin());
+    c.env_remove("LABCTL_FAULT_ABORT_AFTER").env_remove("LABCTL_FAULT_FAIL_AT").env_remove("GITHUB_ACTIONS");
+    Command::from_std(c)
+}
+
+#[track_caller]
+fn assert_nothing_left(sb: &Sandbox, before: &str, what: &str) {
+    assert!(sb.netns_list().is_empty(), "{what}: namespaces left: {:?}", sb.netns_list());
+    assert!(sb.labctl_state().is_empty(), "{what}: state left: {:?}", sb.labctl_state());
+    sb.assert_clean(before, what);
+}
+
+// ---------------------------------------------------------------------------
+// 2. a closed pipe
+
+#[test]
+fn a_reader_that_goes_away_neither_kills_run_nor_leaves_the_lab_up() {
+    let tmp = tempfile::tempdir().unwrap();
+    let lab = tiny_lab(
+        tmp.path(),
+        "piped",
+        "experiment(\"first\", function(x) x:snapshot(\"one\", { a = 1 }) end)\n\
+         experiment(\"second\", function(x)\n  x:sleep(0.5)\n  local t = {}\n  \
+         for i = 1, 2000 do t[\"line\" .. i] = i end\n  x:snapshot(\"many\", t)\nend)\n",
+    );
+    let sb = Sandbox::new();
+    let before = sb.host_state();
+    let mut c = sb.cmd_in(tmp.path(), labctl_bin());
+    c.arg("run").arg(&lab).stdin(Stdio::null()).stdout(Stdio::piped()).stderr(Stdio::piped());
+    let mut child = c.spawn().expect("start labctl run");
+    // `| head -1`: read one line, then close the pipe while labctl goes on.
+    let mut first = String::new();
+    BufReader::new(child.stdout.take().unwrap()).read_line(&mut first).unwrap();
+    assert!(first.contains("experiment first"), "{first}");
+    let out = child.wait_with_output().unwrap();
+    assert_code(&out, 0, "labctl run with its stdout closed after one line");
+    assert_nothing_left(&sb, &before, "after labctl run | head -1");
+}
+
+// ---------------------------------------------------------------------------
+// 3. exit statuses
+
+#[test]
+fn run_and_test_of_a_lab_already_up_exit_2_with_help_and_create_no_run_folder() {
+    let tmp = tempfile::tempdir().unwrap();
+    let lab = tiny_lab(tmp.path(), "twice", "experiment(\"e\", function(x) end)\n");
+    let sb = Sandbox::new();
+    labctl(&sb, tmp.path()).arg("up").arg(&lab).assert().success();
+    for args in [vec!["run"], vec!["test"]] {
+        labctl(&sb, tmp.path())
+            .args(&args)
+            .arg(&lab)
+            .assert()
+            .code(2)
+            .stderr(predicate::str::contains("already running"))
+            .stderr(predicate::str::contains("help: run `labctl down twice` first"));
+    }
+    assert!(!tmp.path().join("runs").exists(), "a refused run created runs/");
+    labctl(&sb, tmp.path()).args(["down", "twice"]).assert().success();
+}
+
+#[test]
+fn an_experiment_name_that_matches_nothing_is_bad_input_with_the_closest_name() {
+    let tmp = tempfile::tempdir().unwrap();
+    let lab = tiny_lab(
+        tmp.path(),
+        "named",
+        "experiment(\"one-ping\", function(x) end)\nexperiment(\"drops\", function(x) end)\n",
+    );
+    let sb = Sandbox::new();
+    let before = sb.host_state();
+    let says_what_exists = || {
+        predicate::str::contains("no experiment named \"one-pign\"")
+            .and(predicate::str::contains("did you mean \"one-ping\"? experiments: one-ping, drops"))
+    };
+    labctl(&sb, tmp.path()).arg("run").arg(&lab).arg("one-pign").assert().code(2).stderr(says_what_exists());
+    labctl(&sb, tmp.path()).args(["test", "-e", "one-pign"]).arg(&lab).assert().code(2).stderr(says_what_exists());
+    assert!(!tmp.path().join("runs").exists(), "a refused run created runs/");
+    assert_nothing_left(&sb, &before, "after runs refused for an unknown experiment");
+}
+
+#[test]
+fn ctrl_c_during_up_exits_130_and_removes_what_was_built() {
+    let tmp = tempfile::tempdir().unwrap();
+    let lab = tmp.path().join("big.lua");
+    // Big enough that `up` is still building when the signal comes.
+    std::fs::write(&lab, "lab { name = \"big\" }\nrequire(\"topo\").star(600)\n").unwrap();
+    let sb = Sandbox::new();
+    let before = sb.host_state();
+    let mut c = sb.cmd_in(tmp.path(), labctl_bin());
+    c.arg("up").arg(&lab).stdin(Stdio::null()).stdout(Stdio::piped()).stderr(Stdio::piped());
+    let started = Instant::now();
+    let child = c.spawn().expect("start labctl up");
+    while sb.netns_list().len() < 20 {
+        assert!(started.elapsed() < Duration::from_secs(30), "up never started building");
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    kill(Pid::from_raw(child.id() as i32), Signal::SIGINT).unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert_code(&out, 130, "labctl up interrupted by SIGINT");
+    assert!(stderr(&out).contains("interrupted"), "{}", describe(&out));
+    assert_nothing_left(&sb, &before, "after Ctrl-C during up");
+}
+
+// ---------------------------------------------------------------------------
+// 4. review looks where test wrote; 8. the hint only when a snapshot is pending
+
+#[test]
+fn the_review_command_test_suggests_works_from_where_the_user_is() {
+    let tmp = tempfile::tempdir().unwrap();
+    let elsewhere = tempfile::tempdir().unwrap();
+    let lab = tiny_lab(tmp.path(), "fresh", "experiment(\"e\", function(x) x:snapshot(\"s\", { n = 1 }) end)\n");
+    let sb = Sandbox::new();
+    let assert = labctl(&sb, elsewhere.path()).arg("test").arg(&lab).assert().code(1);
+    let stderr = String::from_utf8_lossy(&assert.get_output().stderr).into_owned();
+    let snapshots = tmp.path().join("snapshots");
+    let hint = format!("`labctl review --snapshots {}`", snapshots.display());
+    assert!(stderr.contains(&hint), "expected {hint} in:\n{stderr}");
+    // The exact command, from the same folder, finds the pending snapshot.
+    labctl(&sb, elsewhere.path())
+        .args(["review", "--snapshots"])
+        .arg(&snapshots)
+        .assert()
+        .success()
+        .stdout(predicate::str::contains("e__s.snap (new)"));
+    // From the lab's own folder, plain `labctl review` finds it too.
+    labctl(&sb, &tmp.path().join("labs")).arg("review").assert().success().stdout(predicate::str::contains("(new)"));
+}
+
+#[test]
+fn a_failed_expectation_alone_does_not_suggest_review() {
+    let tmp = tempfile::tempdir().unwrap();
+    let lab = tiny_lab(tmp.path(), "expects", "experiment(\"e\", function(x) x:expect(false, \"no\") end)\n");
+    let sb = Sandbox::new();
+    labctl(&sb, tmp.path())
+        .arg("test")
+        .arg(&lab)
+        .assert()
+        .code(1)
+        .stderr(predicate::str::contains("1 failed"))
+        .stderr(predicate::str::contains("review").not());
+}
