@@ -177,3 +177,78 @@ fn a_failed_expectation_alone_does_not_suggest_review() {
         .stderr(predicate::str::contains("1 failed"))
         .stderr(predicate::str::contains("review").not());
 }
+
+// ---------------------------------------------------------------------------
+// 1. show reads the kernel
+
+#[test]
+fn show_reads_the_kernel_and_marks_what_drifted_from_the_script() {
+    let tmp = tempfile::tempdir().unwrap();
+    let lab = tiny_lab(tmp.path(), "drifty", "");
+    let sb = Sandbox::new();
+    let before = sb.host_state();
+    labctl(&sb, tmp.path()).arg("up").arg(&lab).assert().success();
+    labctl(&sb, tmp.path())
+        .args(["show", "drifty"])
+        .assert()
+        .success()
+        .stdout(predicate::str::contains("a: 198.19.0.0/16 via 198.18.0.2 dev eth0"))
+        .stdout(predicate::str::contains("no drift"));
+
+    // By hand, inside node a: the declared route goes, an address and a link come, eth0 of b goes down.
+    sb.sh_ok(
+        "ip netns exec drifty-a ip route del 198.19.0.0/16; \
+         ip netns exec drifty-a ip addr add 198.18.9.9/24 dev eth0; \
+         ip netns exec drifty-a ip link add extra0 type veth peer name extra1; \
+         ip netns exec drifty-b ip link set eth0 down",
+    );
+    let line = |l: &str| predicate::str::contains(l.to_string());
+    labctl(&sb, tmp.path())
+        .args(["show", "drifty"])
+        .assert()
+        .success()
+        .stdout(line("drift from"))
+        .stdout(line("a: missing route 198.19.0.0/16 via 198.18.0.2 (declared at "))
+        .stdout(line("a: added address 198.18.9.9/24 on eth0"))
+        .stdout(line("a: added interface extra0"))
+        .stdout(line("b: changed interface eth0: state down (set down; declared up)"))
+        .stdout(line("a: 198.19.0.0/16 via").not());
+
+    let out = labctl(&sb, tmp.path()).args(["show", "drifty", "--json"]).assert().success();
+    let json: serde_json::Value = serde_json::from_slice(&out.get_output().stdout).expect("show --json is JSON");
+    let kinds: Vec<(String, String)> = json["drift"]
+        .as_array()
+        .expect("a drift list")
+        .iter()
+        .map(|d| (d["kind"].as_str().unwrap().to_string(), d["what"].as_str().unwrap().to_string()))
+        .collect();
+    for want in [
+        ("missing", "route 198.19.0.0/16 via 198.18.0.2"),
+        ("added", "address 198.18.9.9/24 on eth0"),
+        ("added", "interface extra0"),
+        ("changed", "interface eth0"),
+    ] {
+        assert!(kinds.contains(&(want.0.to_string(), want.1.to_string())), "{want:?} not in {kinds:?}");
+    }
+    // Both: the declaration, and the kernel's side.
+    assert_eq!(json["lab"]["nodes"][0]["routes"][0]["destination"], "198.19.0.0/16");
+    let eth0 = json["actual"]["a"]["interfaces"].as_array().unwrap().iter().find(|i| i["name"] == "eth0").unwrap();
+    assert!(eth0["addresses"].as_array().unwrap().contains(&"198.18.9.9/24".into()), "{eth0}");
+
+    labctl(&sb, tmp.path()).args(["down", "drifty"]).assert().success();
+    assert_nothing_left(&sb, &before, "after show of a drifted lab");
+}
+
+#[test]
+fn show_of_a_killed_up_is_short_and_says_to_run_down() {
+    let tmp = tempfile::tempdir().unwrap();
+    let lab = tmp.path().join("killed.lua");
+    std::fs::write(&lab, "lab { name = \"killed\" }\nrequire(\"topo\").star(40)\n").unwrap();
+    let sb = Sandbox::new();
+    labctl(&sb, tmp.path()).arg("up").arg(&lab).env("LABCTL_FAULT_ABORT_AFTER", "30").assert().failure();
+    let out = labctl(&sb, tmp.path()).args(["show", "killed"]).assert().success();
+    let text = String::from_utf8_lossy(&out.get_output().stdout).into_owned();
+    assert!(text.lines().count() <= 5, "{text}");
+    assert!(text.contains("incomplete") && text.contains("help: run `labctl down killed`"), "{text}");
+    labctl(&sb, tmp.path()).args(["down", "killed"]).assert().success();
+}

@@ -6,6 +6,7 @@ mod bench_traffic;
 mod blast;
 mod doctor;
 mod down;
+mod drift;
 mod exec;
 mod graph;
 mod ls;

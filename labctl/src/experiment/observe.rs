@@ -82,9 +82,12 @@ fn cpu_times() -> Result<BTreeMap<String, u64>, String> {
     let mut flat = BTreeMap::new();
     for row in counters::cpu_times().map_err(|e| e.to_string())? {
         let cpu = row.cpu;
-        for (name, value) in
-            [("user_us", row.user_us), ("system_us", row.system_us), ("irq_us", row.irq_us), ("softirq_us", row.softirq_us)]
-        {
+        for (name, value) in [
+            ("user_us", row.user_us),
+            ("system_us", row.system_us),
+            ("irq_us", row.irq_us),
+            ("softirq_us", row.softirq_us),
+        ] {
             flat.insert(format!("cpu{cpu}.{name}"), value);
         }
     }

@@ -250,7 +250,10 @@ mod tests {
         let text = "cpu  10 0 20 300 0 1 5 0 0 0\ncpu0 4 1 10 150 0 1 3 0 0 0\ncpu1 5 0 10 150 0 0 2 0 0 0\nintr 1 2\n";
         let rows = parse_cpu_times(text, "/proc/stat", 100).unwrap();
         assert_eq!(rows.len(), 2);
-        assert_eq!(rows[0], CpuTimes { cpu: 0, user_us: 50_000, system_us: 100_000, irq_us: 10_000, softirq_us: 30_000 });
+        assert_eq!(
+            rows[0],
+            CpuTimes { cpu: 0, user_us: 50_000, system_us: 100_000, irq_us: 10_000, softirq_us: 30_000 }
+        );
         assert_eq!(rows[1].softirq_us, 20_000);
     }
 
