@@ -252,3 +252,67 @@ fn show_of_a_killed_up_is_short_and_says_to_run_down() {
     assert!(text.contains("incomplete") && text.contains("help: run `labctl down killed`"), "{text}");
     labctl(&sb, tmp.path()).args(["down", "killed"]).assert().success();
 }
+
+// ---------------------------------------------------------------------------
+// 6. one package list, a toolchain that can build labctl, and a sudo that finds it
+
+#[test]
+fn one_package_list_serves_the_readme_ci_and_doctor() {
+    let root = repo_root();
+    let read = |p: &str| std::fs::read_to_string(root.join(p)).unwrap_or_else(|e| panic!("{p}: {e}"));
+    let packages: Vec<String> = read(".ci/packages.txt")
+        .lines()
+        .map(|l| l.split('#').next().unwrap().trim().to_string())
+        .filter(|l| !l.is_empty())
+        .collect();
+    // What parts 2-5 and the lab comments use.
+    for want in [
+        "iproute2",
+        "iputils-ping",
+        "nftables",
+        "clang",
+        "llvm",
+        "libbpf-dev",
+        "bpftool",
+        "strongswan-charon",
+        "strongswan-swanctl",
+        "iputils-tracepath",
+        "ethtool",
+        "tcpdump",
+        "build-essential",
+    ] {
+        assert!(packages.iter().any(|p| p == want), "{want} is not in .ci/packages.txt");
+    }
+    // One list: .ci/run installs through .ci/setup, which reads it; nobody keeps a list of their own.
+    assert!(read(".ci/setup").contains(".ci/packages.txt"));
+    assert!(read(".ci/run").contains("bash .ci/setup"));
+    assert!(!read(".ci/run").contains("apt-get install"), ".ci/run installs packages of its own");
+    // The README's first command sets up the machine (toolchain included) and installs where sudo looks.
+    let readme = read("README.md");
+    let first = readme.lines().find(|l| l.contains("cargo install")).expect("a cargo install line in the README");
+    assert!(first.contains("bash .ci/setup &&"), "{first}");
+    assert!(first.contains("--root /usr/local"), "{first}");
+    // The toolchain rule: a cargo older than rust-version is replaced.
+    let setup = read(".ci/setup");
+    assert!(setup.contains("rust-version") && setup.contains("cargo-web") && setup.contains("rustup"));
+    // doctor names the list.
+    Command::new(labctl_bin()).arg("doctor").assert().success().stdout(predicate::str::contains(".ci/packages.txt"));
+}
+
+#[test]
+fn setup_picks_a_toolchain_when_cargo_is_missing() {
+    require_root();
+    // A dry run with no cargo on PATH: it must not stop at "cargo missing".
+    let out = std::process::Command::new("bash")
+        .arg(repo_root().join(".ci/setup"))
+        .env("LABCTL_SETUP_DRY_RUN", "1")
+        .env("HOME", "/nonexistent")
+        .env("PATH", "/usr/sbin:/usr/bin:/sbin:/bin")
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{}", describe(&out));
+    assert!(text.contains("+ apt-get install -y -q --no-install-recommends build-essential"), "{text}");
+    let installs_rust = ["+ apt-get install -y -q cargo-web", "+ apt-get install -y -q rustup", "sh.rustup.rs"];
+    assert!(installs_rust.iter().any(|c| text.contains(c)), "no toolchain install in:\n{text}");
+}

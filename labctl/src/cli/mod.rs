@@ -87,7 +87,7 @@ enum Command {
     BenchTraffic(bench_traffic::Args),
     /// Show the XDP programs of a running lab, read from the kernel: where, mode, program ids, maps (needs root)
     Xdp(xdp::Args),
-    /// Probe what this machine offers labs: IPsec backend (kernel ESP or strongSwan), BTF, tracefs, tools
+    /// Probe what this machine offers labs: IPsec backend (kernel ESP or strongSwan), BTF, tracepoints, tools, and where the package list is
     Doctor(doctor::Args),
 }
 
