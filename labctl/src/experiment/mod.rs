@@ -28,6 +28,41 @@ use crate::model::Experiment;
 use crate::script::Script;
 use runtime::{Runtime, Shared};
 
+/// What an experiment's objects offer, for "did you mean" on a misspelt method.
+const METHODS: crate::script::Methods = &[
+    ("a node (x.h1)", &["run", "ping", "udp", "tcp", "blast"]),
+    (
+        "x",
+        &[
+            "snapshot",
+            "expect",
+            "expect_eq",
+            "sleep",
+            "counters",
+            "delta",
+            "neighbours",
+            "routes",
+            "capture",
+            "drops",
+            "path",
+            "host_sysctl",
+            "chart",
+            "ipsec",
+            "ipsec_stop",
+            "ipsec_start",
+            "xdp",
+            "xdp_attach",
+            "xdp_detach",
+            "xdp_events",
+            "map",
+            "map_set",
+            "map_delete",
+            "ifindex",
+            "mac",
+        ],
+    ),
+];
+
 /// A snapshot an experiment took: `x:snapshot(name, value)`.
 #[derive(Debug, Clone, Serialize)]
 pub struct Taken {
@@ -97,7 +132,9 @@ pub fn run(
     });
     let error = match script.experiment(&experiment.name) {
         None => Some(Diagnostic::new(experiment.origin.clone(), "experiment function is missing")),
-        Some(function) => function.call::<()>(runtime).err().map(|e| script.diagnostic(&e, experiment.origin.clone())),
+        Some(function) => {
+            function.call::<()>(runtime).err().map(|e| script.diagnostic(&e, experiment.origin.clone(), METHODS))
+        }
     };
     lua.remove_hook();
     let shared = shared.lock().expect("runtime lock");
