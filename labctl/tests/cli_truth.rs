@@ -316,3 +316,109 @@ fn setup_picks_a_toolchain_when_cargo_is_missing() {
     let installs_rust = ["+ apt-get install -y -q cargo-web", "+ apt-get install -y -q rustup", "sh.rustup.rs"];
     assert!(installs_rust.iter().any(|c| text.contains(c)), "no toolchain install in:\n{text}");
 }
+
+// ---------------------------------------------------------------------------
+// 8. the small ones
+
+#[test]
+fn up_timings_have_a_header_plain_names_and_times_that_do_not_add_up_falsely() {
+    let tmp = tempfile::tempdir().unwrap();
+    let lab = tiny_lab(tmp.path(), "timed", "");
+    let sb = Sandbox::new();
+    let out = labctl(&sb, tmp.path()).args(["up", "--timings"]).arg(&lab).assert().success();
+    let stderr = String::from_utf8_lossy(&out.get_output().stderr).into_owned();
+    assert!(stderr.contains("PHASE") && stderr.contains("DONE AT"), "{stderr}");
+    assert!(stderr.contains("node sysctls") && stderr.contains("routes"), "{stderr}");
+    assert!(!stderr.contains("NamespaceSysctls"), "{stderr}");
+    assert!(stderr.contains("total"), "{stderr}");
+    labctl(&sb, tmp.path()).args(["down", "timed"]).assert().success();
+}
+
+#[test]
+fn run_shows_measured_values_and_null_results_and_the_nearest_method() {
+    let tmp = tempfile::tempdir().unwrap();
+    let lab = tiny_lab(
+        tmp.path(),
+        "measured",
+        "experiment(\"values\", function(x)\n  \
+         x:snapshot(\"r\", { share = x.range(0.98, 0.95, 1) })\n  \
+         local p = x.a:ping(\"198.18.0.77\", { count = 1, timeout = 0.2 })\n  \
+         x:snapshot(\"ping\", { rtt = p.rtt_avg_us })\nend)\n\
+         experiment(\"typo\", function(x) x.a:pign(\"198.18.0.2\") end)\n",
+    );
+    let sb = Sandbox::new();
+    let out = labctl(&sb, tmp.path()).arg("run").arg(&lab).args(["--out", "out"]).assert().code(1);
+    let stdout = String::from_utf8_lossy(&out.get_output().stdout).into_owned();
+    assert!(stdout.contains("share: in [0.95, 1] (measured 0.98)"), "{stdout}");
+    assert!(stdout.contains("rtt: null"), "{stdout}");
+    assert!(stdout.contains("did you mean \"ping\"? a node (x.h1) has the methods run, ping"), "{stdout}");
+    let results = std::fs::read_to_string(tmp.path().join("out/results.json")).unwrap();
+    assert!(results.contains("(measured 0.98)"), "{results}");
+}
+
+#[test]
+fn blast_says_what_it_sends_and_checks_its_options_first() {
+    let tmp = tempfile::tempdir().unwrap();
+    std::fs::create_dir_all(tmp.path().join("labs")).unwrap();
+    let lab = tmp.path().join("labs/six.lua");
+    std::fs::write(
+        &lab,
+        "lab { name = \"six\" }\nlocal a, b, c = node(\"a\"), node(\"b\"), node(\"c\")\n\
+         link(a, b, { \"2001:db8::1/64\", \"2001:db8::2/64\" })\nlink(a, c, { \"198.18.5.1/24\", \"198.18.5.3/24\" })\n",
+    )
+    .unwrap();
+    let sb = Sandbox::new();
+    labctl(&sb, tmp.path()).arg("up").arg(&lab).assert().success();
+    labctl(&sb, tmp.path())
+        .args(["blast", "six", "a", "b", "--count", "1000"])
+        .assert()
+        .success()
+        .stderr(predicate::str::contains("([2001:db8::2]:9000) 1000 packets..."))
+        .stderr(predicate::str::contains("for 3s").not());
+    labctl(&sb, tmp.path())
+        .args(["blast", "six", "a", "b", "--to", "198.18.5.3", "--count", "10"])
+        .assert()
+        .code(2)
+        .stderr(predicate::str::contains("--to 198.18.5.3 is c's address, not one of b's"));
+    labctl(&sb, tmp.path())
+        .args(["blast", "six", "a", "b", "--cpu", "1000", "--count", "10"])
+        .assert()
+        .code(2)
+        .stderr(predicate::str::contains("--cpu 1000: this machine has no CPU 1000"));
+    labctl(&sb, tmp.path()).args(["down", "six"]).assert().success();
+}
+
+#[test]
+fn non_root_down_and_exec_say_which_command_needs_root() {
+    let sb = Sandbox::new();
+    for (args, command) in [(&["down", "x"][..], "down"), (&["exec", "x", "a", "--", "true"][..], "exec")] {
+        let mut c = sb.cmd_as(NOBODY, NOBODY, labctl_bin());
+        c.args(args);
+        Command::from_std(c)
+            .assert()
+            .code(3)
+            .stderr(predicate::str::contains(format!("`labctl {command}` needs root")))
+            .stderr(predicate::str::contains("building a lab").not());
+    }
+}
+
+#[test]
+fn graph_takes_a_running_labs_name_and_shell_shows_the_node() {
+    let tmp = tempfile::tempdir().unwrap();
+    let lab = tiny_lab(tmp.path(), "named", "");
+    let sb = Sandbox::new();
+    labctl(&sb, tmp.path()).arg("up").arg(&lab).assert().success();
+    labctl(&sb, Path::new("/"))
+        .args(["graph", "named"])
+        .assert()
+        .success()
+        .stdout(predicate::str::contains("198.18.0.1/24"));
+    labctl(&sb, Path::new("/"))
+        .args(["shell", "named", "a"])
+        .env("SHELL", "/bin/bash")
+        .write_stdin("echo \"PROMPT=$PS1\"\nexit\n")
+        .assert()
+        .success()
+        .stdout(predicate::str::contains("PROMPT=(named:a) "));
+    labctl(&sb, Path::new("/")).args(["down", "named"]).assert().success();
+}

@@ -92,6 +92,7 @@ enum Command {
 }
 
 pub fn run(cli: Cli) -> Result<ExitCode, Failure> {
+    let name = cli.command.name();
     match cli.command {
         Command::Up(args) => up::run(args),
         Command::Down(args) => down::run(args),
@@ -111,6 +112,31 @@ pub fn run(cli: Cli) -> Result<ExitCode, Failure> {
         Command::Xdp(args) => xdp::run(args),
     }
     .map(|()| ExitCode::SUCCESS)
+    .map_err(|failure| failure.in_command(name))
+}
+
+impl Command {
+    /// The subcommand as typed: `down`, `bench-traffic`, ...
+    fn name(&self) -> &'static str {
+        match self {
+            Command::Up(_) => "up",
+            Command::Down(_) => "down",
+            Command::Ls(_) => "ls",
+            Command::Show(_) => "show",
+            Command::Exec(_) => "exec",
+            Command::Shell(_) => "shell",
+            Command::Blast(_) => "blast",
+            Command::Test(_) => "test",
+            Command::Run(_) => "run",
+            Command::Review(_) => "review",
+            Command::Plan(_) => "plan",
+            Command::Graph(_) => "graph",
+            Command::Bench(_) => "bench",
+            Command::BenchTraffic(_) => "bench-traffic",
+            Command::Xdp(_) => "xdp",
+            Command::Doctor(_) => "doctor",
+        }
+    }
 }
 
 /// An error on its way out, with the exit status it maps to.
@@ -138,6 +164,19 @@ impl Failure {
 
     pub fn bad_input(error: impl Into<anyhow::Error>) -> Self {
         Self::new(EXIT_BAD_INPUT, error)
+    }
+
+    /// Missing privileges, said for the command that needs them (the
+    /// library's error speaks of building a lab).
+    fn in_command(self, command: &str) -> Self {
+        match self.error.downcast_ref::<ApplyError>() {
+            Some(ApplyError::Privileges(caps)) => Failure {
+                error: anyhow::anyhow!("`labctl {command}` needs root (or the capabilities {})", caps.join(" and ")),
+                help: Some(format!("run it as root, e.g. `sudo labctl {command} ...`")),
+                ..self
+            },
+            _ => self,
+        }
     }
 
     /// The error and its causes (and help line), as one text.

@@ -40,8 +40,10 @@ pub fn run(args: Args) -> Result<(), Failure> {
         let _ = std::fs::create_dir_all(&dir);
         for taken in &result.taken {
             say!("-- snapshot {} ({})", taken.name, taken.origin);
-            say!("{}", taken.contents);
-            let _ = std::fs::write(dir.join(format!("{}.txt", taken.name)), format!("{}\n", taken.contents));
+            // Tolerances with the values measured this run.
+            let shown = taken.measured.as_ref().unwrap_or(&taken.contents);
+            say!("{shown}");
+            let _ = std::fs::write(dir.join(format!("{}.txt", taken.name)), format!("{shown}\n"));
         }
         for e in &result.failed {
             say!("!! {}: {}", e.origin, e.message);

@@ -68,7 +68,13 @@ const METHODS: crate::script::Methods = &[
 pub struct Taken {
     pub name: String,
     pub origin: Origin,
+    /// What the snapshot compares: tolerances as `in [lo, hi]`.
     pub contents: String,
+    /// The same with each tolerance's measured value beside it
+    /// (`in [0.95, 1] (measured 0.98)`), for `labctl run`; None when there
+    /// is no tolerance in it.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub measured: Option<String>,
 }
 
 /// An `x:expect(...)` that did not hold.

@@ -158,12 +158,13 @@ impl UserData for Runtime {
         });
         methods.add_method("snapshot", |lua, this, (name, value): (String, Value)| {
             let contents = render(&value)?;
+            let measured = Some(super::render::render_measured(&value)?).filter(|m| *m != contents);
             let origin = caller(lua);
             let mut shared = this.lock();
             if shared.taken.iter().any(|t| t.name == name) {
                 return Err(mlua::Error::runtime(format!("x:snapshot({name:?}) is taken twice in this experiment")));
             }
-            shared.taken.push(Taken { name, origin, contents });
+            shared.taken.push(Taken { name, origin, contents, measured });
             Ok(())
         });
         methods.add_method("expect", |lua, this, (ok, message): (Value, Option<String>)| {
