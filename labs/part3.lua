@@ -250,15 +250,8 @@ end)
 -- charts, and many more bits per second with 1400 bytes.
 -- ---------------------------------------------------------------------------
 
-local function median(values)
-  local sorted = {}
-  for i, v in ipairs(values) do
-    sorted[i] = v
-  end
-  table.sort(sorted)
-  local n = #sorted
-  return n % 2 == 1 and sorted[(n + 1) // 2] or (sorted[n // 2] + sorted[n // 2 + 1]) / 2
-end
+-- The median of the rounds: one disturbed round moves it least.
+local median = require("stats").median
 
 local SIZE_ROUNDS = 3
 
