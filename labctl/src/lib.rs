@@ -39,8 +39,8 @@ pub mod validate;
 /// Reads, validates and plans a lab script: everything `up` does before it
 /// touches the kernel. Needs no privileges.
 pub fn load_and_plan(path: &std::path::Path) -> Result<(script::Script, plan::Plan), script::ScriptError> {
-    let script = script::load(path)?;
-    validate::validate(&script.lab).map_err(script::ScriptError::Invalid)?;
+    // Validation runs even when some script calls were wrong: every mistake at once.
+    let script = script::load_with(path, |lab| validate::validate(lab).err().map_or_else(Vec::new, |d| d.0))?;
     let plan = plan::plan(&script.lab);
     Ok((script, plan))
 }

@@ -61,7 +61,7 @@ fn check_tunings(lab: &Lab, node: &Node, found: &mut Vec<Diagnostic>) {
     for tuning in &node.tunings {
         let has = lab.endpoints_of(&node.name).any(|e| e.ifname == tuning.ifname);
         if !has {
-            let names: Vec<String> = lab.endpoints_of(&node.name).map(|e| e.ifname.clone()).collect();
+            let names = lab.interface_names(&node.name);
             found.push(
                 Diagnostic::new(
                     tuning.origin.clone(),
@@ -330,8 +330,13 @@ fn check_routes(lab: &Lab, node: &Node, found: &mut Vec<Diagnostic>) {
                 "the gateway is the neighbour that forwards the packets, e.g. the router's address",
             ));
         } else if !connected.iter().any(|net| net.contains(&via)) {
-            let subnets: Vec<IpNet> =
-                connected.iter().filter(|n| n.addr().is_ipv4() == via.is_ipv4()).map(IpNet::trunc).collect();
+            let mut subnets: Vec<IpNet> = Vec::new();
+            // Two addresses on one subnet: the subnet once.
+            for net in connected.iter().filter(|n| n.addr().is_ipv4() == via.is_ipv4()).map(IpNet::trunc) {
+                if !subnets.contains(&net) {
+                    subnets.push(net);
+                }
+            }
             let help = if subnets.is_empty() {
                 format!(
                     "{} has no {} address; add one to a link first",

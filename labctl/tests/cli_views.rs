@@ -46,16 +46,57 @@ fn show_of_running(lab: &str) -> (String, serde_json::Value) {
         String::from_utf8(out.stdout).expect("utf-8 output")
     };
     in_repo(&["up", &format!("labs/{lab}.lua")]);
-    let text = in_repo(&["show", lab]).replace(&repo_root().display().to_string(), "[repo]");
+    wait_for_settled_link_states(&|| serde_json::from_str(&in_repo(&["show", lab, "--json"])).expect("JSON"));
+    // Neighbour states (reachable, delay, ...) change with time: left out.
+    let text = without_section(&in_repo(&["show", lab]), "neighbours (from the kernel):")
+        .replace(&repo_root().display().to_string(), "[repo]");
     let json = serde_json::from_str(&in_repo(&["show", lab, "--json"])).expect("show --json is JSON");
     in_repo(&["down", lab]);
     (text, json)
 }
 
+/// The kernel reports a new veth's state as "unknown" until its link watch
+/// has run (up to a second): wait until every veth and bridge says "up".
+fn wait_for_settled_link_states(show: &dyn Fn() -> serde_json::Value) {
+    let started = std::time::Instant::now();
+    loop {
+        let json = show();
+        let settled = json["actual"].as_object().expect("show --json has the kernel's side").values().all(|node| {
+            node["interfaces"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .all(|i| i["name"] == "lo" || i["name"] == "ipsec0" || i["state"] == "up")
+        });
+        if settled || started.elapsed() > std::time::Duration::from_secs(5) {
+            return;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+}
+
+/// `text` without the section that starts with the line `title` (up to the next blank line).
+fn without_section(text: &str, title: &str) -> String {
+    let mut out = Vec::new();
+    let mut skipping = false;
+    for line in text.lines() {
+        if line == title {
+            skipping = true;
+        } else if skipping && line.is_empty() {
+            skipping = false;
+            continue;
+        }
+        if !skipping {
+            out.push(line);
+        }
+    }
+    out.join("\n") + "\n"
+}
+
 /// The fields `show --json` had before XDP and IPsec: still there.
 #[track_caller]
 fn assert_earlier_fields(json: &serde_json::Value) {
-    for field in ["name", "state", "script", "namespaces", "interfaces", "lab"] {
+    for field in ["name", "state", "script", "namespaces", "interfaces", "lab", "actual", "drift"] {
         assert!(json.get(field).is_some(), "show --json lost {field:?}");
     }
     assert_eq!(json["state"], "up");

@@ -51,12 +51,14 @@ pub enum StepError {
 }
 
 /// How long one phase of the plan took. Namespaces and links overlap, so
-/// their phases report the time until each was complete.
+/// their phases report the time until each was complete (`overlaps`); the
+/// later phases run one after another and report their own duration.
 #[derive(Debug, Clone)]
 pub struct PhaseTiming {
     pub phase: Phase,
     pub steps: usize,
     pub elapsed: Duration,
+    pub overlaps: bool,
 }
 
 /// Called after each applied step with (steps done, steps in all).
@@ -238,7 +240,12 @@ pub fn execute(
                     Late::Xdp => attach_xdp(&nodes, steps, &mut tracker)?,
                     Late::Routes => run_concurrently(&nodes, steps, &mut tracker).await?,
                 }
-                timings.push(PhaseTiming { phase: *phase, steps: steps.len(), elapsed: started.elapsed() });
+                timings.push(PhaseTiming {
+                    phase: *phase,
+                    steps: steps.len(),
+                    elapsed: started.elapsed(),
+                    overlaps: false,
+                });
             }
             Ok(timings)
         });
@@ -393,6 +400,7 @@ async fn build_nodes_and_links(
             phase,
             steps: count(phase),
             elapsed: finished.get(&phase).copied().unwrap_or_default(),
+            overlaps: true,
         })
         .filter(|t| t.steps > 0)
         .collect())

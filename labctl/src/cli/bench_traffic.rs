@@ -142,7 +142,7 @@ pub fn run(args: Args) -> Result<(), Failure> {
         print_report(&report);
     }
     if apply::interrupted() {
-        return Err(Failure::new(130, anyhow!("interrupted; the lab was torn down")));
+        return Err(Failure::new(super::EXIT_INTERRUPTED, anyhow!("interrupted; the lab was torn down")));
     }
     Ok(())
 }

@@ -1,10 +1,10 @@
 //! `labctl doctor`: what this machine's kernel and tools offer the labs,
 //! probed, not assumed (DESIGN.md principle 7): which IPsec backend `auto`
-//! picks and why, BPF type information, tracefs, and the tools labs run.
+//! picks and why, BPF type information, tracepoints, and the tools labs run.
 
 use std::path::Path;
 
-use comfy_table::{presets, Table};
+use comfy_table::{presets, ContentArrangement, Table};
 use serde::Serialize;
 
 use super::Failure;
@@ -39,9 +39,32 @@ fn tool(name: &str, candidates: &[&str]) -> Option<String> {
     })
 }
 
-fn is_mount_point(path: &str) -> bool {
-    std::fs::read_to_string("/proc/self/mountinfo")
-        .is_ok_and(|m| m.lines().any(|l| l.split_whitespace().nth(4) == Some(path)))
+/// The table's width: a terminal's, not the length of the longest detail.
+const WIDTH: u16 = 100;
+
+/// The package list labctl's repository keeps (`.ci/packages.txt`): here if
+/// labctl runs from (or was built in) a clone, else named relative to one.
+fn package_list() -> String {
+    let built_in = Path::new(env!("CARGO_MANIFEST_DIR")).join("../.ci/packages.txt");
+    match std::fs::canonicalize(&built_in) {
+        Ok(path) => path.display().to_string(),
+        Err(_) => ".ci/packages.txt in labctl's repository".to_string(),
+    }
+}
+
+/// What x:drops and x:path need: labctl attaches its tracepoint programs
+/// by BTF (`tp_btf`), so BTF is enough; tracefs (which perf and bpftrace
+/// read) is reported beside it, as it is.
+fn tracepoints(btf: bool) -> Finding {
+    let tracefs = ["/sys/kernel/tracing", "/sys/kernel/debug/tracing"]
+        .into_iter()
+        .find(|dir| Path::new(dir).join("events").is_dir())
+        .map_or_else(|| "tracefs not mounted, not needed".to_string(), |dir| format!("tracefs at {dir}"));
+    if btf {
+        finding("tracepoints (x:drops, x:path)", true, format!("attached by BTF (tp_btf); {tracefs}"))
+    } else {
+        finding("tracepoints (x:drops, x:path)", false, format!("no BTF to attach them by; {tracefs}"))
+    }
 }
 
 pub fn run(args: Args) -> Result<(), Failure> {
@@ -55,7 +78,7 @@ pub fn run(args: Args) -> Result<(), Failure> {
         let strongswan = labctl::apply::ipsec::strongswan::installed();
         let mut detail = format!("picks {}: {}", choice.backend, choice.reason());
         if choice.backend == labctl::model::Backend::Strongswan && !strongswan {
-            detail.push_str("; but charon is missing: apt-get install strongswan-charon strongswan-swanctl libcharon-extra-plugins libstrongswan-standard-plugins");
+            detail.push_str("; but charon is missing (strongswan-* in the package list below)");
         }
         let usable = choice.esp.is_ok() || strongswan;
         findings.push(finding("ipsec backend = \"auto\"", usable, detail));
@@ -69,15 +92,7 @@ pub fn run(args: Args) -> Result<(), Failure> {
         btf,
         if btf { "present" } else { "absent: CO-RE BPF programs cannot load" },
     ));
-    let tracefs = is_mount_point("/sys/kernel/tracing");
-    let tracefs_detail = if tracefs {
-        "mounted at /sys/kernel/tracing".to_string()
-    } else if Path::new("/sys/kernel/tracing").is_dir() {
-        "not mounted: mount -t tracefs nodev /sys/kernel/tracing".to_string()
-    } else {
-        "absent".to_string()
-    };
-    findings.push(finding("tracefs", tracefs, tracefs_detail));
+    findings.push(tracepoints(btf));
     let tun = Path::new("/dev/net/tun").exists();
     findings.push(finding("TUN (/dev/net/tun)", tun, if tun { "present (strongswan's ipsec0)" } else { "absent" }));
 
@@ -88,6 +103,9 @@ pub fn run(args: Args) -> Result<(), Failure> {
         ("nft", &[][..], "nftables"),
         ("clang", &[][..], "clang"),
         ("bpftool", &[][..], "bpftool"),
+        ("tracepath", &[][..], "iputils-tracepath"),
+        ("ethtool", &[][..], "ethtool"),
+        ("tcpdump", &[][..], "tcpdump"),
     ] {
         match tool(name, candidates) {
             Some(path) => findings.push(finding(format!("tool {name}"), true, path)),
@@ -102,10 +120,16 @@ pub fn run(args: Args) -> Result<(), Failure> {
         return Ok(());
     }
     let mut table = Table::new();
-    table.load_preset(presets::NOTHING).set_header(["CHECK", "", "DETAIL"]);
+    table
+        .load_preset(presets::NOTHING)
+        .set_content_arrangement(ContentArrangement::Dynamic)
+        .set_width(WIDTH)
+        .set_header(["CHECK", "", "DETAIL"]);
     for f in &findings {
         table.add_row([f.check.clone(), if f.ok { "ok" } else { "no" }.into(), f.detail.clone()]);
     }
     println!("{table}");
+    println!("\nEverything labs use: the packages in {}", package_list());
+    println!("(as root, `bash .ci/setup` in the repository installs them, and Rust if needed)");
     Ok(())
 }

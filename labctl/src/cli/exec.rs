@@ -38,7 +38,29 @@ pub fn run_exec(args: ExecArgs) -> Result<(), Failure> {
 pub fn run_shell(args: ShellArgs) -> Result<(), Failure> {
     let shell = std::env::var("SHELL").unwrap_or_else(|_| "/bin/sh".into());
     eprintln!("labctl: shell in {} of lab {} (exit to leave)", args.node, args.lab);
-    exec_in(&args.lab, &args.node, Command::new(shell))
+    let command = shell_with_prompt(&shell, &args.lab, &args.node);
+    exec_in(&args.lab, &args.node, command)
+}
+
+/// The shell, its prompt starting with `(lab:node)` so every line says
+/// where it runs. bash sets its prompt in ~/.bashrc, after the environment:
+/// it gets an rc file (in the lab's state folder) that reads ~/.bashrc and
+/// then prefixes the prompt; other shells take PS1 from the environment.
+fn shell_with_prompt(shell: &str, lab: &str, node: &str) -> Command {
+    let tag = format!("({lab}:{node})");
+    let mut command = Command::new(shell);
+    let is_bash = std::path::Path::new(shell).file_name().is_some_and(|n| n == "bash");
+    let state = labctl::apply::state::LabState::open(lab);
+    if let (true, Some(state)) = (is_bash, state) {
+        let rc = state.dir().join(format!("shell-{node}.bashrc"));
+        let text = format!("[ -f ~/.bashrc ] && . ~/.bashrc\nPS1='{tag} '\"$PS1\"\n");
+        if std::fs::write(&rc, text).is_ok() {
+            command.arg("--rcfile").arg(rc).arg("-i");
+            return command;
+        }
+    }
+    command.env("PS1", format!("{tag} # "));
+    command
 }
 
 fn exec_in(lab: &str, node: &str, mut command: Command) -> Result<(), Failure> {

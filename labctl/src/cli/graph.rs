@@ -16,20 +16,37 @@ enum Format {
 
 #[derive(Debug, clap::Args)]
 pub struct Args {
-    /// The lab script
+    /// The lab script, or the name of a running lab
     file: PathBuf,
     #[arg(long, value_enum, default_value = "mermaid")]
     format: Format,
 }
 
 pub fn run(args: Args) -> Result<(), Failure> {
-    let (script, _) = labctl::load_and_plan(&args.file)?;
+    let lab = lab_of(&args.file)?;
     let text = match args.format {
-        Format::Mermaid => mermaid(&script.lab),
-        Format::Dot => dot(&script.lab),
+        Format::Mermaid => mermaid(&lab),
+        Format::Dot => dot(&lab),
     };
     print!("{text}");
     Ok(())
+}
+
+/// The lab of a script, or of a running lab named so (`labctl graph part1`:
+/// the lab as it was brought up).
+fn lab_of(arg: &std::path::Path) -> Result<Lab, Failure> {
+    let name = arg.to_string_lossy();
+    let is_script = arg.exists() || name.ends_with(".lua") || name.contains('/');
+    if !is_script {
+        if let Some(state) = labctl::apply::state::LabState::open(&name) {
+            return Ok(state.recorded().map_err(|e| Failure::new(super::EXIT_FAILURE, e))?.lab);
+        }
+        return Err(Failure::bad_input(anyhow::anyhow!(
+            "{name}: no such lab script, and no lab of that name is running"
+        ))
+        .help("give a lab script (labs/part1.lua) or the name of a running lab (see `labctl ls`)"));
+    }
+    Ok(labctl::load_and_plan(arg)?.0.lab)
 }
 
 /// Addresses of a node, one per line, for its label.

@@ -6,9 +6,11 @@ mod bench_traffic;
 mod blast;
 mod doctor;
 mod down;
+mod drift;
 mod exec;
 mod graph;
 mod ls;
+mod out;
 mod overlays;
 mod plan;
 mod review;
@@ -85,11 +87,12 @@ enum Command {
     BenchTraffic(bench_traffic::Args),
     /// Show the XDP programs of a running lab, read from the kernel: where, mode, program ids, maps (needs root)
     Xdp(xdp::Args),
-    /// Probe what this machine offers labs: IPsec backend (kernel ESP or strongSwan), BTF, tracefs, tools
+    /// Probe what this machine offers labs: IPsec backend (kernel ESP or strongSwan), BTF, tracepoints, tools, and where the package list is
     Doctor(doctor::Args),
 }
 
 pub fn run(cli: Cli) -> Result<ExitCode, Failure> {
+    let name = cli.command.name();
     match cli.command {
         Command::Up(args) => up::run(args),
         Command::Down(args) => down::run(args),
@@ -109,6 +112,31 @@ pub fn run(cli: Cli) -> Result<ExitCode, Failure> {
         Command::Xdp(args) => xdp::run(args),
     }
     .map(|()| ExitCode::SUCCESS)
+    .map_err(|failure| failure.in_command(name))
+}
+
+impl Command {
+    /// The subcommand as typed: `down`, `bench-traffic`, ...
+    fn name(&self) -> &'static str {
+        match self {
+            Command::Up(_) => "up",
+            Command::Down(_) => "down",
+            Command::Ls(_) => "ls",
+            Command::Show(_) => "show",
+            Command::Exec(_) => "exec",
+            Command::Shell(_) => "shell",
+            Command::Blast(_) => "blast",
+            Command::Test(_) => "test",
+            Command::Run(_) => "run",
+            Command::Review(_) => "review",
+            Command::Plan(_) => "plan",
+            Command::Graph(_) => "graph",
+            Command::Bench(_) => "bench",
+            Command::BenchTraffic(_) => "bench-traffic",
+            Command::Xdp(_) => "xdp",
+            Command::Doctor(_) => "doctor",
+        }
+    }
 }
 
 /// An error on its way out, with the exit status it maps to.
@@ -122,6 +150,7 @@ pub struct Failure {
 pub const EXIT_FAILURE: u8 = 1;
 pub const EXIT_BAD_INPUT: u8 = 2;
 pub const EXIT_PRIVILEGES: u8 = 3;
+pub const EXIT_INTERRUPTED: u8 = 130;
 
 impl Failure {
     pub fn new(status: u8, error: impl Into<anyhow::Error>) -> Self {
@@ -135,6 +164,28 @@ impl Failure {
 
     pub fn bad_input(error: impl Into<anyhow::Error>) -> Self {
         Self::new(EXIT_BAD_INPUT, error)
+    }
+
+    /// Missing privileges, said for the command that needs them (the
+    /// library's error speaks of building a lab).
+    fn in_command(self, command: &str) -> Self {
+        match self.error.downcast_ref::<ApplyError>() {
+            Some(ApplyError::Privileges(caps)) => Failure {
+                error: anyhow::anyhow!("`labctl {command}` needs root (or the capabilities {})", caps.join(" and ")),
+                help: Some(format!("run it as root, e.g. `sudo labctl {command} ...`")),
+                ..self
+            },
+            _ => self,
+        }
+    }
+
+    /// The error and its causes (and help line), as one text.
+    pub fn text(&self) -> String {
+        let text = chain(&self.error);
+        match &self.help {
+            Some(help) => format!("{text}\n  help: {help}"),
+            None => text,
+        }
     }
 
     pub fn report(self) -> ExitCode {
@@ -170,6 +221,7 @@ impl From<ApplyError> for Failure {
     fn from(e: ApplyError) -> Self {
         let status = match &e {
             ApplyError::Privileges(_) => EXIT_PRIVILEGES,
+            ApplyError::Interrupted => EXIT_INTERRUPTED,
             e if e.is_user_error() => EXIT_BAD_INPUT,
             _ => EXIT_FAILURE,
         };

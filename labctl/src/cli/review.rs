@@ -2,7 +2,7 @@
 //! `--accept` or `--reject` settles them all.
 
 use std::io::IsTerminal;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use anyhow::anyhow;
 use labctl::snapshot::{diff, SnapshotFile, Store};
@@ -11,9 +11,10 @@ use super::{Failure, EXIT_FAILURE};
 
 #[derive(Debug, clap::Args)]
 pub struct Args {
-    /// The snapshots folder
-    #[arg(long, default_value = "snapshots")]
-    snapshots: PathBuf,
+    /// The snapshots folder [default: the nearest `snapshots/` folder here or
+    /// above (or at the top of this git repository), the rule `labctl test` uses from a lab's folder]
+    #[arg(long)]
+    snapshots: Option<PathBuf>,
     /// Only this lab's snapshots
     #[arg(long)]
     lab: Option<String>,
@@ -26,10 +27,11 @@ pub struct Args {
 }
 
 pub fn run(args: Args) -> Result<(), Failure> {
-    let store = Store::new(&args.snapshots);
+    let root = args.snapshots.clone().unwrap_or_else(|| super::test::snapshot_root(Path::new(".")));
+    let store = Store::new(&root);
     let pending = store.pending(args.lab.as_deref());
     if pending.is_empty() {
-        eprintln!("no pending snapshots under {}", args.snapshots.display());
+        eprintln!("no pending snapshots under {}", root.display());
         return Ok(());
     }
     let io = |e: labctl::snapshot::store::StoreError| Failure::new(EXIT_FAILURE, anyhow!(e));

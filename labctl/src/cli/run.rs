@@ -8,6 +8,7 @@ use anyhow::anyhow;
 use labctl::experiment::ExperimentResult;
 use labctl::script::Script;
 
+use super::out::{self, say};
 use super::session;
 use super::{Failure, EXIT_FAILURE};
 
@@ -24,6 +25,9 @@ pub struct Args {
 
 pub fn run(args: Args) -> Result<(), Failure> {
     labctl::apply::check_privileges()?;
+    // Everything that can refuse the run does so before the run folder exists.
+    let prepared = session::prepare(&args.file, args.experiment.as_deref())?;
+    out::survive_closed_pipe();
     let stem = args.file.file_stem().map_or_else(|| "lab".into(), |s| s.to_string_lossy().into_owned());
     let stamp = humantime::format_rfc3339_seconds(std::time::SystemTime::now()).to_string().replace(':', "");
     let out = args.out.clone().unwrap_or_else(|| PathBuf::from("runs").join(format!("{stem}-{stamp}")));
@@ -31,31 +35,33 @@ pub fn run(args: Args) -> Result<(), Failure> {
         .map_err(|e| Failure::new(EXIT_FAILURE, anyhow!("cannot create {}: {e}", out.display())))?;
 
     let mut show = |_: &Script, result: &ExperimentResult| {
-        println!("== experiment {} ({:.1?})", result.name, result.duration);
+        say!("== experiment {} ({:.1?})", result.name, result.duration);
         let dir = out.join(&result.name);
         let _ = std::fs::create_dir_all(&dir);
         for taken in &result.taken {
-            println!("-- snapshot {} ({})", taken.name, taken.origin);
-            println!("{}", taken.contents);
-            let _ = std::fs::write(dir.join(format!("{}.txt", taken.name)), format!("{}\n", taken.contents));
+            say!("-- snapshot {} ({})", taken.name, taken.origin);
+            // Tolerances with the values measured this run.
+            let shown = taken.measured.as_ref().unwrap_or(&taken.contents);
+            say!("{shown}");
+            let _ = std::fs::write(dir.join(format!("{}.txt", taken.name)), format!("{shown}\n"));
         }
         for e in &result.failed {
-            println!("!! {}: {}", e.origin, e.message);
+            say!("!! {}: {}", e.origin, e.message);
         }
         if let Some(error) = &result.error {
-            println!("!! {error}");
+            say!("!! {error}");
         }
     };
-    let outcome = session::run_lab(&args.file, args.experiment.as_deref(), Some(&out), &mut show);
+    let outcome = prepared.run(Some(&out), &mut show);
     if let Some(error) = outcome.setup_error {
-        let status = if outcome.interrupted { 130 } else { EXIT_FAILURE };
+        let status = if outcome.interrupted { super::EXIT_INTERRUPTED } else { EXIT_FAILURE };
         return Err(Failure::new(status, anyhow!(error)));
     }
     let json = serde_json::to_string_pretty(&outcome.results).expect("results serialize");
     let _ = std::fs::write(out.join("results.json"), json);
     eprintln!("run folder: {}", out.display());
     if outcome.interrupted {
-        return Err(Failure::new(130, anyhow!("interrupted; the lab was torn down")));
+        return Err(Failure::new(super::EXIT_INTERRUPTED, anyhow!("interrupted; the lab was torn down")));
     }
     let failed = outcome.results.iter().filter(|r| r.error.is_some() || !r.failed.is_empty()).count();
     if failed > 0 {

@@ -21,6 +21,17 @@ pub struct LabOutcome {
     pub interrupted: bool,
 }
 
+impl LabOutcome {
+    fn empty() -> Self {
+        LabOutcome { script: None, setup_error: None, results: vec![], up_time: Duration::ZERO, interrupted: false }
+    }
+
+    /// A lab refused before anything was built.
+    pub fn refused(error: String) -> Self {
+        LabOutcome { setup_error: Some(error), ..LabOutcome::empty() }
+    }
+}
+
 /// The lab scripts named by `paths`: files as given, folders searched
 /// recursively for `*.lua` (sorted, so runs are in a stable order).
 pub fn lab_files(paths: &[PathBuf]) -> Result<Vec<PathBuf>, Failure> {
@@ -53,52 +64,123 @@ fn collect_lua(dir: &Path, out: &mut Vec<PathBuf>) -> std::io::Result<()> {
     Ok(())
 }
 
-/// Builds the lab of `file`, runs the experiments `filter` selects (all if
-/// None), and tears the lab down. `on_result` sees each result as it comes.
-pub fn run_lab(
-    file: &Path,
-    filter: Option<&str>,
-    artifacts: Option<&Path>,
-    on_result: &mut dyn FnMut(&Script, &ExperimentResult),
-) -> LabOutcome {
-    let mut outcome =
-        LabOutcome { script: None, setup_error: None, results: vec![], up_time: Duration::ZERO, interrupted: false };
-    let (script, plan) = match labctl::load_and_plan(file) {
-        Ok(loaded) => loaded,
-        Err(e) => {
-            outcome.setup_error = Some(e.to_string());
+/// A lab that loaded, planned and passed every check that needs no kernel:
+/// what `run` and `test` verify before they create anything (a run folder,
+/// a namespace).
+pub struct Prepared {
+    file: PathBuf,
+    script: Script,
+    plan: labctl::plan::Plan,
+    filter: Option<String>,
+}
+
+/// Loads and plans `file`, and refuses (exit 2, with a help line) a lab that
+/// is already up or an experiment name it does not declare.
+pub fn prepare(file: &Path, filter: Option<&str>) -> Result<Prepared, Failure> {
+    let (script, plan) = labctl::load_and_plan(file)?;
+    let name = &script.lab.name;
+    if apply::state::LabState::open(name).is_some() {
+        return Err(apply::ApplyError::AlreadyRunning(name.clone()).into());
+    }
+    if let Some(wanted) = filter {
+        if !script.lab.experiments.iter().any(|e| e.name == wanted) {
+            return Err(unknown_experiment(wanted, &[(file, &script)]));
+        }
+    }
+    Ok(Prepared { file: file.to_path_buf(), script, plan, filter: filter.map(str::to_string) })
+}
+
+/// `no experiment "nosuch" in labs/part1.lua`, with the closest name and the list.
+pub fn unknown_experiment(wanted: &str, labs: &[(&Path, &Script)]) -> Failure {
+    let names: Vec<&str> = labs.iter().flat_map(|(_, s)| s.lab.experiments.iter().map(|e| e.name.as_str())).collect();
+    let files: Vec<String> = labs.iter().map(|(f, _)| f.display().to_string()).collect();
+    let error = anyhow!("no experiment named {wanted:?} in {}", files.join(", "));
+    let help = match (closest(wanted, &names), names.is_empty()) {
+        (_, true) => "the lab declares no experiments".to_string(),
+        (Some(near), _) => format!("did you mean {near:?}? experiments: {}", names.join(", ")),
+        (None, _) => format!("experiments: {}", names.join(", ")),
+    };
+    Failure::bad_input(error).help(help)
+}
+
+/// The name nearest to `wanted`, if it is near enough to be a typo.
+pub fn closest<'a>(wanted: &str, names: &[&'a str]) -> Option<&'a str> {
+    names
+        .iter()
+        .map(|n| (strsim::damerau_levenshtein(wanted, n), *n))
+        .filter(|(d, n)| *d <= 2.max(n.len() / 3))
+        .min()
+        .map(|(_, n)| n)
+}
+
+impl Prepared {
+    /// Runs only the experiment `filter` names (all if None); unlike
+    /// [`prepare`]'s filter, a lab without it simply runs nothing.
+    pub fn only(mut self, filter: Option<&str>) -> Self {
+        self.filter = filter.map(str::to_string);
+        self
+    }
+
+    /// Builds the lab, runs the selected experiments and tears the lab down
+    /// again, also when an experiment panics or the run is interrupted.
+    /// `on_result` sees each result as it comes.
+    pub fn run(self, artifacts: Option<&Path>, on_result: &mut dyn FnMut(&Script, &ExperimentResult)) -> LabOutcome {
+        let Prepared { file, script, plan, filter } = self;
+        let mut outcome = LabOutcome::empty();
+        apply::catch_interrupts();
+        let started = Instant::now();
+        if let Err(e) = apply::up(&script.lab, &absolute(&file), &plan, &|_, _| {}) {
+            outcome.setup_error = Some(format!("cannot build lab {}: {e}", script.lab.name));
+            // Ctrl-C during `up`: rolled back, and the run ends as interrupted (130).
+            outcome.interrupted = apply::interrupted();
+            outcome.script = Some(script);
             return outcome;
         }
-    };
-    apply::catch_interrupts();
-    let started = Instant::now();
-    if let Err(e) = apply::up(&script.lab, &absolute(file), &plan, &|_, _| {}) {
-        outcome.setup_error = Some(format!("cannot build lab {}: {e}", script.lab.name));
-        // Ctrl-C during `up`: rolled back, and the run ends as interrupted (130).
-        outcome.interrupted = apply::interrupted();
-        outcome.script = Some(script);
-        return outcome;
-    }
-    outcome.up_time = started.elapsed();
-    match experiment::open_nodes(&script) {
-        Err(e) => outcome.setup_error = Some(e.to_string()),
-        Ok(nodes) => {
-            for exp in script.lab.experiments.iter().filter(|e| filter.is_none_or(|f| f == e.name)) {
-                let dir = artifacts.map(|a| a.join(&exp.name));
-                let result = experiment::run(&script, exp, &nodes, dir);
-                on_result(&script, &result);
-                outcome.results.push(result);
-                if apply::interrupted() {
-                    outcome.interrupted = true;
-                    break;
+        let built = Built(script.lab.name.clone());
+        outcome.up_time = started.elapsed();
+        match experiment::open_nodes(&script) {
+            Err(e) => outcome.setup_error = Some(e.to_string()),
+            Ok(nodes) => {
+                for exp in script.lab.experiments.iter().filter(|e| filter.as_deref().is_none_or(|f| f == e.name)) {
+                    let dir = artifacts.map(|a| a.join(&exp.name));
+                    let result = experiment::run(&script, exp, &nodes, dir);
+                    on_result(&script, &result);
+                    outcome.results.push(result);
+                    if apply::interrupted() {
+                        outcome.interrupted = true;
+                        break;
+                    }
                 }
             }
         }
+        drop(built);
+        outcome.interrupted |= apply::interrupted();
+        outcome.script = Some(script);
+        outcome
     }
-    if let Err(e) = apply::down(&script.lab.name) {
-        eprintln!("labctl: could not remove lab {}: {e}; run `labctl down {}`", script.lab.name, script.lab.name);
+}
+
+/// A lab this session built: dropping it (at the end of the run, or while a
+/// panic unwinds) tears the lab down.
+struct Built(String);
+
+impl Drop for Built {
+    fn drop(&mut self) {
+        if let Err(e) = apply::down(&self.0) {
+            eprintln!("labctl: could not remove lab {}: {e}; run `labctl down {}`", self.0, self.0);
+        }
     }
-    outcome.interrupted |= apply::interrupted();
-    outcome.script = Some(script);
-    outcome
+}
+
+#[cfg(test)]
+mod tests {
+    use super::closest;
+
+    #[test]
+    fn suggests_a_near_name_only() {
+        let names = ["one-ping", "drops", "softirq"];
+        assert_eq!(closest("one-pign", &names), Some("one-ping"));
+        assert_eq!(closest("drop", &names), Some("drops"));
+        assert_eq!(closest("nosuch", &names), None);
+    }
 }

@@ -1,11 +1,17 @@
-//! `labctl show LAB`: what a running lab is made of, and whether each of its
-//! namespaces (and XDP programs) is still there.
+//! `labctl show LAB`: a running lab as the kernel has it (interfaces,
+//! addresses, state, routes, neighbours, read over rtnetlink inside each
+//! node), with every difference from what the script declared.
+
+use std::collections::BTreeMap;
 
 use labctl::apply::{ipsec, state::LabState};
 use labctl::model::Lab;
 use labctl::sys::netns;
+use labctl::observe::{counters, interfaces};
 use serde::Serialize;
 
+use super::drift::{self, Actual, Drift};
+use super::out::say;
 use super::overlays::{self, TunnelRow, XdpRow};
 use super::{lab_name_from, running_lab, table, Failure};
 
@@ -23,11 +29,19 @@ struct Shown<'a> {
     state: &'static str,
     script: String,
     namespaces: Vec<NamespaceState>,
+    /// The interfaces as declared (see `actual` for the kernel's).
     interfaces: Vec<table::InterfaceRow>,
     /// XDP programs per interface, with whether each is still pinned (attached).
     xdp: Vec<XdpRow>,
     /// IPsec tunnels between gateways (or hosts, in transport mode).
     ipsec: Vec<TunnelRow>,
+    /// Each node as the kernel has it: interfaces (MAC, MTU, state,
+    /// addresses), routes and neighbours. Absent without root.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    actual: Option<BTreeMap<String, Actual>>,
+    /// Where the kernel differs from the declaration.
+    drift: Vec<Drift>,
+    /// The lab as declared.
     lab: &'a Lab,
 }
 
@@ -37,6 +51,9 @@ struct NamespaceState {
     netns: String,
     present: bool,
 }
+
+/// At most this many differences in the text; `--json` has them all.
+const DRIFT_LINES: usize = 20;
 
 pub fn run(args: Args) -> Result<(), Failure> {
     let name = lab_name_from(&args.lab)?;
@@ -56,6 +73,8 @@ pub fn run(args: Args) -> Result<(), Failure> {
         (true, false) => "damaged",
         (false, _) => "incomplete",
     };
+    let actual = labctl::apply::check_privileges().is_ok().then(|| read_kernel(lab));
+    let drift = actual.as_ref().map(|a| drift_of(lab, a)).unwrap_or_default();
     let shown = Shown {
         name: &name,
         state,
@@ -64,35 +83,150 @@ pub fn run(args: Args) -> Result<(), Failure> {
         interfaces: table::interface_rows(lab),
         xdp: overlays::xdp_rows(lab),
         ipsec: started_tunnels(lab),
+        actual,
+        drift,
         lab,
     };
     if args.json {
-        println!("{}", serde_json::to_string_pretty(&shown).expect("serializes"));
+        say!("{}", serde_json::to_string_pretty(&shown).expect("serializes"));
         return Ok(());
     }
-    println!("lab {name} ({state}) from {}", shown.script);
+    say!("lab {name} ({state}) from {}", shown.script);
     if let Some(d) = &lab.description {
-        println!("  {d}");
+        say!("  {d}");
     }
-    for ns in shown.namespaces.iter().filter(|n| !n.present) {
-        println!("  missing namespace: {} (node {})", ns.netns, ns.node);
+    if state == "incomplete" {
+        print_incomplete(&shown);
+        return Ok(());
     }
-    println!("\n{}", table::render(&shown.interfaces));
-    let routes: Vec<String> = lab
-        .nodes
-        .iter()
-        .flat_map(|n| n.routes.iter().map(move |r| format!("  {}: {} via {}", n.name, r.destination, r.via)))
-        .collect();
-    if !routes.is_empty() {
-        println!("\nroutes:\n{}", routes.join("\n"));
+    match &shown.actual {
+        Some(actual) => print_kernel(lab, actual),
+        None => {
+            say!("\n{}", table::render(&shown.interfaces));
+            say!("\n(as declared: run `labctl show` as root to read the kernel and compare)");
+        }
     }
     if !shown.xdp.is_empty() {
-        println!("\nxdp:\n{}", shown.xdp.iter().map(xdp_line).collect::<Vec<_>>().join("\n"));
+        say!("\nxdp:\n{}", shown.xdp.iter().map(xdp_line).collect::<Vec<_>>().join("\n"));
     }
     if !shown.ipsec.is_empty() {
-        println!("\nipsec:\n{}", shown.ipsec.iter().map(tunnel_line).collect::<Vec<_>>().join("\n"));
+        say!("\nipsec:\n{}", shown.ipsec.iter().map(tunnel_line).collect::<Vec<_>>().join("\n"));
+    }
+    if shown.actual.is_some() {
+        print_drift(&shown);
     }
     Ok(())
+}
+
+/// Every node's interfaces, routes and neighbours, from inside its namespace;
+/// a node whose namespace is gone (or unreadable) is left out.
+fn read_kernel(lab: &Lab) -> BTreeMap<String, Actual> {
+    let mut all = BTreeMap::new();
+    for node in &lab.nodes {
+        let Ok(ns) = netns::open(&lab.netns_name(&node.name)) else { continue };
+        let read = || -> labctl::observe::Result<Actual> {
+            Ok(Actual {
+                interfaces: interfaces::interfaces(&ns)?,
+                routes: counters::routes(&ns)?,
+                neighbours: counters::neighbours(&ns)?,
+            })
+        };
+        if let Ok(actual) = read() {
+            all.insert(node.name.clone(), actual);
+        }
+    }
+    all
+}
+
+fn drift_of(lab: &Lab, actual: &BTreeMap<String, Actual>) -> Vec<Drift> {
+    lab.nodes.iter().flat_map(|n| drift::of_node(lab, &n.name, actual.get(&n.name))).collect()
+}
+
+/// A lab whose `up` never finished: a short account and what to do.
+fn print_incomplete(shown: &Shown) {
+    let present = shown.namespaces.iter().filter(|n| n.present).count();
+    say!(
+        "  `labctl up` did not finish (it was killed, or is still running): {present} of {} namespaces exist.",
+        shown.namespaces.len()
+    );
+    say!("  help: run `labctl down {}` to remove what it built, then `labctl up` again", shown.name);
+}
+
+/// The interfaces, routes and neighbours as the kernel has them.
+fn print_kernel(lab: &Lab, actual: &BTreeMap<String, Actual>) {
+    let mut rows = comfy_table::Table::new();
+    rows.load_preset(comfy_table::presets::NOTHING).set_header([
+        "NODE",
+        "INTERFACE",
+        "MAC",
+        "STATE",
+        "ADDRESSES",
+        "PEER",
+    ]);
+    let peers: BTreeMap<(String, String), String> =
+        table::interface_rows(lab).into_iter().map(|r| ((r.node, r.interface), r.peer)).collect();
+    let mut routes = Vec::new();
+    let mut neighbours = Vec::new();
+    for node in &lab.nodes {
+        let Some(actual) = actual.get(&node.name) else { continue };
+        for i in actual.interfaces.iter().filter(|i| i.name != "lo") {
+            let addresses: Vec<String> =
+                i.addresses.iter().filter(|a| !drift::is_link_local(a)).map(|a| a.to_string()).collect();
+            let peer = peers.get(&(node.name.clone(), i.name.clone())).map_or("(not declared)", String::as_str);
+            rows.add_row([
+                node.name.as_str(),
+                &i.name,
+                &i.mac.map_or_else(|| "-".to_string(), |m| m.to_string()),
+                &i.state,
+                &if addresses.is_empty() { "-".to_string() } else { addresses.join(" ") },
+                peer,
+            ]);
+        }
+        for r in
+            actual.routes.iter().filter(|r| r.table.is_none() && !drift::is_link_local(&r.dst) && r.kind == "unicast")
+        {
+            let dev = r.dev.as_deref().map(|d| format!(" dev {d}")).unwrap_or_default();
+            let connected = if r.proto == "kernel" { " (connected)" } else { "" };
+            routes.push(format!("  {}: {}{dev}{connected}", node.name, drift::route_text(&r.dst, r.via)));
+        }
+        for n in &actual.neighbours {
+            let mac = n.lladdr.map(|m| format!(" lladdr {m}")).unwrap_or_default();
+            neighbours.push(format!("  {}: {} dev {}{mac} {}", node.name, n.dst, n.dev, n.state));
+        }
+    }
+    say!("\n{rows}");
+    say!("\nroutes (from the kernel):\n{}", if routes.is_empty() { "  none".into() } else { routes.join("\n") });
+    if !neighbours.is_empty() {
+        say!("\nneighbours (from the kernel):\n{}", neighbours.join("\n"));
+    }
+}
+
+/// `drift from the script (2):` and one line per difference, or "none".
+fn print_drift(shown: &Shown) {
+    if shown.drift.is_empty() {
+        say!("\nthe kernel matches {}: no drift", shown.script);
+        return;
+    }
+    say!("\ndrift from {} ({}):", shown.script, shown.drift.len());
+    for d in shown.drift.iter().take(DRIFT_LINES) {
+        say!("  {}", drift_line(d));
+    }
+    if shown.drift.len() > DRIFT_LINES {
+        say!("  ... and {} more (`labctl show {} --json` lists them all)", shown.drift.len() - DRIFT_LINES, shown.name);
+    }
+    say!("  help: `labctl down {name}` and `labctl up` again rebuild it as declared", name = shown.name);
+}
+
+/// `h1: missing route default via 198.18.1.2 (declared at labs/part1.lua:20)`
+fn drift_line(d: &Drift) -> String {
+    let kind = match d.kind {
+        drift::Kind::Missing => "missing",
+        drift::Kind::Added => "added",
+        drift::Kind::Changed => "changed",
+    };
+    let detail = d.detail.as_ref().map(|x| format!(": {x}")).unwrap_or_default();
+    let at = d.declared_at.as_ref().map(|x| format!(" (declared at {x})")).unwrap_or_default();
+    format!("{}: {kind} {}{detail}{at}", d.node, d.what)
 }
 
 /// `  r1: eth0 xdp_redirect (native) compiled from labs/../fixtures/xdp/xdp_redirect.c`

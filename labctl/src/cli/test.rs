@@ -12,6 +12,7 @@ use labctl::script::Script;
 use labctl::snapshot::{diff, Outcome, SnapshotFile, Store};
 use quick_junit::{NonSuccessKind, Report, TestCase, TestCaseStatus, TestSuite};
 
+use super::out::{self, say};
 use super::session::{self, LabOutcome};
 use super::{Failure, EXIT_FAILURE};
 
@@ -44,25 +45,34 @@ struct Problem {
 pub fn run(args: Args) -> Result<(), Failure> {
     labctl::apply::check_privileges()?;
     let files = session::lab_files(&args.paths)?;
+    if let Some(wanted) = &args.experiment {
+        check_some_lab_has(wanted, &files)?;
+    }
+    out::survive_closed_pipe();
     let color = std::io::stdout().is_terminal();
     let github = std::env::var("GITHUB_ACTIONS").is_ok_and(|v| v == "true");
     let (mut passed, mut failed) = (0usize, 0usize);
     let mut junit = Report::new("labctl");
     let mut interrupted = false;
+    // A lab refused as bad input (already up, script errors): exit 2, with its help.
+    let mut refused: Option<Failure> = None;
+    let mut pending_roots: Vec<PathBuf> = Vec::new();
 
     for file in &files {
-        let root = args.snapshots.clone().unwrap_or_else(|| snapshot_root(file));
+        let root = args.snapshots.clone().unwrap_or_else(|| snapshot_root(file.parent().unwrap_or(Path::new("."))));
         let store = Store::new(&root);
         let source = relative_to(file, root.parent().unwrap_or(Path::new(".")));
         let mut suite_cases = Vec::new();
+        let mut pending = 0usize;
         let mut report = |script: &Script, result: &ExperimentResult| {
-            let problems = judge(&store, script, result, &source, args.accept);
+            let (problems, new_or_changed) = judge(&store, script, result, &source, args.accept);
+            pending += new_or_changed;
             let mark = if problems.is_empty() { paint("ok", "32", color) } else { paint("FAILED", "31", color) };
-            println!("  {:<28} {mark} ({} snapshots, {:.1?})", result.name, result.taken.len(), result.duration);
+            say!("  {:<28} {mark} ({} snapshots, {:.1?})", result.name, result.taken.len(), result.duration);
             for p in &problems {
-                println!("    {}: {}", p.origin, p.title);
+                say!("    {}: {}", p.origin, p.title);
                 for line in p.detail.lines() {
-                    println!("      {line}");
+                    say!("      {line}");
                 }
                 if github {
                     annotate(p);
@@ -75,13 +85,25 @@ pub fn run(args: Args) -> Result<(), Failure> {
             }
             suite_cases.push(junit_case(result, &problems));
         };
-        println!("{}", paint(&format!("lab {}", file.display()), "1", color));
-        let outcome: LabOutcome = session::run_lab(file, args.experiment.as_deref(), None, &mut report);
+        say!("{}", paint(&format!("lab {}", file.display()), "1", color));
+        let outcome: LabOutcome = match session::prepare(file, None) {
+            Ok(prepared) => prepared.only(args.experiment.as_deref()).run(None, &mut report),
+            Err(failure) => {
+                let text = failure.text();
+                if failure.status == super::EXIT_BAD_INPUT {
+                    refused.get_or_insert(failure);
+                }
+                LabOutcome::refused(text)
+            }
+        };
+        if pending > 0 {
+            pending_roots.push(root.clone());
+        }
         if let Some(error) = &outcome.setup_error {
             failed += 1;
-            println!("  {}", paint("FAILED", "31", color));
+            say!("  {}", paint("FAILED", "31", color));
             for line in error.lines() {
-                println!("    {line}");
+                say!("    {line}");
             }
             if github {
                 let origin = first_location(error).unwrap_or_else(|| Origin::new(file, 1));
@@ -89,7 +111,7 @@ pub fn run(args: Args) -> Result<(), Failure> {
             }
             suite_cases.push(TestCase::new("setup", failure_status("lab could not be built", error)));
         } else if outcome.results.is_empty() {
-            println!("  (no experiments; the lab came up and went down in {:.1?})", outcome.up_time);
+            say!("  (no experiments; the lab came up and went down in {:.1?})", outcome.up_time);
         }
         let name = outcome.script.as_ref().map_or_else(|| file.display().to_string(), |s| s.lab.name.clone());
         let mut suite = TestSuite::new(name);
@@ -106,22 +128,71 @@ pub fn run(args: Args) -> Result<(), Failure> {
         std::fs::write(path, xml)
             .map_err(|e| Failure::new(EXIT_FAILURE, anyhow!("cannot write {}: {e}", path.display())))?;
     }
-    println!("test: {passed} passed, {failed} failed");
+    say!("test: {passed} passed, {failed} failed");
     if interrupted {
-        return Err(Failure::new(130, anyhow!("interrupted; the lab was torn down")));
+        return Err(Failure::new(super::EXIT_INTERRUPTED, anyhow!("interrupted; the lab was torn down")));
+    }
+    if let Some(failure) = refused {
+        return Err(failure);
     }
     if failed > 0 {
-        let pending =
-            if args.accept { String::new() } else { "; review new and changed snapshots with `labctl review`".into() };
-        return Err(Failure::new(EXIT_FAILURE, anyhow!("{failed} failed{pending}")));
+        let review = review_hint(&pending_roots);
+        return Err(Failure::new(EXIT_FAILURE, anyhow!("{failed} failed{review}")));
     }
     Ok(())
 }
 
+/// `test -e NAME` with a name no lab declares is bad input: nothing runs.
+fn check_some_lab_has(wanted: &str, files: &[PathBuf]) -> Result<(), Failure> {
+    // Scripts that fail to load are reported by the run itself.
+    let loaded: Vec<(PathBuf, Script)> =
+        files.iter().filter_map(|f| labctl::script::load(f).ok().map(|s| (f.clone(), s))).collect();
+    let declared = |s: &Script| s.lab.experiments.iter().any(|e| e.name == wanted);
+    if loaded.is_empty() || loaded.iter().any(|(_, s)| declared(s)) {
+        return Ok(());
+    }
+    let labs: Vec<(&Path, &Script)> = loaded.iter().map(|(f, s)| (f.as_path(), s)).collect();
+    Err(session::unknown_experiment(wanted, &labs))
+}
+
+/// `; review new and changed snapshots with `labctl review --snapshots X``,
+/// naming the folder so that the command works from the current folder;
+/// nothing when no snapshot is pending.
+fn review_hint(pending_roots: &[PathBuf]) -> String {
+    let cwd = std::env::current_dir().unwrap_or_else(|_| PathBuf::from("."));
+    let default = super::absolute(&snapshot_root(&cwd));
+    let mut commands: Vec<String> = pending_roots
+        .iter()
+        .map(|root| {
+            let root = super::absolute(root);
+            if root == default {
+                "`labctl review`".to_string()
+            } else {
+                let shown = root.strip_prefix(&cwd).map_or_else(|_| root.clone(), Path::to_path_buf);
+                format!("`labctl review --snapshots {}`", shown.display())
+            }
+        })
+        .collect();
+    commands.dedup();
+    if commands.is_empty() {
+        String::new()
+    } else {
+        format!("; review new and changed snapshots with {}", commands.join(" and "))
+    }
+}
+
 /// Every problem of one experiment: its error, failed expectations, and
 /// snapshots that are new or differ from the committed ones.
-fn judge(store: &Store, script: &Script, result: &ExperimentResult, source: &str, accept: bool) -> Vec<Problem> {
+/// Also says how many snapshots are left pending (new or changed, not accepted).
+fn judge(
+    store: &Store,
+    script: &Script,
+    result: &ExperimentResult,
+    source: &str,
+    accept: bool,
+) -> (Vec<Problem>, usize) {
     let mut problems = Vec::new();
+    let mut pending = 0;
     if let Some(error) = &result.error {
         problems.push(Problem {
             origin: error.origin.clone(),
@@ -152,20 +223,24 @@ fn judge(store: &Store, script: &Script, result: &ExperimentResult, source: &str
                         detail: String::new(),
                     });
                 } else if outcome == Outcome::New {
-                    println!("    accepted new snapshot {}", path.display());
+                    say!("    accepted new snapshot {}", path.display());
                 } else {
-                    println!("    accepted changed snapshot {}", path.display());
+                    say!("    accepted changed snapshot {}", path.display());
                 }
             }
-            Ok(Outcome::New) => problems.push(Problem {
-                origin: taken.origin.clone(),
-                title: format!("new snapshot {:?}: nothing committed at {}", taken.name, path.display()),
-                detail: format!(
-                    "{}\n(accept with `labctl test --accept` or `labctl review --accept`)",
-                    indent_all(&file.normalized())
-                ),
-            }),
+            Ok(Outcome::New) => {
+                pending += 1;
+                problems.push(Problem {
+                    origin: taken.origin.clone(),
+                    title: format!("new snapshot {:?}: nothing committed at {}", taken.name, path.display()),
+                    detail: format!(
+                        "{}\n(accept it with `labctl test --accept`, or review it with the command named at the end)",
+                        indent_all(&file.normalized())
+                    ),
+                })
+            }
             Ok(Outcome::Changed { old }) => {
+                pending += 1;
                 let new = file.normalized();
                 problems.push(Problem {
                     origin: taken.origin.clone(),
@@ -186,7 +261,7 @@ fn judge(store: &Store, script: &Script, result: &ExperimentResult, source: &str
             }
         }
     }
-    problems
+    (problems, pending)
 }
 
 fn indent_all(text: &str) -> String {
@@ -205,7 +280,7 @@ fn paint(text: &str, code: &str, color: bool) -> String {
 fn annotate(p: &Problem) {
     let escape = |s: &str| s.replace('%', "%25").replace('\r', "%0D").replace('\n', "%0A");
     let message = if p.detail.is_empty() { p.title.clone() } else { format!("{}\n{}", p.title, p.detail) };
-    println!("::error file={},line={}::{}", p.origin.file.display(), p.origin.line.max(1), escape(&message));
+    say!("::error file={},line={}::{}", p.origin.file.display(), p.origin.line.max(1), escape(&message));
 }
 
 fn junit_case(result: &ExperimentResult, problems: &[Problem]) -> TestCase {
@@ -233,18 +308,20 @@ fn first_location(text: &str) -> Option<Origin> {
     Some(Origin::new(file, line.parse().ok()?))
 }
 
-/// The nearest `snapshots/` folder in the lab's folder or above it; else
-/// `snapshots/` beside the lab's folder.
-fn snapshot_root(file: &Path) -> PathBuf {
-    let start = super::absolute(file);
-    let mut dir = start.parent();
+/// Where snapshots live, one rule for `test` (from the lab's folder) and
+/// `review` (from the current folder): the nearest `snapshots/` folder in
+/// `start` or above it, or the one at the top of the git repository `start`
+/// is in; else `start/snapshots`.
+pub(super) fn snapshot_root(start: &Path) -> PathBuf {
+    let start = super::absolute(start);
+    let mut dir = Some(start.as_path());
     while let Some(d) = dir {
         if d.join("snapshots").is_dir() || d.join(".git").exists() {
             return d.join("snapshots");
         }
         dir = d.parent();
     }
-    start.parent().unwrap_or(Path::new(".")).join("snapshots")
+    start.join("snapshots")
 }
 
 fn relative_to(file: &Path, base: &Path) -> String {

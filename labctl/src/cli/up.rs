@@ -5,6 +5,8 @@ use std::path::PathBuf;
 use std::time::Instant;
 
 use indicatif::{ProgressBar, ProgressStyle};
+use labctl::apply::PhaseTiming;
+use labctl::plan::Phase;
 
 use super::{absolute, table, Failure};
 
@@ -15,7 +17,7 @@ pub struct Args {
     /// Print the interface table as JSON
     #[arg(long)]
     json: bool,
-    /// Print how long each phase of the build took (to stderr)
+    /// Print when each phase of the build was done (to stderr)
     #[arg(long)]
     timings: bool,
 }
@@ -41,9 +43,7 @@ pub fn run(args: Args) -> Result<(), Failure> {
     bar.finish_and_clear();
     let timings = result?;
     if args.timings {
-        for t in &timings {
-            eprintln!("{:<18} {:>6} steps {:>10.1?}", format!("{:?}", t.phase), t.steps, t.elapsed);
-        }
+        eprint!("{}", timings_table(&timings, started.elapsed()));
     }
 
     let rows = table::interface_rows(lab);
@@ -63,4 +63,44 @@ pub fn run(args: Args) -> Result<(), Failure> {
         );
     }
     Ok(())
+}
+
+/// What a phase does, in the words of the lab script.
+fn phase_name(phase: Phase) -> &'static str {
+    match phase {
+        Phase::Namespaces => "namespaces",
+        Phase::NamespaceSysctls => "node sysctls",
+        Phase::Bridges => "bridges",
+        Phase::Veths => "veth links",
+        Phase::Configure => "addresses, links up",
+        Phase::DeviceSysctls => "interface sysctls, tune",
+        Phase::Routes => "routes",
+        Phase::Xdp => "xdp programs",
+        Phase::Ipsec => "ipsec tunnels",
+    }
+}
+
+/// When each phase was done, since the build began: the first phases run
+/// side by side, so their times overlap and are not added up.
+fn timings_table(timings: &[PhaseTiming], total: std::time::Duration) -> String {
+    let mut text = format!("{:<24} {:>6} {:>10}\n", "PHASE", "STEPS", "DONE AT");
+    let streamed = timings.iter().filter(|t| t.overlaps).map(|t| t.elapsed).max().unwrap_or_default();
+    let mut clock = streamed;
+    for t in timings {
+        let done_at = if t.overlaps {
+            t.elapsed
+        } else {
+            clock += t.elapsed;
+            clock
+        };
+        text.push_str(&format!("{:<24} {:>6} {:>10.1?}\n", phase_name(t.phase), t.steps, done_at));
+    }
+    text.push_str(&format!(
+        "{:<24} {:>6} {:>10.1?}\n",
+        "total (with checks)",
+        timings.iter().map(|t| t.steps).sum::<usize>(),
+        total
+    ));
+    text.push_str("(the phases down to \"addresses, links up\" run side by side, so their times overlap)\n");
+    text
 }

@@ -36,12 +36,53 @@ use crate::sys::netns;
 use limit::{Limit, DEFAULT_TIMEOUT};
 use runtime::Runtime;
 
+/// What an experiment's objects offer, for "did you mean" on a misspelt method.
+const METHODS: crate::script::Methods = &[
+    ("a node (x.h1)", &["run", "ping", "udp", "tcp", "blast"]),
+    (
+        "x",
+        &[
+            "snapshot",
+            "expect",
+            "expect_eq",
+            "sleep",
+            "counters",
+            "delta",
+            "neighbours",
+            "routes",
+            "capture",
+            "drops",
+            "path",
+            "host_sysctl",
+            "chart",
+            "ipsec",
+            "ipsec_stop",
+            "ipsec_start",
+            "xdp",
+            "xdp_attach",
+            "xdp_detach",
+            "xdp_events",
+            "map",
+            "map_set",
+            "map_delete",
+            "ifindex",
+            "mac",
+        ],
+    ),
+];
+
 /// A snapshot an experiment took: `x:snapshot(name, value)`.
 #[derive(Debug, Clone, Serialize)]
 pub struct Taken {
     pub name: String,
     pub origin: Origin,
+    /// What the snapshot compares: tolerances as `in [lo, hi]`.
     pub contents: String,
+    /// The same with each tolerance's measured value beside it
+    /// (`in [0.95, 1] (measured 0.98)`), for `labctl run`; None when there
+    /// is no tolerance in it.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub measured: Option<String>,
 }
 
 /// An `x:expect(...)` that did not hold.
@@ -115,7 +156,7 @@ fn call_under_limit(script: &Script, experiment: &Experiment, x: Runtime, limit:
     });
     let result = match script.experiment(&experiment.name) {
         None => Err(Diagnostic::new(experiment.origin.clone(), "experiment function is missing")),
-        Some(function) => function.call::<()>(x).map_err(|e| script.diagnostic(&e, experiment.origin.clone())),
+        Some(function) => function.call::<()>(x).map_err(|e| script.diagnostic(&e, experiment.origin.clone(), METHODS)),
     };
     lua.remove_hook();
     crate::script::set_stopped(lua, false);

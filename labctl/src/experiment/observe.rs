@@ -1,6 +1,6 @@
 //! What `x:counters`, `x:delta` and `x:capture` read, addressed by the lab's
 //! names: `"h1:eth0"` (link stats64), `"r1"` (the node's SNMP and netstat
-//! counters), `"softnet"` and `"softirqs"` (per CPU, machine-wide).
+//! counters), `"softnet"`, `"softirqs"` and `"cputime"` (per CPU, machine-wide).
 
 use std::collections::BTreeMap;
 use std::fs::File;
@@ -18,6 +18,7 @@ pub fn read(specs: &[String], netns: &BTreeMap<String, File>) -> Result<Counters
         let group = match spec.as_str() {
             "softnet" => softnet()?,
             "softirqs" => softirqs()?,
+            "cputime" => cpu_times()?,
             // "r1:eth0:xdp": the counters in the maps of the XDP program on r1:eth0.
             _ if spec.ends_with(":xdp") && spec.matches(':').count() == 2 => {
                 let (node, rest) = spec.split_once(':').expect("two colons");
@@ -71,6 +72,23 @@ fn softnet() -> Result<BTreeMap<String, u64>, String> {
             if let (Some(v), true) = (value.as_u64(), name != "cpu") {
                 flat.insert(format!("cpu{cpu}.{name}"), v);
             }
+        }
+    }
+    Ok(flat)
+}
+
+/// Per-CPU time in microseconds as `cpu0.softirq_us`, `cpu0.system_us`, ...
+fn cpu_times() -> Result<BTreeMap<String, u64>, String> {
+    let mut flat = BTreeMap::new();
+    for row in counters::cpu_times().map_err(|e| e.to_string())? {
+        let cpu = row.cpu;
+        for (name, value) in [
+            ("user_us", row.user_us),
+            ("system_us", row.system_us),
+            ("irq_us", row.irq_us),
+            ("softirq_us", row.softirq_us),
+        ] {
+            flat.insert(format!("cpu{cpu}.{name}"), value);
         }
     }
     Ok(flat)

@@ -7,15 +7,31 @@ use super::tolerance::Tolerance;
 use super::trace::Trace;
 
 pub fn render(value: &Value) -> mlua::Result<String> {
+    render_as(value, Style::Snapshot)
+}
+
+/// Like [`render`], with each tolerance's measured value beside it: what
+/// `labctl run` shows.
+pub fn render_measured(value: &Value) -> mlua::Result<String> {
+    render_as(value, Style::Measured)
+}
+
+#[derive(Clone, Copy, PartialEq)]
+enum Style {
+    Snapshot,
+    Measured,
+}
+
+fn render_as(value: &Value, style: Style) -> mlua::Result<String> {
     let mut out = String::new();
     match value {
-        Value::Table(t) => render_table(t, 0, &mut out)?,
-        other => out.push_str(&scalar(other)?),
+        Value::Table(t) => render_table(t, 0, style, &mut out)?,
+        other => out.push_str(&scalar(other, style)?),
     }
     Ok(out.trim_end().to_string())
 }
 
-fn scalar(value: &Value) -> mlua::Result<String> {
+fn scalar(value: &Value, style: Style) -> mlua::Result<String> {
     Ok(match value {
         Value::Nil => "nil".into(),
         Value::Boolean(b) => b.to_string(),
@@ -25,13 +41,18 @@ fn scalar(value: &Value) -> mlua::Result<String> {
         Value::String(s) => s.to_string_lossy(),
         Value::UserData(ud) => {
             if let Ok(t) = ud.borrow::<Tolerance>() {
-                t.to_string()
+                match style {
+                    Style::Snapshot => t.to_string(),
+                    Style::Measured => t.with_value(),
+                }
             } else if let Ok(trace) = ud.borrow::<Trace>() {
                 trace.text()
             } else {
                 "<userdata>".into()
             }
         }
+        // A JSON null (a measurement that had no value, e.g. a ping without replies).
+        Value::LightUserData(p) if p.0.is_null() => "null".into(),
         other => format!("<{}>", other.type_name()),
     })
 }
@@ -42,7 +63,7 @@ fn is_sequence(t: &Table) -> bool {
     n > 0 && t.pairs::<Value, Value>().count() == n
 }
 
-fn render_table(t: &Table, indent: usize, out: &mut String) -> mlua::Result<()> {
+fn render_table(t: &Table, indent: usize, style: Style, out: &mut String) -> mlua::Result<()> {
     let pad = "  ".repeat(indent);
     if t.raw_len() == 0 && t.pairs::<Value, Value>().next().is_none() {
         out.push_str(&format!("{pad}{{}}\n"));
@@ -54,9 +75,9 @@ fn render_table(t: &Table, indent: usize, out: &mut String) -> mlua::Result<()> 
             match &item {
                 Value::Table(inner) => {
                     out.push_str(&format!("{pad}-\n"));
-                    render_table(inner, indent + 1, out)?;
+                    render_table(inner, indent + 1, style, out)?;
                 }
-                other => push_lines(out, &format!("{pad}- "), &scalar(other)?),
+                other => push_lines(out, &format!("{pad}- "), &scalar(other, style)?),
             }
         }
         return Ok(());
@@ -64,16 +85,16 @@ fn render_table(t: &Table, indent: usize, out: &mut String) -> mlua::Result<()> 
     let mut entries: Vec<(String, Value)> = Vec::new();
     for pair in t.pairs::<Value, Value>() {
         let (k, v) = pair?;
-        entries.push((scalar(&k)?, v));
+        entries.push((scalar(&k, style)?, v));
     }
     entries.sort_by_cached_key(|(key, _)| natural_key(key));
     for (key, value) in entries {
         match &value {
             Value::Table(inner) => {
                 out.push_str(&format!("{pad}{key}:\n"));
-                render_table(inner, indent + 1, out)?;
+                render_table(inner, indent + 1, style, out)?;
             }
-            other => push_lines(out, &format!("{pad}{key}: "), &scalar(other)?),
+            other => push_lines(out, &format!("{pad}{key}: "), &scalar(other, style)?),
         }
     }
     Ok(())
@@ -130,5 +151,12 @@ mod tests {
         assert_eq!(show(r#"{ text = "a\nb" }"#), "text: |\n  a\n  b");
         assert_eq!(show("3.0"), "3");
         assert_eq!(show("{}"), "{}");
+    }
+
+    #[test]
+    fn a_null_renders_as_null() {
+        let lua = mlua::Lua::new();
+        let value = mlua::LuaSerdeExt::to_value(&lua, &serde_json::json!({ "rtt_avg_us": null })).unwrap();
+        assert_eq!(render(&value).unwrap(), "rtt_avg_us: null");
     }
 }

@@ -11,7 +11,8 @@ use super::{Expectation, Taken};
 pub(super) fn register<M: UserDataMethods<Runtime>>(methods: &mut M) {
     methods.add_method("snapshot", |lua, this, (name, value): (String, Value)| {
         let contents = render(&value)?;
-        this.take(Taken { name, origin: caller(lua), contents })
+        let measured = Some(super::render::render_measured(&value)?).filter(|m| *m != contents);
+        this.take(Taken { name, origin: caller(lua), contents, measured })
     });
     methods.add_method("expect", |lua, this, (ok, message): (Value, Option<String>)| {
         let holds = match &ok {

@@ -29,6 +29,22 @@ fn num(v: f64) -> String {
     }
 }
 
+impl Tolerance {
+    /// `in [0.95, 1] (measured 0.98)`: the snapshot's text and the value.
+    pub fn with_value(&self) -> String {
+        let value = match *self {
+            Tolerance::Range { value, .. } | Tolerance::Positive { value } => value,
+        };
+        if self.holds() {
+            let shown =
+                if value.fract() == 0.0 { num(value) } else { format!("{value:.6}").trim_end_matches('0').to_string() };
+            format!("{self} (measured {shown})")
+        } else {
+            self.to_string()
+        }
+    }
+}
+
 impl fmt::Display for Tolerance {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match (self, self.holds()) {
@@ -58,5 +74,6 @@ mod tests {
         assert_eq!(Tolerance::Range { value: 5.5, lo: 1.0, hi: 10.0 }.to_string(), "in [1, 10]");
         assert_eq!(Tolerance::Range { value: 12.0, lo: 1.0, hi: 10.0 }.to_string(), "12 (outside [1, 10])");
         assert_eq!(Tolerance::Positive { value: 0.0 }.to_string(), "0 (not > 0)");
+        assert_eq!(Tolerance::Range { value: 0.98, lo: 0.95, hi: 1.0 }.with_value(), "in [0.95, 1] (measured 0.98)");
     }
 }

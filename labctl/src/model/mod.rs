@@ -146,6 +146,19 @@ impl Lab {
         self.links.iter().flat_map(|l| l.ends.iter()).filter(move |e| e.node == node)
     }
 
+    /// The interface names of `node`, each once, in declaration order (a
+    /// name declared twice is a mistake validation reports; listing it
+    /// twice in a help line would only confuse).
+    pub fn interface_names(&self, node: &str) -> Vec<String> {
+        let mut names: Vec<String> = Vec::new();
+        for end in self.endpoints_of(node) {
+            if !names.contains(&end.ifname) {
+                names.push(end.ifname.clone());
+            }
+        }
+        names
+    }
+
     /// The MAC an endpoint gets: the script's, or one derived from lab, node and interface.
     pub fn mac_of(&self, end: &Endpoint) -> MacAddr {
         end.mac.unwrap_or_else(|| MacAddr::derive(&self.name, &end.node, &end.ifname))

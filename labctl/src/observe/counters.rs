@@ -2,7 +2,7 @@
 //! deterministic order (BTreeMap, sorted lists), ready for a snapshot.
 //!
 //! Per-namespace: [`link_stats`], [`qdisc_stats`], [`snmp`], [`neighbours`],
-//! [`routes`]. Global (per CPU, not per namespace): [`softnet`], [`softirqs`].
+//! [`routes`]. Global (per CPU, not per namespace): [`softnet`], [`softirqs`], [`cpu_times`].
 //! [`Delta`] turns two snapshots of a counter map into what moved.
 
 mod delta;
@@ -12,5 +12,8 @@ mod tables;
 
 pub use delta::Delta;
 pub use link::{link_stats, qdisc_stats, QdiscStats};
-pub use procfs::{parse_netstat, parse_snmp6, parse_softirqs, parse_softnet, snmp, softirqs, softnet, SoftnetRow};
+pub use procfs::{
+    cpu_times, parse_cpu_times, parse_netstat, parse_snmp6, parse_softirqs, parse_softnet, snmp, softirqs, softnet,
+    CpuTimes, SoftnetRow,
+};
 pub use tables::{neighbours, routes, Neighbour, Route};

@@ -3,6 +3,7 @@
 //! - [`counters`]: link stats64, per-namespace SNMP/netstat, softnet and
 //!   softirq per CPU, neighbour and route tables, qdisc stats, and [`Delta`]
 //!   to keep only what an experiment moved.
+//! - [`interfaces`]: a namespace's interfaces with MAC, MTU, state and addresses.
 //! - [`capture`]: AF_PACKET captures inside a node's namespace.
 //! - [`pcapng`]: captured packets to (and from) a pcapng file for Wireshark.
 //! - [`normalize`]: captured packets as deterministic one-line text for snapshots.
@@ -14,6 +15,7 @@
 pub mod capture;
 pub mod counters;
 mod error;
+pub mod interfaces;
 mod netlink;
 pub mod normalize;
 pub mod pcapng;

@@ -21,8 +21,15 @@ pub fn error_at(lua: &Lua, message: String, help: &str) -> mlua::Error {
     mlua::Error::runtime(format!("{at}{message}{HELP_MARKER}{help}"))
 }
 
+/// Who has which methods where the error happened, for "did you mean":
+/// `("a node", &["route", "sysctl", "tune"])`.
+pub type Methods<'a> = &'a [(&'a str, &'a [&'a str])];
+
+/// The methods of a lab script's node handles.
+pub const LAB_SCRIPT_METHODS: Methods = &[("a node", &["route", "sysctl", "tune"])];
+
 /// `fallback` is used when the error carries no location at all.
-pub(super) fn to_diagnostic(error: &mlua::Error, files: &[PathBuf], fallback: Origin) -> Diagnostic {
+pub(super) fn to_diagnostic(error: &mlua::Error, files: &[PathBuf], fallback: Origin, methods: Methods) -> Diagnostic {
     let (text, outer_traceback) = unwrap(error);
     let (text, traceback) = match text.split_once("\nstack traceback:") {
         Some((text, traceback)) => (text.to_string(), traceback.to_string()),
@@ -31,7 +38,7 @@ pub(super) fn to_diagnostic(error: &mlua::Error, files: &[PathBuf], fallback: Or
     let (text, help) = match text.split_once(HELP_MARKER) {
         Some((text, help)) => (text.to_string(), Some(help.to_string())),
         None => {
-            let help = default_help(error, &text);
+            let help = default_help(error, &text, methods);
             (text, help)
         }
     };
@@ -73,7 +80,7 @@ fn unwrap(error: &mlua::Error) -> (String, String) {
     }
 }
 
-fn default_help(error: &mlua::Error, text: &str) -> Option<String> {
+fn default_help(error: &mlua::Error, text: &str, methods: Methods) -> Option<String> {
     let root = std::iter::successors(Some(error), |e| match e {
         mlua::Error::CallbackError { cause, .. } | mlua::Error::WithContext { cause, .. } => Some(cause),
         _ => None,
@@ -83,13 +90,32 @@ fn default_help(error: &mlua::Error, text: &str) -> Option<String> {
         mlua::Error::SyntaxError { .. } => "fix the Lua syntax here (a missing `end`, quote, comma or bracket?)",
         mlua::Error::MemoryError(_) => "look for a loop that keeps growing a table or a string",
         _ if text.contains("binary chunk") => "lab scripts load Lua source only",
-        _ if text.contains("(method '") => "a node has the methods route and sysctl",
+        _ if text.contains("(method '") => return Some(method_help(text, methods)),
         _ if text.contains("attempt to index a nil value") || text.contains("attempt to call a nil value") => {
             "a variable is nil here: misspelled, or used before it is assigned?"
         }
         _ => return None,
     };
     Some(help.to_string())
+}
+
+/// `did you mean "ping"? a node (x.h1) has the methods run, ping, ...` for
+/// "attempt to call a nil value (method 'pign')".
+fn method_help(text: &str, methods: Methods) -> String {
+    let wanted = text.split("(method '").nth(1).and_then(|rest| rest.split('\'').next()).unwrap_or_default();
+    let nearest = methods
+        .iter()
+        .flat_map(|(owner, names)| names.iter().map(move |n| (strsim::damerau_levenshtein(wanted, n), *n, *owner)))
+        .filter(|(distance, name, _)| *distance <= 2.max(name.len() / 3))
+        .min();
+    let has = |owner: &str, names: &[&str]| format!("{owner} has the methods {}", names.join(", "));
+    match nearest {
+        Some((_, name, owner)) => {
+            let names = methods.iter().find(|(o, _)| *o == owner).map_or(&[][..], |(_, n)| *n);
+            format!("did you mean {name:?}? {}", has(owner, names))
+        }
+        None => methods.iter().map(|(o, n)| has(o, n)).collect::<Vec<_>>().join("; "),
+    }
 }
 
 /// Splits "file:line: message" (Lua's own error form).
@@ -126,6 +152,20 @@ fn first_user_frame(traceback: &str, files: &[PathBuf]) -> Option<Origin> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_misspelt_method_gets_the_nearest_one_of_its_context() {
+        let experiment: Methods = &[("a node (x.h1)", &["run", "ping", "udp"]), ("x", &["snapshot", "expect"])];
+        let text = "attempt to call a nil value (method 'pign')";
+        assert_eq!(
+            method_help(text, experiment),
+            "did you mean \"ping\"? a node (x.h1) has the methods run, ping, udp"
+        );
+        assert_eq!(
+            method_help("attempt to call a nil value (method 'zzzzzz')", LAB_SCRIPT_METHODS),
+            "a node has the methods route, sysctl, tune"
+        );
+    }
 
     #[test]
     fn splits_lua_locations() {

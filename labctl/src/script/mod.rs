@@ -30,6 +30,7 @@ use crate::model::Lab;
 use builder::Builder;
 pub use errors::error_at;
 pub use origin::caller_origin;
+pub use errors::Methods;
 
 /// The user files a script was read from (the lab file, then required
 /// modules), kept in the Lua state to locate later errors.
@@ -54,12 +55,28 @@ pub enum ScriptError {
 /// Reads and evaluates the lab file at `path`. Diagnostics name the file as
 /// `path` is written, so pass the path the user gave.
 pub fn load(path: &Path) -> Result<Script, ScriptError> {
-    let source = std::fs::read_to_string(path).map_err(|source| ScriptError::Read { path: path.into(), source })?;
-    evaluate(path, &source)
+    load_with(path, |_| Vec::new())
 }
 
+/// Like [`load`], and `later_checks` (validation) runs on the lab as the
+/// script declared it even when some calls were wrong, so the user gets
+/// every mistake in one round. Only a script that stopped half way (a Lua
+/// error) skips them, and its error says that more checks follow.
+pub fn load_with(path: &Path, later_checks: impl FnOnce(&Lab) -> Vec<Diagnostic>) -> Result<Script, ScriptError> {
+    let source = std::fs::read_to_string(path).map_err(|source| ScriptError::Read { path: path.into(), source })?;
+    evaluate(path, &source, later_checks)
+}
+
+/// Said on the error that stopped a script: what it kept from running.
+const STOPPED: &str =
+    "the script stopped here: fix this first; more checks follow (the rest of the file, then the lab as a whole)";
+
 /// Evaluates `source` as if read from `path` (which `require` looks next to).
-fn evaluate(path: &Path, source: &str) -> Result<Script, ScriptError> {
+fn evaluate(
+    path: &Path,
+    source: &str,
+    later_checks: impl FnOnce(&Lab) -> Vec<Diagnostic>,
+) -> Result<Script, ScriptError> {
     let lua_setup = |e: mlua::Error| {
         // Setting up the sandbox does not depend on the script; failing here is a bug.
         ScriptError::Invalid(Diagnostics(vec![Diagnostic::new(
@@ -76,9 +93,20 @@ fn evaluate(path: &Path, source: &str) -> Result<Script, ScriptError> {
     // The instruction budget is for reading the file; experiments run later under their own rules.
     lua.remove_hook();
     let mut builder = lua.remove_app_data::<Builder>().expect("installed above");
-    if let Err(error) = result {
-        let fallback = watchdog.last_origin().unwrap_or_else(|| Origin::new(path, 0));
-        builder.diagnostics.push(errors::to_diagnostic(&error, &builder.files, fallback));
+    match result {
+        Err(error) => {
+            let fallback = watchdog.last_origin().unwrap_or_else(|| Origin::new(path, 0));
+            let stopped = errors::to_diagnostic(&error, &builder.files, fallback, errors::LAB_SCRIPT_METHODS);
+            let help = stopped.help.clone().map_or_else(|| STOPPED.to_string(), |h| format!("{h}\n  note: {STOPPED}"));
+            builder.diagnostics.push(stopped.help(help));
+        }
+        Ok(()) => {
+            for later in later_checks(&builder.lab) {
+                if !builder.diagnostics.contains(&later) {
+                    builder.diagnostics.push(later);
+                }
+            }
+        }
     }
     if !builder.diagnostics.is_empty() {
         return Err(ScriptError::Invalid(Diagnostics(builder.sorted_diagnostics())));
@@ -123,10 +151,11 @@ impl Script {
     }
 
     /// A Lua error raised later (in an experiment) as a diagnostic, located
-    /// like errors met while reading the file; `fallback` when it has no place.
-    pub fn diagnostic(&self, error: &mlua::Error, fallback: Origin) -> Diagnostic {
+    /// like errors met while reading the file; `fallback` when it has no
+    /// place; `methods` what the experiment's objects offer, for "did you mean".
+    pub fn diagnostic(&self, error: &mlua::Error, fallback: Origin, methods: Methods) -> Diagnostic {
         let files = self.lua.app_data_ref::<UserFiles>();
-        errors::to_diagnostic(error, files.as_ref().map_or(&[][..], |f| &f.0[..]), fallback)
+        errors::to_diagnostic(error, files.as_ref().map_or(&[][..], |f| &f.0[..]), fallback, methods)
     }
 }
 

@@ -12,8 +12,11 @@ use super::errors::error_at;
 
 /// Modules built into labctl. Their chunk names start with `=`, which is how
 /// origins and error locations tell them from user files.
-const EMBEDDED: &[(&str, &str)] =
-    &[("topo", include_str!("lua/topo.lua")), ("commands", include_str!("lua/commands.lua"))];
+const EMBEDDED: &[(&str, &str)] = &[
+    ("topo", include_str!("lua/topo.lua")),
+    ("commands", include_str!("lua/commands.lua")),
+    ("stats", include_str!("lua/stats.lua")),
+];
 
 /// Named registry table caching loaded modules by name.
 const LOADED: &str = "labctl.modules";

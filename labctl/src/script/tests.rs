@@ -3,7 +3,7 @@ use std::net::IpAddr;
 use super::*;
 
 fn eval(source: &str) -> Script {
-    evaluate(Path::new("labs/t.lua"), source).unwrap_or_else(|e| panic!("{e}"))
+    evaluate(Path::new("labs/t.lua"), source, |_| Vec::new()).unwrap_or_else(|e| panic!("{e}"))
 }
 
 #[test]
@@ -101,7 +101,7 @@ fn topo_builders_make_valid_labs() {
 fn experiments_cannot_declare_more_lab() {
     let script = eval("experiment('grow', function()\n  node('late')\nend)\n");
     let error = script.experiment("grow").unwrap().call::<()>(()).unwrap_err();
-    let diagnostic = script.diagnostic(&error, Origin::new("labs/t.lua", 1));
+    let diagnostic = script.diagnostic(&error, Origin::new("labs/t.lua", 1), &[]);
     assert_eq!(diagnostic.origin, Origin::new("labs/t.lua", 2));
     assert!(diagnostic.message.contains("only be declared while its file is read"), "{diagnostic}");
 }

@@ -32,7 +32,7 @@ pub(super) fn check(lab: &Lab, found: &mut Vec<Diagnostic>) {
             }
             Some(node) => {
                 if !lab.endpoints_of(&node.name).any(|e| e.ifname == xdp.ifname) {
-                    let names: Vec<String> = lab.endpoints_of(&node.name).map(|e| e.ifname.clone()).collect();
+                    let names = lab.interface_names(&node.name);
                     found.push(error(
                         origin,
                         format!("xdp({here:?}): node {} has no interface {:?}", node.name, xdp.ifname),

@@ -1,0 +1,251 @@
+//! What `labctl show` compares: each node as the kernel has it against what
+//! the lab declared, as a list of differences (missing, added, changed).
+//! Pure: the kernel was read before (see show.rs).
+
+use std::collections::BTreeSet;
+use std::net::IpAddr;
+
+use ipnet::IpNet;
+use labctl::model::{Lab, MacAddr, NodeKind, BRIDGE_DEVICE};
+use labctl::observe::counters::{Neighbour, Route};
+use labctl::observe::interfaces::Interface;
+use serde::Serialize;
+
+/// A node's interfaces, routes and neighbours, read from its namespace.
+#[derive(Debug, Clone, Serialize)]
+pub struct Actual {
+    pub interfaces: Vec<Interface>,
+    pub routes: Vec<Route>,
+    pub neighbours: Vec<Neighbour>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Kind {
+    /// Declared, not in the kernel.
+    Missing,
+    /// In the kernel, not declared.
+    Added,
+    /// In both, different.
+    Changed,
+}
+
+/// One difference between the declaration and the kernel.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Serialize)]
+pub struct Drift {
+    pub node: String,
+    pub kind: Kind,
+    /// `interface eth1`, `address 198.18.9.9/24 on eth0`, `route default via 198.18.1.2`, ...
+    pub what: String,
+    /// How it differs, for `changed`: `mac 02:.. (declared 02:..)`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub detail: Option<String>,
+    /// Where the script declared it (`labs/part1.lua:20`), if it did.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub declared_at: Option<String>,
+}
+
+/// Interfaces a new namespace gets by itself when tunnel modules are loaded
+/// (and strongSwan's user-space ESP device): not the lab's, not drift.
+const KERNEL_OWN: &[&str] =
+    &["lo", "tunl0", "sit0", "ip6tnl0", "gre0", "gretap0", "erspan0", "ip_vti0", "ip6_vti0", "ip6gre0", "ipsec0"];
+
+/// An interface as declared: name, MAC, MTU (if set) and addresses.
+struct Declared {
+    name: String,
+    mac: MacAddr,
+    mtu: Option<u32>,
+    addresses: Vec<IpNet>,
+    origin: String,
+}
+
+fn declared_interfaces(lab: &Lab, node: &str) -> Vec<Declared> {
+    let mut declared = Vec::new();
+    if lab.node(node).is_some_and(|n| n.kind == NodeKind::Bridge) {
+        let origin = lab.node(node).map(|n| n.origin.to_string()).unwrap_or_default();
+        let mac = MacAddr::derive(&lab.name, node, BRIDGE_DEVICE);
+        declared.push(Declared { name: BRIDGE_DEVICE.into(), mac, mtu: None, addresses: vec![], origin });
+    }
+    for link in &lab.links {
+        for end in link.ends.iter().filter(|e| e.node == node) {
+            declared.push(Declared {
+                name: end.ifname.clone(),
+                mac: lab.mac_of(end),
+                mtu: link.mtu,
+                addresses: end.addresses.clone(),
+                origin: link.origin.to_string(),
+            });
+        }
+    }
+    declared
+}
+
+/// Every difference on `node`; `actual` None means its namespace is gone.
+pub fn of_node(lab: &Lab, node: &str, actual: Option<&Actual>) -> Vec<Drift> {
+    let origin = lab.node(node).map(|n| n.origin.to_string());
+    let Some(actual) = actual else {
+        return vec![drift(node, Kind::Missing, "namespace", None, origin)];
+    };
+    let mut found = interfaces(node, &declared_interfaces(lab, node), &actual.interfaces);
+    found.extend(routes(lab, node, &actual.routes));
+    found.sort();
+    found
+}
+
+fn drift(node: &str, kind: Kind, what: impl Into<String>, detail: Option<String>, at: Option<String>) -> Drift {
+    Drift { node: node.to_string(), kind, what: what.into(), detail, declared_at: at }
+}
+
+fn interfaces(node: &str, declared: &[Declared], actual: &[Interface]) -> Vec<Drift> {
+    let mut found = Vec::new();
+    for want in declared {
+        let at = Some(want.origin.clone());
+        let Some(have) = actual.iter().find(|i| i.name == want.name) else {
+            found.push(drift(node, Kind::Missing, format!("interface {}", want.name), None, at));
+            continue;
+        };
+        let mut changes = Vec::new();
+        if have.mac.is_some_and(|m| m != want.mac) {
+            changes.push(format!("mac {} (declared {})", have.mac.expect("checked"), want.mac));
+        }
+        if let (Some(want_mtu), Some(have_mtu)) = (want.mtu, have.mtu) {
+            if want_mtu != have_mtu {
+                changes.push(format!("mtu {have_mtu} (declared {want_mtu})"));
+            }
+        }
+        if !have.admin_up {
+            changes.push("state down (set down; declared up)".to_string());
+        } else if have.state != "up" && have.state != "unknown" {
+            changes.push(format!("state {} (declared up)", have.state));
+        }
+        if !changes.is_empty() {
+            let what = format!("interface {}", want.name);
+            found.push(drift(node, Kind::Changed, what, Some(changes.join(", ")), at.clone()));
+        }
+        for address in want.addresses.iter().filter(|a| !have.addresses.contains(a)) {
+            found.push(drift(node, Kind::Missing, format!("address {address} on {}", want.name), None, at.clone()));
+        }
+        for address in have.addresses.iter().filter(|a| !want.addresses.contains(a) && !is_link_local(a)) {
+            found.push(drift(node, Kind::Added, format!("address {address} on {}", want.name), None, None));
+        }
+    }
+    let names: BTreeSet<&str> = declared.iter().map(|d| d.name.as_str()).collect();
+    for extra in actual.iter().filter(|i| !names.contains(i.name.as_str()) && !KERNEL_OWN.contains(&i.name.as_str())) {
+        found.push(drift(node, Kind::Added, format!("interface {}", extra.name), None, None));
+    }
+    found
+}
+
+/// Link-local IPv6 addresses: the kernel's (or labctl's EUI-64) own.
+pub fn is_link_local(address: &IpNet) -> bool {
+    matches!(address.addr(), IpAddr::V6(a) if a.segments()[0] & 0xffc0 == 0xfe80)
+}
+
+/// Declared routes against the kernel's main table, leaving out the routes
+/// the kernel makes for connected subnets (proto kernel).
+fn routes(lab: &Lab, node: &str, actual: &[Route]) -> Vec<Drift> {
+    let Some(declared) = lab.node(node).map(|n| &n.routes) else { return vec![] };
+    let chosen: Vec<&Route> = actual.iter().filter(|r| r.table.is_none() && r.proto != "kernel").collect();
+    let mut found = Vec::new();
+    let mut explained = BTreeSet::new();
+    for want in declared {
+        let at = Some(want.origin.to_string());
+        let what = format!("route {}", route_text(&want.destination, Some(want.via)));
+        if chosen.iter().any(|r| r.dst == want.destination && r.via == Some(want.via)) {
+            explained.insert((want.destination, Some(want.via)));
+            continue;
+        }
+        match chosen.iter().find(|r| r.dst == want.destination) {
+            Some(other) => {
+                explained.insert((other.dst, other.via));
+                let now = route_text(&other.dst, other.via);
+                found.push(drift(node, Kind::Changed, what, Some(format!("now {now}")), at));
+            }
+            None => found.push(drift(node, Kind::Missing, what, None, at)),
+        }
+    }
+    for extra in chosen.iter().filter(|r| !explained.contains(&(r.dst, r.via))) {
+        found.push(drift(node, Kind::Added, format!("route {}", route_text(&extra.dst, extra.via)), None, None));
+    }
+    found
+}
+
+/// `default via 198.18.1.2`, `198.19.0.0/16 via 198.18.1.2`, `198.19.5.0/24`.
+pub fn route_text(dst: &IpNet, via: Option<IpAddr>) -> String {
+    let dst = if dst.prefix_len() == 0 { "default".to_string() } else { dst.to_string() };
+    match via {
+        Some(via) => format!("{dst} via {via}"),
+        None => dst,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn lab() -> Lab {
+        let source = "lab { name = \"d\" }\nlocal a, b = node(\"a\"), node(\"b\")\n\
+                      link(a, b, { \"198.18.0.1/24\", \"198.18.0.2/24\" })\n\
+                      a:route(\"default\", \"198.18.0.2\")\n";
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("d.lua");
+        std::fs::write(&file, source).unwrap();
+        labctl::script::load(&file).unwrap().lab
+    }
+
+    fn as_declared(lab: &Lab) -> Actual {
+        let end = &lab.links[0].ends[0];
+        let eth0 = Interface {
+            name: "eth0".into(),
+            mac: Some(lab.mac_of(end)),
+            mtu: Some(1500),
+            admin_up: true,
+            state: "up".into(),
+            addresses: end.addresses.clone(),
+        };
+        let route = Route {
+            dst: "0.0.0.0/0".parse().unwrap(),
+            table: None,
+            via: Some("198.18.0.2".parse().unwrap()),
+            dev: Some("eth0".into()),
+            proto: "static".into(),
+            scope: "universe".into(),
+            kind: "unicast".into(),
+            metric: None,
+            src: None,
+        };
+        Actual { interfaces: vec![eth0], routes: vec![route], neighbours: vec![] }
+    }
+
+    #[test]
+    fn a_node_as_declared_has_no_drift() {
+        let lab = lab();
+        assert_eq!(of_node(&lab, "a", Some(&as_declared(&lab))), vec![]);
+    }
+
+    #[test]
+    fn a_deleted_route_an_added_address_and_a_downed_link_are_drift() {
+        let lab = lab();
+        let mut actual = as_declared(&lab);
+        actual.routes.clear();
+        actual.interfaces[0].addresses.push("198.18.9.9/24".parse().unwrap());
+        actual.interfaces[0].admin_up = false;
+        let found: Vec<(Kind, String)> =
+            of_node(&lab, "a", Some(&actual)).into_iter().map(|d| (d.kind, d.what)).collect();
+        assert_eq!(
+            found,
+            vec![
+                (Kind::Missing, "route default via 198.18.0.2".to_string()),
+                (Kind::Added, "address 198.18.9.9/24 on eth0".to_string()),
+                (Kind::Changed, "interface eth0".to_string()),
+            ]
+        );
+    }
+
+    #[test]
+    fn a_gone_namespace_is_one_missing_item() {
+        let found = of_node(&lab(), "b", None);
+        assert_eq!(found.len(), 1);
+        assert_eq!((found[0].kind, found[0].what.as_str()), (Kind::Missing, "namespace"));
+    }
+}
