@@ -84,6 +84,19 @@ fn value_label(i: usize, j: usize, slot: f64, v: f64) -> Text<'static, At, Strin
     Text::new(si(v), (centre, v), style)
 }
 
+#[derive(Debug, thiserror::Error)]
+pub enum ChartError {
+    /// plotters' errors are generic over the backend; their text is kept.
+    #[error("cannot draw the chart: {0}")]
+    Draw(String),
+    #[error("{}: {source}", path.display())]
+    Write { path: std::path::PathBuf, source: std::io::Error },
+}
+
+fn draw(error: impl std::fmt::Display) -> ChartError {
+    ChartError::Draw(error.to_string())
+}
+
 /// Chart names become file names in the run folder.
 pub fn check_name(name: &str) -> mlua::Result<()> {
     let ok = !name.is_empty()
@@ -234,7 +247,7 @@ impl Chart {
     }
 
     /// The chart as an SVG document.
-    pub fn svg(&self) -> Result<String, String> {
+    pub fn svg(&self) -> Result<String, ChartError> {
         let n = self.categories.len();
         let per_group = self.series.len().max(1);
         let width = (160 + n * (40 + 56 * per_group)).clamp(640, 1600) as u32;
@@ -245,11 +258,11 @@ impl Chart {
         let mut svg = String::new();
         {
             let root = SVGBackend::with_string(&mut svg, (width, height)).into_drawing_area();
-            root.fill(&WHITE).map_err(|e| e.to_string())?;
+            root.fill(&WHITE).map_err(draw)?;
             let area = if self.title.is_empty() {
                 root.clone()
             } else {
-                root.titled(&self.title, (FONT, 22)).map_err(|e| e.to_string())?
+                root.titled(&self.title, (FONT, 22)).map_err(draw)?
             };
             let x = (0..n as i32 - 1).nested_coord(|_| 0.0..1.0);
             let mut chart = ChartBuilder::on(&area)
@@ -257,7 +270,7 @@ impl Chart {
                 .x_label_area_size(40)
                 .y_label_area_size(80)
                 .build_cartesian_2d(x, 0.0..y_max)
-                .map_err(|e| e.to_string())?;
+                .map_err(draw)?;
             let names = &self.categories;
             let x_label = |v: &NestedValue<i32, f64>| match v {
                 NestedValue::Category(i) => names.get(*i as usize).cloned().unwrap_or_default(),
@@ -277,7 +290,7 @@ impl Chart {
                 .light_line_style(RGBColor(0xee, 0xee, 0xee))
                 .bold_line_style(RGBColor(0xdd, 0xdd, 0xdd))
                 .draw()
-                .map_err(|e| e.to_string())?;
+                .map_err(draw)?;
 
             // Each group fills 80% of its slot; its bars share that equally.
             let slot = 0.8 / per_group as f64;
@@ -285,7 +298,7 @@ impl Chart {
                 let colour = PALETTE[j % PALETTE.len()];
                 let bars =
                     self.values.iter().enumerate().filter_map(move |(i, row)| Some(bar(i, j, slot, row[j]?, colour)));
-                let drawn = chart.draw_series(bars).map_err(|e| e.to_string())?;
+                let drawn = chart.draw_series(bars).map_err(draw)?;
                 if self.grouped() {
                     drawn
                         .label(series.as_str())
@@ -293,7 +306,7 @@ impl Chart {
                 }
                 let labels =
                     self.values.iter().enumerate().filter_map(move |(i, row)| Some(value_label(i, j, slot, row[j]?)));
-                chart.draw_series(labels).map_err(|e| e.to_string())?;
+                chart.draw_series(labels).map_err(draw)?;
             }
             if self.grouped() {
                 chart
@@ -303,20 +316,20 @@ impl Chart {
                     .background_style(WHITE.mix(0.9))
                     .border_style(RGBColor(0xcc, 0xcc, 0xcc))
                     .draw()
-                    .map_err(|e| e.to_string())?;
+                    .map_err(draw)?;
             }
-            root.present().map_err(|e| e.to_string())?;
+            root.present().map_err(draw)?;
         }
         Ok(svg)
     }
 
     /// Writes `<name>.svg` and `<name>.txt` into `dir` (created if needed).
-    pub fn write(&self, dir: &Path, name: &str) -> Result<(), String> {
-        std::fs::create_dir_all(dir).map_err(|e| format!("{}: {e}", dir.display()))?;
+    pub fn write(&self, dir: &Path, name: &str) -> Result<(), ChartError> {
+        std::fs::create_dir_all(dir).map_err(|source| ChartError::Write { path: dir.into(), source })?;
         let svg = self.svg()?;
         for (file, text) in [(format!("{name}.svg"), svg), (format!("{name}.txt"), self.table())] {
             let path = dir.join(file);
-            std::fs::write(&path, text).map_err(|e| format!("{}: {e}", path.display()))?;
+            std::fs::write(&path, text).map_err(|source| ChartError::Write { path: path.clone(), source })?;
         }
         Ok(())
     }

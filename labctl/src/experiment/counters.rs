@@ -5,21 +5,21 @@ use mlua::{Function, LuaSerdeExt, UserDataMethods, Value};
 
 use super::observe as look;
 use super::options::names;
-use super::runtime::{fail, Runtime};
+use super::runtime::{fail, lua_error, Runtime};
 
 pub(super) fn register<M: UserDataMethods<Runtime>>(methods: &mut M) {
     // x:counters{"h1:eth0", "r1", "softnet"}
     methods.add_method("counters", |lua, this, specs: Value| {
-        let counters = look::read(&names(lua, "x:counters()", specs)?, &this.all_netns()?).map_err(fail)?;
+        let counters = look::read(&names(lua, "x:counters()", specs)?, &this.all_netns()?).map_err(lua_error)?;
         lua.to_value(&counters)
     });
     // x:delta({"h1:eth0", "r1"}, function() ... end)
     methods.add_method("delta", |lua, this, (specs, step): (Value, Function)| {
         let specs = names(lua, "x:delta()", specs)?;
         let netns = this.all_netns()?;
-        let before = look::read(&specs, &netns).map_err(fail)?;
+        let before = look::read(&specs, &netns).map_err(lua_error)?;
         step.call::<()>(())?;
-        let after = look::read(&specs, &netns).map_err(fail)?;
+        let after = look::read(&specs, &netns).map_err(lua_error)?;
         lua.to_value(&look::delta(&before, &after))
     });
     // x:neighbours("r1") and x:routes("r1"): the node's tables, sorted, as lists.

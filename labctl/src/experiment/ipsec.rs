@@ -23,6 +23,7 @@ use mlua::{LuaSerdeExt, UserDataMethods};
 use serde::Serialize;
 
 use super::runtime::{fail, Runtime};
+use crate::apply::ipsec::nl::NlError;
 use crate::apply::ipsec::{self, strongswan, vici, xfrm};
 use crate::model::{Backend, Lab};
 use crate::plan::{IpsecTunnel, Step};
@@ -74,8 +75,28 @@ pub struct Sa {
     pub remote_ts: String,
 }
 
+#[derive(Debug, thiserror::Error)]
+pub enum IpsecStateError {
+    #[error("{node} is on no IPsec link of the lab (see ipsec {{ ... }} in the lab file)")]
+    NoTunnel { node: String },
+    #[error("IPsec was not started on {node} ({} is missing)", dir.display())]
+    NotStarted { node: String, dir: PathBuf },
+    #[error(transparent)]
+    Netns(#[from] crate::sys::netns::NetnsError),
+    #[error("XFRM: {0}")]
+    Netlink(#[from] NlError),
+    #[error(transparent)]
+    Xfrm(#[from] xfrm::XfrmError),
+    #[error(transparent)]
+    Daemon(#[from] ipsec::IpsecError),
+    #[error("{path}: {source}")]
+    Read { path: &'static str, source: std::io::Error },
+}
+
+type Result<T> = std::result::Result<T, IpsecStateError>;
+
 /// The node's IPsec step in the lab's plan: its state directory and tunnels.
-fn step_of(lab: &Lab, node: &str) -> Result<(PathBuf, Vec<IpsecTunnel>), String> {
+fn step_of(lab: &Lab, node: &str) -> Result<(PathBuf, Vec<IpsecTunnel>)> {
     crate::plan::plan(lab)
         .steps
         .into_iter()
@@ -83,21 +104,21 @@ fn step_of(lab: &Lab, node: &str) -> Result<(PathBuf, Vec<IpsecTunnel>), String>
             Step::StartIpsec { node: n, dir, tunnels, .. } if n == node => Some((dir, tunnels)),
             _ => None,
         })
-        .ok_or_else(|| format!("{node} is on no IPsec link of the lab (see ipsec {{ ... }} in the lab file)"))
+        .ok_or_else(|| IpsecStateError::NoTunnel { node: node.into() })
 }
 
-fn backend_of(dir: &std::path::Path, node: &str) -> Result<Backend, String> {
-    ipsec::started_backend(dir).ok_or_else(|| format!("IPsec was not started on {node} ({} is missing)", dir.display()))
+fn backend_of(dir: &std::path::Path, node: &str) -> Result<Backend> {
+    ipsec::started_backend(dir).ok_or_else(|| IpsecStateError::NotStarted { node: node.into(), dir: dir.into() })
 }
 
-pub fn status(lab: &Lab, node: &str, ns: &File) -> Result<NodeIpsec, String> {
+pub fn status(lab: &Lab, node: &str, ns: &File) -> Result<NodeIpsec> {
     let (dir, tunnels) = step_of(lab, node)?;
     let backend = backend_of(&dir, node)?;
-    let xfrm_stat = netns::run_in(ns, xfrm_stat).map_err(|e| e.to_string())??;
+    let xfrm_stat = netns::run_in(ns, xfrm_stat)??;
     let mut out = NodeIpsec { backend: backend.to_string(), running: false, ike: vec![], sas: vec![], xfrm_stat };
     match backend {
         Backend::Kernel => {
-            let states = netns::run_in(ns, xfrm::dump_sas).map_err(|e| e.to_string())?.map_err(|e| e.to_string())?;
+            let states = netns::run_in(ns, xfrm::dump_sas)??;
             out.running = !states.is_empty();
             for t in &tunnels {
                 let find = |src: std::net::IpAddr, dst: std::net::IpAddr| {
@@ -153,9 +174,9 @@ pub fn status(lab: &Lab, node: &str, ns: &File) -> Result<NodeIpsec, String> {
 }
 
 /// The nonzero fields of the calling thread's `/proc/net/xfrm_stat`.
-fn xfrm_stat() -> Result<BTreeMap<String, u64>, String> {
+fn xfrm_stat() -> Result<BTreeMap<String, u64>> {
     let path = "/proc/thread-self/net/xfrm_stat";
-    let text = std::fs::read_to_string(path).map_err(|e| format!("{path}: {e}"))?;
+    let text = std::fs::read_to_string(path).map_err(|source| IpsecStateError::Read { path, source })?;
     Ok(parse_xfrm_stat(&text))
 }
 
@@ -172,10 +193,10 @@ pub fn parse_xfrm_stat(text: &str) -> BTreeMap<String, u64> {
 /// Takes the node's IPsec down: its charon is stopped (it tells the peer,
 /// which deletes its side too), or its kernel SAs are flushed (the policies
 /// stay and drop the traffic).
-pub fn stop(lab: &Lab, node: &str, ns: &File) -> Result<(), String> {
+pub fn stop(lab: &Lab, node: &str, ns: &File) -> Result<()> {
     let (dir, _) = step_of(lab, node)?;
     match backend_of(&dir, node)? {
-        Backend::Kernel => netns::run_in(ns, xfrm::flush_sas).map_err(|e| e.to_string())?.map_err(|e| e.to_string()),
+        Backend::Kernel => Ok(netns::run_in(ns, xfrm::flush_sas)??),
         _ => {
             ipsec::stop_daemon(&dir);
             Ok(())
@@ -184,15 +205,14 @@ pub fn stop(lab: &Lab, node: &str, ns: &File) -> Result<(), String> {
 }
 
 /// Brings the node's IPsec back as `up` made it, and waits for its tunnels.
-pub fn start(lab: &Lab, node: &str, ns: &File) -> Result<(), String> {
+pub fn start(lab: &Lab, node: &str, ns: &File) -> Result<()> {
     let (dir, tunnels) = step_of(lab, node)?;
     match backend_of(&dir, node)? {
-        Backend::Kernel => netns::run_in(ns, || {
-            xfrm::flush_all().map_err(|e| e.to_string())?;
-            xfrm::install(&tunnels).map_err(|e| e.to_string())
-        })
-        .map_err(|e| e.to_string())?,
-        _ => ipsec::restart(ns, &dir, &tunnels, node).map_err(|e| e.to_string()),
+        Backend::Kernel => netns::run_in(ns, || -> Result<()> {
+            xfrm::flush_all()?;
+            Ok(xfrm::install(&tunnels)?)
+        })?,
+        _ => Ok(ipsec::restart(ns, &dir, &tunnels, node)?),
     }
 }
 

@@ -12,7 +12,34 @@ use crate::observe::{self, counters, normalize, Capture, Packet};
 /// Counters by group (`"h1:eth0"`, `"r1"`, `"softnet"`), then by name.
 pub type Counters = BTreeMap<String, BTreeMap<String, u64>>;
 
-pub fn read(specs: &[String], netns: &BTreeMap<String, File>) -> Result<Counters, String> {
+#[derive(Debug, thiserror::Error)]
+pub enum LookError {
+    #[error("{what}: {source}")]
+    Observe { what: String, source: crate::observe::ObserveError },
+    /// observe/xdp.rs reports its problems as text.
+    #[error("{what}: {message}")]
+    Xdp { what: String, message: String },
+    #[error("the lab has no node {0:?}")]
+    NoNode(String),
+    #[error("capture {0:?}: name an interface as \"node:ifname\"")]
+    NotAnInterface(String),
+    #[error("{}: {source}", path.display())]
+    Write { path: std::path::PathBuf, source: crate::observe::ObserveError },
+    #[error("softnet: {0}")]
+    Softnet(#[from] serde_json::Error),
+}
+
+type Result<T> = std::result::Result<T, LookError>;
+
+fn at(what: &str) -> impl FnOnce(crate::observe::ObserveError) -> LookError + '_ {
+    move |source| LookError::Observe { what: what.to_string(), source }
+}
+
+fn xdp_at(what: &str) -> impl FnOnce(String) -> LookError + '_ {
+    move |message| LookError::Xdp { what: what.to_string(), message }
+}
+
+pub fn read(specs: &[String], netns: &BTreeMap<String, File>) -> Result<Counters> {
     let mut all = Counters::new();
     for spec in specs {
         let group = match spec.as_str() {
@@ -23,23 +50,21 @@ pub fn read(specs: &[String], netns: &BTreeMap<String, File>) -> Result<Counters
             _ if spec.ends_with(":xdp") && spec.matches(':').count() == 2 => {
                 let (node, rest) = spec.split_once(':').expect("two colons");
                 let ifname = rest.trim_end_matches(":xdp");
-                crate::observe::xdp::counters(node_ns(netns, node)?, ifname).map_err(|e| format!("{spec}: {e}"))?
+                crate::observe::xdp::counters(node_ns(netns, node)?, ifname).map_err(xdp_at(spec))?
             }
             // "r1:xdp": the same for every interface of r1 with an XDP program, as "eth0.actions.XDP_PASS".
             _ if spec.ends_with(":xdp") && spec.matches(':').count() == 1 => {
                 crate::observe::xdp::node_counters(node_ns(netns, spec.trim_end_matches(":xdp"))?)
-                    .map_err(|e| format!("{spec}: {e}"))?
+                    .map_err(xdp_at(spec))?
             }
             // "r1:eth0:qdisc": every qdisc of the interface, as "fq_codel 0:0.drops".
             _ if spec.ends_with(":qdisc") && spec.matches(':').count() == 2 => {
                 let (node, rest) = spec.split_once(':').expect("two colons");
-                qdiscs(node_ns(netns, node)?, rest.trim_end_matches(":qdisc")).map_err(|e| format!("{spec}: {e}"))?
+                qdiscs(node_ns(netns, node)?, rest.trim_end_matches(":qdisc")).map_err(at(spec))?
             }
             _ => match spec.split_once(':') {
-                Some((node, ifname)) => {
-                    counters::link_stats(node_ns(netns, node)?, ifname).map_err(|e| format!("{spec}: {e}"))?
-                }
-                None => counters::snmp(node_ns(netns, spec)?).map_err(|e| format!("{spec}: {e}"))?,
+                Some((node, ifname)) => counters::link_stats(node_ns(netns, node)?, ifname).map_err(at(spec))?,
+                None => counters::snmp(node_ns(netns, spec)?).map_err(at(spec))?,
             },
         };
         all.insert(spec.clone(), group);
@@ -57,17 +82,17 @@ fn qdiscs(netns: &File, ifname: &str) -> crate::observe::Result<BTreeMap<String,
     Ok(flat)
 }
 
-fn node_ns<'a>(netns: &'a BTreeMap<String, File>, node: &str) -> Result<&'a File, String> {
-    netns.get(node).ok_or_else(|| format!("the lab has no node {node:?}"))
+fn node_ns<'a>(netns: &'a BTreeMap<String, File>, node: &str) -> Result<&'a File> {
+    netns.get(node).ok_or_else(|| LookError::NoNode(node.into()))
 }
 
 /// Per-CPU softnet columns as `cpu0.processed`, `cpu0.dropped`, ...
-fn softnet() -> Result<BTreeMap<String, u64>, String> {
-    let rows = counters::softnet().map_err(|e| e.to_string())?;
+fn softnet() -> Result<BTreeMap<String, u64>> {
+    let rows = counters::softnet().map_err(at("softnet"))?;
     let mut flat = BTreeMap::new();
     for row in rows {
         let cpu = row.cpu;
-        let fields = serde_json::to_value(&row).map_err(|e| e.to_string())?;
+        let fields = serde_json::to_value(&row)?;
         for (name, value) in fields.as_object().into_iter().flatten() {
             if let (Some(v), true) = (value.as_u64(), name != "cpu") {
                 flat.insert(format!("cpu{cpu}.{name}"), v);
@@ -95,8 +120,8 @@ fn cpu_times() -> Result<BTreeMap<String, u64>, String> {
 }
 
 /// NET_RX and NET_TX softirq counts as `NET_RX.cpu0`, ...
-fn softirqs() -> Result<BTreeMap<String, u64>, String> {
-    let table = counters::softirqs().map_err(|e| e.to_string())?;
+fn softirqs() -> Result<BTreeMap<String, u64>> {
+    let table = counters::softirqs().map_err(at("softirqs"))?;
     Ok(table
         .into_iter()
         .flat_map(|(name, per_cpu)| {
@@ -141,13 +166,11 @@ pub fn mac_names(lab: &Lab) -> BTreeMap<MacAddr, String> {
 pub struct Captures(Vec<(String, Capture)>);
 
 impl Captures {
-    pub fn start(points: &[String], netns: &BTreeMap<String, File>) -> Result<Self, String> {
+    pub fn start(points: &[String], netns: &BTreeMap<String, File>) -> Result<Self> {
         let mut started = Vec::new();
         for point in points {
-            let (node, ifname) = point
-                .split_once(':')
-                .ok_or_else(|| format!("capture {point:?}: name an interface as \"node:ifname\""))?;
-            let capture = Capture::start(node_ns(netns, node)?, ifname).map_err(|e| format!("capture {point}: {e}"))?;
+            let (node, ifname) = point.split_once(':').ok_or_else(|| LookError::NotAnInterface(point.clone()))?;
+            let capture = Capture::start(node_ns(netns, node)?, ifname).map_err(at(&format!("capture {point}")))?;
             started.push((point.clone(), capture.labelled(point.clone())));
         }
         // So that packets of several points merge in the order they passed.
@@ -159,14 +182,15 @@ impl Captures {
 
     /// Stops all captures; packets of all points merged in time order. Each
     /// point's packets are also written as `<node>-<ifname>.pcapng` to `dir`.
-    pub fn stop(self, dir: Option<&Path>) -> Result<Vec<Packet>, String> {
+    pub fn stop(self, dir: Option<&Path>) -> Result<Vec<Packet>> {
         let mut all = Vec::new();
         for (point, capture) in self.0 {
-            let packets = capture.stop().map_err(|e| format!("capture {point}: {e}"))?;
+            let packets = capture.stop().map_err(at(&format!("capture {point}")))?;
             if let Some(dir) = dir {
                 let _ = std::fs::create_dir_all(dir);
                 let file = dir.join(format!("{}.pcapng", point.replace(':', "-")));
-                observe::pcapng::write_file(&file, &packets).map_err(|e| format!("{}: {e}", file.display()))?;
+                observe::pcapng::write_file(&file, &packets)
+                    .map_err(|source| LookError::Write { path: file.clone(), source })?;
             }
             all.extend(packets);
         }

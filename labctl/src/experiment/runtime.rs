@@ -64,6 +64,11 @@ pub fn fail(message: impl Into<String>) -> mlua::Error {
     mlua::Error::runtime(message.into())
 }
 
+/// A library error as a Lua error, located like [`fail`].
+pub fn lua_error(error: impl std::fmt::Display) -> mlua::Error {
+    fail(error.to_string())
+}
+
 impl Runtime {
     pub fn new(lab: Lab, netns: BTreeMap<String, File>, artifacts: Option<PathBuf>, limit: Arc<Limit>) -> Runtime {
         let shared = Shared { lab, netns, artifacts, taken: vec![], failed: vec![] };

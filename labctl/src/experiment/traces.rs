@@ -10,7 +10,7 @@ use mlua::{Function, LuaSerdeExt, Table, UserDataMethods, Value};
 
 use super::observe::{self as look, Captures};
 use super::options::{names, Options};
-use super::runtime::{fail, Runtime};
+use super::runtime::{fail, lua_error, Runtime};
 use super::trace::Trace;
 use crate::bpf::drops::{self, KernelPath};
 use crate::bpf::{BpfError, DropTracer};
@@ -45,9 +45,9 @@ pub(super) fn register<M: UserDataMethods<Runtime>>(methods: &mut M) {
     // x:capture({"r1:eth0", "r1:eth1"}, function() ... end): the packets seen, as trace lines.
     methods.add_method("capture", |lua, this, (points, step): (Value, Function)| {
         let points = names(lua, "x:capture()", points)?;
-        let captures = Captures::start(&points, &this.all_netns()?).map_err(fail)?;
+        let captures = Captures::start(&points, &this.all_netns()?).map_err(lua_error)?;
         let dir = this.artifacts();
-        let packets = observed(&step, || captures.stop(dir.as_deref()))?.map_err(fail)?;
+        let packets = observed(&step, || captures.stop(dir.as_deref()))?.map_err(lua_error)?;
         Ok(Trace { lines: this.with_lab(|lab| look::trace_lines(&packets, lab, points.len())) })
     });
     // x:drops(function() ... end, { locations = true }): the packets the kernel dropped in
