@@ -33,10 +33,15 @@ fn lab(dir: &Path, name: &str, links: usize, extra: &str) -> PathBuf {
     write(dir, &format!("{name}.lua"), &text)
 }
 
-/// Everything in the sandbox's bpffs, as paths relative to it.
+/// Everything in the sandbox's bpffs, as paths relative to it, but the
+/// kernel's own iterators (`maps.debug`, `progs.debug`: bpf_preload puts
+/// them in every new bpffs).
 fn bpffs_entries(sb: &Sandbox) -> Vec<String> {
     let out = sb.run_ok("find", ["/sys/fs/bpf", "-mindepth", "1"]);
-    out.lines().map(|l| l.trim_start_matches("/sys/fs/bpf/").to_string()).collect()
+    out.lines()
+        .map(|l| l.trim_start_matches("/sys/fs/bpf/").to_string())
+        .filter(|e| !matches!(e.as_str(), "maps.debug" | "progs.debug"))
+        .collect()
 }
 
 /// Asserts that bpffs holds nothing but labctl's own folder.

@@ -176,6 +176,7 @@ pub(super) fn add_methods<M: UserDataMethods<Runtime>>(methods: &mut M) {
         Ok(Value::Table(t))
     });
     // x:xdp_attach("h2:eth0", { src = "../fixtures/xdp/xdp_drop.c", prog = "xdp_drop", mode = "native" })
+    // (and include, defines, share_maps as in xdp())
     methods.add_method("xdp_attach", |lua, this, (at, opts): (String, Table)| {
         let what = format!("x:xdp_attach({at:?})");
         let (node, ifname, ns) = target(this, &what, &at)?;
@@ -207,12 +208,17 @@ pub(super) fn add_methods<M: UserDataMethods<Runtime>>(methods: &mut M) {
             return Err(fail(format!("{what}: labctl already attached a program there; x:xdp_detach({at:?}) first")));
         }
         let ifindex = interface_index(&ns, &ifname).map_err(|e| fail(format!("{what}: {e}")))?;
+        let compile = crate::script::xdp::compile_options(&opts, &folder)?.map_err(|e| fail(format!("{what}: {e}")))?;
+        let share_maps = crate::script::xdp::names_list(&opts.get::<Value>("share_maps")?)
+            .map_err(|e| fail(format!("{what}: share_maps {e}")))?;
         let step = Step::AttachXdp {
             device: Device { node, ifname, ifindex },
             object,
             program: opts.get::<Option<String>>("prog")?,
             mode,
             pins,
+            compile,
+            share_maps,
         };
         // Journaled before anything is pinned or attached, as in `up`.
         let state = LabState::open(&lab_name).ok_or_else(|| fail(format!("{what}: lab {lab_name} is not running")))?;

@@ -60,8 +60,8 @@ impl fmt::Display for Step {
             Step::AddAddress { device, address } => write!(f, "{device}: addr add {address}"),
             Step::AddRoute { node, destination, via } => write!(f, "{node}: route add {destination} via {via}"),
             Step::StartIpsec { node, backend, tunnels, .. } => super::ipsec::describe(f, node, *backend, tunnels),
-            Step::AttachXdp { device, object, program, mode, pins } => {
-                super::xdp::describe(f, device, object, program, *mode, pins)
+            Step::AttachXdp { device, object, program, mode, pins, share_maps, .. } => {
+                super::xdp::describe(f, device, object, program, *mode, pins, share_maps)
             }
         }
     }

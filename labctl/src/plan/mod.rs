@@ -107,6 +107,11 @@ pub enum Step {
         program: Option<String>,
         mode: crate::model::XdpMode,
         pins: std::path::PathBuf,
+        #[serde(default, skip_serializing_if = "crate::model::xdp::CompileOptions::is_empty")]
+        compile: crate::model::xdp::CompileOptions,
+        /// Maps pinned in the lab's `shared/` folder rather than in `pins`.
+        #[serde(default, skip_serializing_if = "Vec::is_empty")]
+        share_maps: Vec<String>,
     },
 }
 

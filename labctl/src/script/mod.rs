@@ -16,7 +16,7 @@ mod require;
 mod sandbox;
 mod tune;
 mod vocabulary;
-mod xdp;
+pub(crate) mod xdp;
 
 use std::path::{Path, PathBuf};
 
