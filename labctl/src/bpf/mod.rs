@@ -11,7 +11,7 @@
 //!
 //! Everything here needs root (CAP_BPF, CAP_PERFMON) except [`compile`].
 
-mod btf;
+pub mod btf;
 mod compile;
 pub mod drops;
 mod kallsyms;

@@ -51,9 +51,11 @@ fn prepare_bytes(mut bytes: Vec<u8>) -> std::result::Result<Prepared, String> {
             let header = section.elf_section_header();
             // sh_flags sits 8 bytes into an ELF64 section header.
             flags_at.push((header as *const _ as usize - base + 8, header.sh_flags(file.endian())));
-            skipped.extend(file.symbols().filter(|s| s.section_index() == Some(section.index()) && s.is_global()).map(
-                |s| Skipped { program: s.name().unwrap_or("?").to_string(), section: name.to_string() },
-            ));
+            skipped.extend(
+                file.symbols()
+                    .filter(|s| s.section_index() == Some(section.index()) && s.is_global())
+                    .map(|s| Skipped { program: s.name().unwrap_or("?").to_string(), section: name.to_string() }),
+            );
         }
     }
     let little = bytes.get(5) == Some(&1);

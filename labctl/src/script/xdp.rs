@@ -116,7 +116,10 @@ pub(super) fn xdp(lua: &Lua, (target, opts): (Value, Value)) -> mlua::Result<()>
         problems.push((format!("xdp({target:?}): share_maps {message}"), SHARE_HELP));
     }
     if matches!((&object, &compile), (Some(XdpObject::Object(_)), Ok(c)) if !c.is_empty()) {
-        problems.push((format!("xdp({target:?}): include and defines are for src = \"prog.c\"; obj is compiled already"), HELP));
+        problems.push((
+            format!("xdp({target:?}): include and defines are for src = \"prog.c\"; obj is compiled already"),
+            HELP,
+        ));
     }
     for (message, help) in &problems {
         report(lua, message.clone(), help)?;
@@ -142,7 +145,8 @@ pub(super) fn xdp(lua: &Lua, (target, opts): (Value, Value)) -> mlua::Result<()>
 }
 
 const COMPILE_HELP: &str = r#"write include = { "headers" } (folders, relative to the lab file) and defines = { DEBUG = 1, PORT = "9000", VERBOSE = true }"#;
-const SHARE_HELP: &str = r#"write share_maps = { "tx_port" }: the names of maps that every xdp() naming them opens as one"#;
+const SHARE_HELP: &str =
+    r#"write share_maps = { "tx_port" }: the names of maps that every xdp() naming them opens as one"#;
 
 /// `include = { ... }` and `defines = { ... }`.
 pub(crate) fn compile_options(opts: &mlua::Table, folder: &Path) -> mlua::Result<Result<CompileOptions, String>> {
@@ -164,7 +168,9 @@ pub(crate) fn compile_options(opts: &mlua::Table, folder: &Path) -> mlua::Result
                     Value::String(s) => s.to_string_lossy(),
                     v => match args::whole_number(v) {
                         Some(n) => n.to_string(),
-                        None => return Ok(Err(format!("defines: {name} = {} is not a string, number or true", show(v)))),
+                        None => {
+                            return Ok(Err(format!("defines: {name} = {} is not a string, number or true", show(v))))
+                        }
                     },
                 };
                 defines.insert(name, value);

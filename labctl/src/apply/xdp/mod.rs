@@ -31,8 +31,8 @@ use aya::{Btf, Ebpf};
 
 use super::netns::{self, NetnsError};
 use crate::bpf::{self, BpfError};
-use crate::model::xdp::BPFFS;
 use crate::model::xdp::CompileOptions;
+use crate::model::xdp::BPFFS;
 use crate::model::{XdpMode, XdpObject};
 use crate::plan::{Device, Plan, Step};
 
@@ -112,15 +112,9 @@ pub struct Attachment<'a> {
 impl<'a> Attachment<'a> {
     pub fn of(step: &'a Step) -> Option<Attachment<'a>> {
         match step {
-            Step::AttachXdp { device, object, program, mode, pins, compile, share_maps } => Some(Attachment {
-                device,
-                object,
-                program: program.as_deref(),
-                mode: *mode,
-                pins,
-                compile,
-                share_maps,
-            }),
+            Step::AttachXdp { device, object, program, mode, pins, compile, share_maps } => {
+                Some(Attachment { device, object, program: program.as_deref(), mode: *mode, pins, compile, share_maps })
+            }
             _ => None,
         }
     }
