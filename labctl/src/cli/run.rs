@@ -48,7 +48,7 @@ pub fn run(args: Args) -> Result<(), Failure> {
     };
     let outcome = session::run_lab(&args.file, args.experiment.as_deref(), Some(&out), &mut show);
     if let Some(error) = outcome.setup_error {
-        let status = if outcome.interrupted { 130 } else { EXIT_FAILURE };
+        let status = if outcome.interrupted { 130 } else { outcome.setup_status };
         return Err(Failure::new(status, anyhow!(error)));
     }
     let json = serde_json::to_string_pretty(&outcome.results).expect("results serialize");

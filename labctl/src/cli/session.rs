@@ -16,6 +16,9 @@ pub struct LabOutcome {
     pub script: Option<Script>,
     /// The lab could not be loaded or built: nothing ran.
     pub setup_error: Option<String>,
+    /// The exit status that setup error means, as `up` would exit with it
+    /// (2 for a mistake in the lab, its C among it).
+    pub setup_status: u8,
     pub results: Vec<ExperimentResult>,
     pub up_time: Duration,
     pub interrupted: bool,
@@ -61,12 +64,19 @@ pub fn run_lab(
     artifacts: Option<&Path>,
     on_result: &mut dyn FnMut(&Script, &ExperimentResult),
 ) -> LabOutcome {
-    let mut outcome =
-        LabOutcome { script: None, setup_error: None, results: vec![], up_time: Duration::ZERO, interrupted: false };
+    let mut outcome = LabOutcome {
+        script: None,
+        setup_error: None,
+        setup_status: super::EXIT_FAILURE,
+        results: vec![],
+        up_time: Duration::ZERO,
+        interrupted: false,
+    };
     let (script, plan) = match labctl::load_and_plan(file) {
         Ok(loaded) => loaded,
         Err(e) => {
             outcome.setup_error = Some(e.to_string());
+            outcome.setup_status = super::EXIT_BAD_INPUT;
             return outcome;
         }
     };
@@ -74,6 +84,7 @@ pub fn run_lab(
     let started = Instant::now();
     if let Err(e) = apply::up(&script.lab, &absolute(file), &plan, &|_, _| {}) {
         outcome.setup_error = Some(format!("cannot build lab {}: {e}", script.lab.name));
+        outcome.setup_status = super::apply_status(&e);
         // Ctrl-C during `up`: rolled back, and the run ends as interrupted (130).
         outcome.interrupted = apply::interrupted();
         outcome.script = Some(script);

@@ -49,6 +49,8 @@ pub fn run(args: Args) -> Result<(), Failure> {
     let (mut passed, mut failed) = (0usize, 0usize);
     let mut junit = Report::new("labctl");
     let mut interrupted = false;
+    // A lab that could not be built for a mistake in it makes the run exit 2, as `up` would.
+    let mut status = EXIT_FAILURE;
 
     for file in &files {
         let root = args.snapshots.clone().unwrap_or_else(|| snapshot_root(file));
@@ -79,6 +81,7 @@ pub fn run(args: Args) -> Result<(), Failure> {
         let outcome: LabOutcome = session::run_lab(file, args.experiment.as_deref(), None, &mut report);
         if let Some(error) = &outcome.setup_error {
             failed += 1;
+            status = status.max(outcome.setup_status);
             println!("  {}", paint("FAILED", "31", color));
             for line in error.lines() {
                 println!("    {line}");
@@ -113,7 +116,7 @@ pub fn run(args: Args) -> Result<(), Failure> {
     if failed > 0 {
         let pending =
             if args.accept { String::new() } else { "; review new and changed snapshots with `labctl review`".into() };
-        return Err(Failure::new(EXIT_FAILURE, anyhow!("{failed} failed{pending}")));
+        return Err(Failure::new(status, anyhow!("{failed} failed{pending}")));
     }
     Ok(())
 }
