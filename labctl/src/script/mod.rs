@@ -30,7 +30,7 @@ use builder::Builder;
 
 /// The user files a script was read from (the lab file, then required
 /// modules), kept in the Lua state to locate later errors.
-struct UserFiles(Vec<PathBuf>);
+pub(super) struct UserFiles(Vec<PathBuf>);
 
 /// A loaded lab script: the declared lab, and the Lua state that still holds
 /// its experiment functions.
@@ -67,7 +67,7 @@ fn evaluate(path: &Path, source: &str) -> Result<Script, ScriptError> {
     let (lua, watchdog) = sandbox::new().map_err(lua_setup)?;
     lua.set_app_data(Builder::new(path));
     vocabulary::register(&lua).map_err(lua_setup)?;
-    require::register(&lua).map_err(lua_setup)?;
+    require::register(&lua, path).map_err(lua_setup)?;
 
     let result = lua.load(source).set_name(format!("@{}", path.display())).set_mode(ChunkMode::Text).exec();
     // The instruction budget is for reading the file; experiments run later under their own rules.
