@@ -327,3 +327,23 @@ fn an_old_style_section_asked_for_says_how_to_rename_it() {
     assert!(sb.netns_list().is_empty());
     assert_eq!(bpffs_entries(&sb), Vec::<String>::new());
 }
+
+/// Issue 10, point 7: `labctl test <folder>` runs the labs in it, not the
+/// helper modules beside them (which declare nothing when read alone).
+#[test]
+fn test_of_a_folder_skips_helper_modules() {
+    let sb = Sandbox::new();
+    let dir = scratch_dir("bpf-helpers");
+    write(&dir, "helpers.lua", "local M = {}\nfunction M.twice(n) return 2 * n end\nreturn M\n");
+    write(
+        &dir,
+        "uses.lua",
+        "lab { name = \"uses\" }\nnode(\"h1\")\nexperiment(\"twice\", function(x)\n  x:expect_eq(require(\"helpers\").twice(21), 42, \"the helper, required in an experiment\")\nend)\n",
+    );
+    let mut c = sb.labctl_cmd();
+    c.arg("test").arg(&dir).arg("--snapshots").arg(dir.join("snapshots"));
+    let out = output(&mut c);
+    let text = assert_code(&out, 0, "labctl test of a folder with a helper module");
+    assert!(text.contains("uses.lua") && !text.contains("helpers.lua"), "{text}");
+    assert!(text.contains("test: 1 passed, 0 failed"), "{text}");
+}

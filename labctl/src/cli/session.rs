@@ -25,7 +25,8 @@ pub struct LabOutcome {
 }
 
 /// The lab scripts named by `paths`: files as given, folders searched
-/// recursively for `*.lua` (sorted, so runs are in a stable order).
+/// recursively for `*.lua` (sorted, so runs are in a stable order) but for
+/// helper modules, which declare no lab or node when read on their own.
 pub fn lab_files(paths: &[PathBuf]) -> Result<Vec<PathBuf>, Failure> {
     let mut files = Vec::new();
     for path in paths {
@@ -34,7 +35,7 @@ pub fn lab_files(paths: &[PathBuf]) -> Result<Vec<PathBuf>, Failure> {
             collect_lua(path, &mut found)
                 .map_err(|e| Failure::bad_input(anyhow!("cannot read {}: {e}", path.display())))?;
             found.sort();
-            files.extend(found);
+            files.extend(found.into_iter().filter(|f| !is_helper_module(f)));
         } else if path.is_file() {
             files.push(path.clone());
         } else {
@@ -42,6 +43,12 @@ pub fn lab_files(paths: &[PathBuf]) -> Result<Vec<PathBuf>, Failure> {
         }
     }
     Ok(files)
+}
+
+/// A `.lua` file that reads without error and declares nothing: a module
+/// labs `require`. (A file with errors is reported as a lab, with them.)
+fn is_helper_module(file: &Path) -> bool {
+    labctl::script::load(file).is_ok_and(|script| !script.declares_a_lab)
 }
 
 fn collect_lua(dir: &Path, out: &mut Vec<PathBuf>) -> std::io::Result<()> {

@@ -37,6 +37,9 @@ pub(super) struct UserFiles(Vec<PathBuf>);
 pub struct Script {
     pub lab: Lab,
     pub lua: mlua::Lua,
+    /// Did the file declare anything (`lab { ... }`, a node, a bridge)? A
+    /// helper module next to labs declares nothing when read on its own.
+    pub declares_a_lab: bool,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -81,7 +84,8 @@ fn evaluate(path: &Path, source: &str) -> Result<Script, ScriptError> {
         return Err(ScriptError::Invalid(Diagnostics(builder.sorted_diagnostics())));
     }
     lua.set_app_data(UserFiles(builder.files));
-    Ok(Script { lab: builder.lab, lua })
+    let declares_a_lab = builder.lab_call.is_some() || !builder.lab.nodes.is_empty();
+    Ok(Script { lab: builder.lab, lua, declares_a_lab })
 }
 
 impl Script {
