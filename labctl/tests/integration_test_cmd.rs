@@ -133,8 +133,8 @@ fn a_broken_lab_fails_with_a_diff_naming_the_counter_and_the_line() {
     assert!(diff_line('+', "Ip.ForwDatagrams: 1"), "no `+` line for r1's Ip.ForwDatagrams:\n{stdout}");
     // The trace lost its last two packets, the echo reply (and only those:
     // the diff compares whole lines).
-    assert!(diff_line('-', "ICMP echo reply seq 0 ttl 63"), "trace diff:\n{stdout}");
-    assert!(!diff_line('+', "ICMP echo request seq 0 ttl 63"), "trace diff shows an unchanged line:\n{stdout}");
+    assert!(diff_line('-', "ICMP echo reply seq 1 ttl 63"), "trace diff:\n{stdout}");
+    assert!(!diff_line('+', "ICMP echo request seq 1 ttl 63"), "trace diff shows an unchanged line:\n{stdout}");
     assert!(!stdout.contains("::error"), "annotations outside GitHub Actions:\n{stdout}");
     assert!(copy.pending().contains(&"one-ping__snmp.snap.new".to_string()), "{:?}", copy.pending());
 
