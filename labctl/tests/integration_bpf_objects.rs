@@ -347,3 +347,48 @@ fn test_of_a_folder_skips_helper_modules() {
     assert!(text.contains("uses.lua") && !text.contains("helpers.lua"), "{text}");
     assert!(text.contains("test: 1 passed, 0 failed"), "{text}");
 }
+
+/// Issue 10, defect 6: an IPv6 node sends no MLD report (nor anything
+/// else) once `up` has returned: every interface's tx count stays as it
+/// was for a second and a half, the time the kernel's delayed DAD start and
+/// MLD repeats used to take.
+#[test]
+fn ipv6_nodes_are_quiet_after_up() {
+    let sb = Sandbox::new();
+    let dir = scratch_dir("bpf-mld");
+    let before = sb.host_state();
+    let file = write(
+        &dir,
+        "quiet6.lua",
+        "lab { name = \"quiet6\" }\nlocal h1, r1, h2 = node(\"h1\"), node(\"r1\", { forwarding = true }), node(\"h2\")\nlocal sw = bridge(\"sw\")\nlink(h1, sw, { { \"198.18.0.1/24\", \"2001:db8::1/64\" } })\nlink(r1, sw, { { \"198.18.0.254/24\", \"2001:db8::fe/64\" } })\nlink(r1, h2, { { \"198.18.1.254/24\", \"2001:db8:1::fe/64\" }, { \"198.18.1.1/24\", \"2001:db8:1::1/64\" } })\n",
+    );
+    let counts = || {
+        let mut out = String::new();
+        for node in ["h1", "r1", "h2"] {
+            for dev in ["eth0", "eth1"] {
+                let o = sb.run(
+                    "ip",
+                    [
+                        "netns",
+                        "exec",
+                        &format!("quiet6-{node}"),
+                        "cat",
+                        &format!("/sys/class/net/{dev}/statistics/tx_packets"),
+                    ],
+                );
+                if o.status.success() {
+                    out.push_str(&format!("{node}:{dev} {}", stdout(&o)));
+                }
+            }
+        }
+        out
+    };
+    for round in 0..3 {
+        assert_code(&sb.labctl([Path::new("up"), &file]), 0, "up");
+        let right_after = counts();
+        std::thread::sleep(std::time::Duration::from_millis(1500));
+        assert_eq!(counts(), right_after, "round {round}: IPv6 nodes sent packets after up");
+        assert_code(&sb.labctl(["down", "quiet6"]), 0, "down");
+    }
+    sb.assert_clean(&before, "after down");
+}

@@ -14,6 +14,7 @@ mod netlink;
 pub mod netns;
 pub mod privileges;
 mod schedule;
+mod settle;
 pub mod state;
 mod sysctl;
 mod teardown;

@@ -98,6 +98,12 @@ pub enum Step {
         dir: std::path::PathBuf,
         tunnels: Vec<IpsecTunnel>,
     },
+    /// Waits until the node's IPv6 is quiet: no address still tentative and
+    /// no MLD report still to be sent (plan/build.rs, `QUIET_IPV6_ADDRESSED`),
+    /// so nothing after `up` sees one. Creates nothing.
+    SettleIpv6 {
+        node: String,
+    },
     /// An XDP program loaded (compiled first if from C) and attached to a
     /// device inside its node, its link, program and maps pinned in `pins`
     /// (`/sys/fs/bpf/labctl/<lab>/<node>-<ifname>`), which teardown removes.
@@ -126,6 +132,8 @@ pub enum Phase {
     DeviceSysctls,
     Configure,
     Routes,
+    /// IPv6 settled, before anything counts packets.
+    Settle,
     /// XDP programs, once devices are tuned and routes exist (plan/xdp.rs).
     Xdp,
     /// After routes: IKE needs the peer reachable.
@@ -145,6 +153,7 @@ impl Step {
             Step::CreateVeth { .. } => Phase::Veths,
             Step::SetUp { .. } | Step::AddAddress { .. } => Phase::Configure,
             Step::AddRoute { .. } => Phase::Routes,
+            Step::SettleIpv6 { .. } => Phase::Settle,
             Step::StartIpsec { .. } => Phase::Ipsec,
             Step::AttachXdp { .. } => Phase::Xdp,
         }
@@ -157,6 +166,7 @@ impl Step {
             | Step::NodeDefaults { node, .. }
             | Step::Sysctl { node, .. }
             | Step::AddRoute { node, .. }
+            | Step::SettleIpv6 { node }
             | Step::StartIpsec { node, .. } => node,
             Step::CreateBridge { device, .. }
             | Step::CreateVeth { device, .. }
