@@ -17,7 +17,7 @@ use super::{Failure, EXIT_FAILURE};
 
 #[derive(Debug, clap::Args)]
 pub struct Args {
-    /// Lab scripts, or folders of them
+    /// Lab scripts, or folders of them (searched for *.lua; helper modules, which declare no lab or node, are skipped)
     #[arg(default_value = "labs")]
     paths: Vec<PathBuf>,
     /// Run only the experiment with this name
