@@ -156,25 +156,29 @@ end
 
 local PATH = { "h1:eth0", "sw:eth0", "sw:eth1", "h2:eth0", "sw:eth2", "r1:eth0", "r1:eth1", "h3:eth0" }
 
-experiment("one-ping", function(x)
+-- What moved at every hop while fn ran: by node and interface, and the
+-- interfaces in path order ("1 h1:eth0" ...), with h2's branch of the
+-- switch (3, 4) where broadcasts (and multicasts) go too.
+local function count_hops(x, fn)
   local watched = { "h1", "r1", "h3" }
   for _, interface in ipairs(PATH) do
     watched[#watched + 1] = interface
   end
-
-  forget_neighbours(x)
-  local ping
-  local moved = x:delta(watched, function()
-    ping = x.h1:ping("198.18.1.1", { count = 1 })
-  end)
-  x:expect_eq(ping.received, 1, "replies to h1's ping")
-
-  -- The interfaces in path order ("1 h1:eth0" ...), with h2's branch of the
-  -- switch (3, 4) where the broadcast ARP request went too.
+  local moved = x:delta(watched, fn)
   local links = {}
   for i, interface in ipairs(PATH) do
     links[("%d %s"):format(i, interface)] = moved[interface]
   end
+  return moved, links
+end
+
+experiment("one-ping", function(x)
+  forget_neighbours(x)
+  local ping
+  local moved, links = count_hops(x, function()
+    ping = x.h1:ping("198.18.1.1", { count = 1 })
+  end)
+  x:expect_eq(ping.received, 1, "replies to h1's ping")
   x:snapshot("links", links)
   x:snapshot("snmp", { h1 = moved.h1, r1 = moved.r1, h3 = moved.h3 })
   x:snapshot("ping", outcome(ping))
@@ -222,21 +226,12 @@ end)
 -- ---------------------------------------------------------------------------
 
 experiment("one-ping6", function(x)
-  local watched = { "h1", "r1", "h3" }
-  for _, interface in ipairs(PATH) do
-    watched[#watched + 1] = interface
-  end
-
   forget_neighbours(x)
   local ping
-  local moved = x:delta(watched, function()
+  local moved, links = count_hops(x, function()
     ping = x.h1:ping("2001:db8:0:1::1", { count = 1 })
   end)
   x:expect_eq(ping.received, 1, "replies to h1's ping")
-  local links = {}
-  for i, interface in ipairs(PATH) do
-    links[("%d %s"):format(i, interface)] = moved[interface]
-  end
   x:snapshot("links", links)
   x:snapshot("snmp", { h1 = moved.h1, r1 = moved.r1, h3 = moved.h3 })
 

@@ -400,25 +400,17 @@ fn start_ipsec(
     Ok(())
 }
 
-/// XDP programs (apply/xdp.rs), one by one: each loads, pins and attaches
+/// XDP programs (apply/xdp/), one by one: each loads, pins and attaches
 /// from a thread inside its node.
 fn attach_xdp(
     nodes: &HashMap<String, Node>,
     steps: &[(usize, &Step)],
     tracker: &mut Tracker<'_>,
 ) -> Result<(), ApplyError> {
-    for &(index, step) in steps {
-        if interrupt::interrupted() {
-            return Err(ApplyError::Interrupted);
-        }
-        if tracker.faults.fails(index + 1) {
-            return Err(step_error(index, step, StepError::Injected));
-        }
+    one_by_one(steps, tracker, |step| {
         let attachment = super::xdp::Attachment::of(step).expect("an XDP phase step");
-        super::xdp::attach(attachment, &nodes[step.node()].netns).map_err(|e| step_error(index, step, e.into()))?;
-        tracker.applied(index);
-    }
-    Ok(())
+        super::xdp::attach(attachment, &nodes[step.node()].netns).map(drop).map_err(StepError::from)
+    })
 }
 
 /// Each IPv6 node's addresses and MLD reports settled (apply/settle.rs), in turn.
@@ -427,11 +419,23 @@ fn settle_ipv6(
     steps: &[(usize, &Step)],
     tracker: &mut Tracker<'_>,
 ) -> Result<(), ApplyError> {
+    one_by_one(steps, tracker, |step| Ok(super::settle::ipv6(&nodes[step.node()].netns)?))
+}
+
+/// Runs `run` on each step in turn, stopping at the first failure or at Ctrl-C.
+fn one_by_one(
+    steps: &[(usize, &Step)],
+    tracker: &mut Tracker<'_>,
+    run: impl Fn(&Step) -> Result<(), StepError>,
+) -> Result<(), ApplyError> {
     for &(index, step) in steps {
+        if interrupt::interrupted() {
+            return Err(ApplyError::Interrupted);
+        }
         if tracker.faults.fails(index + 1) {
             return Err(step_error(index, step, StepError::Injected));
         }
-        super::settle::ipv6(&nodes[step.node()].netns).map_err(|e| step_error(index, step, e.into()))?;
+        run(step).map_err(|e| step_error(index, step, e))?;
         tracker.applied(index);
     }
     Ok(())

@@ -104,7 +104,8 @@ pub fn program_error(program: &str, error: ProgramError) -> BpfError {
     BpfError::Program { program: program.to_string(), message }
 }
 
-fn error_chain(error: &dyn std::error::Error) -> String {
+/// An error and its sources, each once, joined by `: `.
+pub fn error_chain(error: &dyn std::error::Error) -> String {
     let mut text = error.to_string();
     let mut source = error.source();
     while let Some(e) = source {

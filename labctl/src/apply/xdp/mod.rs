@@ -306,21 +306,8 @@ fn attach_error(device: &str, mode: XdpMode, error: ProgramError) -> XdpError {
     match errno {
         Some(libc::EOPNOTSUPP) if mode == XdpMode::Native => XdpError::NativeUnsupported { device: device.into() },
         Some(libc::EBUSY) | Some(libc::EEXIST) => XdpError::Busy { device: device.into() },
-        _ => XdpError::Attach { device: device.into(), mode, message: chain(&error) },
+        _ => XdpError::Attach { device: device.into(), mode, message: bpf::error_chain(&error) },
     }
-}
-
-fn chain(error: &dyn std::error::Error) -> String {
-    let mut text = error.to_string();
-    let mut source = error.source();
-    while let Some(e) = source {
-        let more = e.to_string();
-        if !text.contains(&more) {
-            text = format!("{text}: {more}");
-        }
-        source = e.source();
-    }
-    text
 }
 
 fn pin_error(path: &Path) -> impl FnOnce(io::Error) -> XdpError + '_ {
