@@ -326,6 +326,18 @@ fn an_old_style_section_asked_for_says_how_to_rename_it() {
     assert!(err.contains("SEC(\"xdp\")"), "says how to rename it:\n{err}");
     assert!(sb.netns_list().is_empty());
     assert_eq!(bpffs_entries(&sb), Vec::<String>::new());
+
+    // The object's only program, in an old-style section, and no prog = ...
+    let old = write(
+        &dir,
+        "old.c",
+        "#include <linux/bpf.h>\n#include <bpf/bpf_helpers.h>\nSEC(\"xdp_pass_all\") int xdp_old(struct xdp_md *ctx) { return XDP_PASS; }\nchar LICENSE[] SEC(\"license\") = \"GPL\";\n",
+    );
+    let only = lab(&dir, "xold", 1, &format!("xdp(\"h2:eth0\", {{ src = {:?} }})\n", old.display().to_string()));
+    let out = sb.labctl([Path::new("up"), &only]);
+    assert_code(&out, 2, "up of an object whose only program is in an old-style section");
+    let err = stderr(&out);
+    assert!(err.contains("xdp_old") && err.contains("SEC(\"xdp_pass_all\")") && err.contains("rename it"), "{err}");
 }
 
 /// Issue 10, point 7: `labctl test <folder>` runs the labs in it, not the

@@ -224,6 +224,16 @@ fn load(a: &Attachment<'_>, opened: &Opened, btf: &Btf) -> Result<(Ebpf, String)
     let name = match program {
         Some(name) if ebpf.program(name).is_some() => name.to_string(),
         None if xdp_names.len() == 1 => xdp_names[0].clone(),
+        // Its only program is in an old-style section: say so, not "no program".
+        None if xdp_names.is_empty() && !opened.prepared.skipped.is_empty() => {
+            let old = &opened.prepared.skipped[0];
+            return Err(XdpError::OldStyleSection {
+                device: device.to_string(),
+                program: old.program.clone(),
+                section: old.section.clone(),
+                object: object.to_path_buf(),
+            });
+        }
         _ => {
             return Err(XdpError::NoProgram {
                 device: device.to_string(),
