@@ -2,12 +2,12 @@
 -- counters, see where and why packets are dropped, and watch the CPU's
 -- packet-processing work (softirqs) move.
 --
---      h1 ─┐                          198.18.0.0/24 (the LAN, switch sw)
---          ├── sw ── r1 ── h3         198.18.1.0/24 (a cable r1 <-> h3)
+--      h1 ─┐                          198.18.0.0/24 2001:db8::/64     (the LAN, switch sw)
+--          ├── sw ── r1 ── h3         198.18.1.0/24 2001:db8:0:1::/64 (a cable r1 <-> h3)
 --      h2 ─┘
 --
--- The same network as part 1 (IPv4 only). Interface names, as the counters
--- and traces below name them:
+-- The same network as part 1, IPv4 and IPv6. Interface names, as the
+-- counters and traces below name them:
 --
 --   h1:eth0 <-> sw:eth0     h2:eth0 <-> sw:eth1     r1:eth0 <-> sw:eth2
 --   r1:eth1 <-> h3:eth0     (each pair is one veth "cable")
@@ -36,6 +36,7 @@
 -- Experiments (`labctl test labs/part2.lua`, or `labctl run labs/part2.lua`
 -- to see the results and the captures as pcapng):
 --   one-ping  one ping h1 -> h3: the counters of every hop, and the trace at r1
+--   one-ping6 the same over IPv6: neighbour discovery instead of ARP
 --   drops     four pings that die at r1, and the counter that says why
 --   softirq   10,000 UDP packets h1 -> h3, and the CPU work they cost
 --
@@ -58,20 +59,24 @@ local h3 = node("h3")
 local r1 = node("r1")
 local sw = bridge("sw")
 
-link(h1, sw, { "198.18.0.1/24" })
-link(h2, sw, { "198.18.0.2/24" })
-link(r1, sw, { "198.18.0.254/24" })
-link(r1, h3, { "198.18.1.254/24", "198.18.1.1/24" })
+link(h1, sw, { { "198.18.0.1/24", "2001:db8::1/64" } })
+link(h2, sw, { { "198.18.0.2/24", "2001:db8::2/64" } })
+link(r1, sw, { { "198.18.0.254/24", "2001:db8::fe/64" } })
+link(r1, h3, { { "198.18.1.254/24", "2001:db8:0:1::fe/64" }, { "198.18.1.1/24", "2001:db8:0:1::1/64" } })
 
 h1:route("default", "198.18.0.254")
 h2:route("default", "198.18.0.254")
 h3:route("default", "198.18.1.254")
+h1:route("default", "2001:db8::fe")
+h2:route("default", "2001:db8::fe")
+h3:route("default", "2001:db8:0:1::fe")
 
--- r1 routes IPv4 only. (part 1's `forwarding = true` turns on IPv6
--- forwarding as well; an IPv6 router joins the "all routers" multicast
--- groups and announces them with MLD reports, packets we did not send.
--- labctl already switches IPv6 off in nodes that have no IPv6 address.)
+-- r1 routes both. An IPv6 node joins multicast groups (one "solicited-node"
+-- group per address, and a router the "all routers" groups) and announces
+-- them with MLD reports, packets we did not send: labctl has them all sent
+-- while the lab comes up, so no measurement sees one.
 r1:sysctl("net.ipv4.ip_forward", 1)
+r1:sysctl("net.ipv6.conf.all.forwarding", 1)
 
 -- Quiet, so that counters are exact: a Linux bridge that snoops multicast
 -- (the default) joins the "all snoopers" group 224.0.0.106 and announces it
@@ -141,25 +146,29 @@ local with = require("commands").with
 
 local PATH = { "h1:eth0", "sw:eth0", "sw:eth1", "h2:eth0", "sw:eth2", "r1:eth0", "r1:eth1", "h3:eth0" }
 
-experiment("one-ping", function(x)
+-- What moved at every hop while fn ran: by node and interface, and the
+-- interfaces in path order ("1 h1:eth0" ...), with h2's branch of the
+-- switch (3, 4) where broadcasts (and multicasts) go too.
+local function count_hops(x, fn)
   local watched = { "h1", "r1", "h3" }
   for _, interface in ipairs(PATH) do
     watched[#watched + 1] = interface
   end
-
-  forget_neighbours(x)
-  local ping
-  local moved = x:delta(watched, function()
-    ping = x.h1:ping("198.18.1.1", { count = 1 })
-  end)
-  x:expect_eq(ping.received, 1, "replies to h1's ping")
-
-  -- The interfaces in path order ("1 h1:eth0" ...), with h2's branch of the
-  -- switch (3, 4) where the broadcast ARP request went too.
+  local moved = x:delta(watched, fn)
   local links = {}
   for i, interface in ipairs(PATH) do
     links[("%d %s"):format(i, interface)] = moved[interface]
   end
+  return moved, links
+end
+
+experiment("one-ping", function(x)
+  forget_neighbours(x)
+  local ping
+  local moved, links = count_hops(x, function()
+    ping = x.h1:ping("198.18.1.1", { count = 1 })
+  end)
+  x:expect_eq(ping.received, 1, "replies to h1's ping")
   x:snapshot("links", links)
   x:snapshot("snmp", { h1 = moved.h1, r1 = moved.r1, h3 = moved.h3 })
   x:snapshot("ping", outcome(ping))
@@ -184,6 +193,44 @@ experiment("one-ping", function(x)
   x:expect_eq(trace:count("echo reply"), 2, "echo replies seen at r1 (in on eth1, out on eth0)")
   x:snapshot("trace", trace)
   x:snapshot("kernel-path", path)
+end)
+
+-- ---------------------------------------------------------------------------
+-- one-ping6: the same ping over IPv6, h1 -> h3 (2001:db8:0:1::1).
+--
+-- What to look for in snapshots/part2/one-ping6__links.snap and __trace.snap:
+--   * no ARP: h1 asks for r1's MAC with a neighbour solicitation (ICMPv6
+--     type 135), sent not to everyone but to r1's "solicited-node" multicast
+--     group ff02::1:ff00:fe (the last 24 bits of the address it looks for).
+--     The switch still floods it to h2 (it forwards multicast only to the
+--     ports that asked for a group once a querier tracks who asked; the lab
+--     has none), and h2's kernel drops it: not its group.
+--   * r1 answers with a neighbour advertisement (136), unicast, and asks in
+--     turn for h3 before it forwards (Ip6OutForwDatagrams 2). h3 then asks
+--     for r1 as well: r1's question came from its link-local address
+--     (fe80::...), and h3's route goes to r1's global one, 2001:db8:0:1::fe.
+--   * the echo request is 118 bytes on the wire (14 Ethernet + 40 IPv6 + 8
+--     ICMPv6 + 56 data), 20 more than IPv4's; the hop limit is 64, then 63.
+--   * nothing else: no MLD report (labctl has them sent while the lab comes
+--     up), no router advertisement or solicitation (switched off).
+-- ---------------------------------------------------------------------------
+
+experiment("one-ping6", function(x)
+  forget_neighbours(x)
+  local ping
+  local moved, links = count_hops(x, function()
+    ping = x.h1:ping("2001:db8:0:1::1", { count = 1 })
+  end)
+  x:expect_eq(ping.received, 1, "replies to h1's ping")
+  x:snapshot("links", links)
+  x:snapshot("snmp", { h1 = moved.h1, r1 = moved.r1, h3 = moved.h3 })
+
+  forget_neighbours(x)
+  local trace = x:capture({ "r1:eth0", "r1:eth1" }, function()
+    x.h1:ping("2001:db8:0:1::1", { count = 1 })
+  end)
+  x:expect_eq(trace:count("echo reply"), 2, "echo replies seen at r1 (in on eth1, out on eth0)")
+  x:snapshot("trace", trace)
 end)
 
 -- ---------------------------------------------------------------------------

@@ -178,7 +178,7 @@ fn ping_opts(to: &str) -> PingOptions {
 fn expect_replies(report: &labctl::traffic::PingReport, n: u32, ttl: u8, from: &str) -> Outcome {
     ensure!(report.transmitted == n && report.received == n && report.lost == 0, "expected {n}/{n}: {report:?}");
     ensure!(report.errors.is_empty(), "unexpected errors: {:?}", report.errors);
-    ensure!(report.replies.iter().map(|r| r.seq).eq(0..n as u16), "replies out of order: {:?}", report.replies);
+    ensure!(report.replies.iter().map(|r| r.seq).eq(1..=n as u16), "replies out of order: {:?}", report.replies);
     for r in &report.replies {
         ensure!(r.from.to_string() == from, "reply from {} instead of {from}", r.from);
         ensure!(r.ttl == Some(ttl), "reply TTL {:?}, expected {ttl}", r.ttl);

@@ -48,6 +48,8 @@ pub enum StepError {
     Ipsec(#[from] super::ipsec::IpsecError),
     #[error(transparent)]
     Xdp(#[from] super::xdp::XdpError),
+    #[error(transparent)]
+    Settle(#[from] super::settle::SettleError),
 }
 
 /// How long one phase of the plan took. Namespaces and links overlap, so
@@ -92,6 +94,7 @@ enum Runner {
 enum Late {
     DeviceSysctls,
     Routes,
+    Settle,
     Xdp,
     Ipsec,
 }
@@ -102,6 +105,7 @@ fn runner(phase: Phase) -> Runner {
         Phase::Bridges | Phase::Veths | Phase::Configure => Runner::Stream,
         Phase::DeviceSysctls => Runner::Late(Late::DeviceSysctls),
         Phase::Routes => Runner::Late(Late::Routes),
+        Phase::Settle => Runner::Late(Late::Settle),
         Phase::Xdp => Runner::Late(Late::Xdp),
         Phase::Ipsec => Runner::Late(Late::Ipsec),
     }
@@ -132,6 +136,7 @@ fn worker_step(step: &Step) -> Option<WorkerStep<'_>> {
         | Step::SetUp { .. }
         | Step::AddAddress { .. }
         | Step::AddRoute { .. }
+        | Step::SettleIpv6 { .. }
         | Step::StartIpsec { .. }
         | Step::AttachXdp { .. } => None,
     }
@@ -157,6 +162,7 @@ fn request(step: &Step) -> Option<Request<'_>> {
         | Step::NodeDefaults { .. }
         | Step::Sysctl { .. }
         | Step::Tune { .. }
+        | Step::SettleIpv6 { .. }
         | Step::StartIpsec { .. }
         | Step::AttachXdp { .. } => None,
     }
@@ -239,6 +245,7 @@ pub fn execute(
                     Late::Ipsec => start_ipsec(&nodes, steps, &mut tracker)?,
                     Late::Xdp => attach_xdp(&nodes, steps, &mut tracker)?,
                     Late::Routes => run_concurrently(&nodes, steps, &mut tracker).await?,
+                    Late::Settle => settle_ipv6(&nodes, steps, &mut tracker)?,
                 }
                 timings.push(PhaseTiming {
                     phase: *phase,
@@ -485,17 +492,37 @@ fn start_ipsec(
     Ok(())
 }
 
-/// XDP programs (apply/xdp.rs), one by one: each loads, pins and attaches
+/// XDP programs (apply/xdp/), one by one: each loads, pins and attaches
 /// from a thread inside its node.
 fn attach_xdp(
     nodes: &HashMap<String, Node>,
     steps: &[(usize, &Step)],
     tracker: &mut Tracker<'_>,
 ) -> Result<(), ApplyError> {
+    one_by_one(steps, tracker, |step| {
+        let attachment = super::xdp::Attachment::of(step).expect("an XDP phase step");
+        super::xdp::attach(attachment, &nodes[step.node()].netns).map(drop).map_err(StepError::from)
+    })
+}
+
+/// Each IPv6 node's addresses and MLD reports settled (apply/settle.rs), in turn.
+fn settle_ipv6(
+    nodes: &HashMap<String, Node>,
+    steps: &[(usize, &Step)],
+    tracker: &mut Tracker<'_>,
+) -> Result<(), ApplyError> {
+    one_by_one(steps, tracker, |step| Ok(super::settle::ipv6(&nodes[step.node()].netns)?))
+}
+
+/// Runs `run` on each step in turn, stopping at the first failure or at Ctrl-C.
+fn one_by_one(
+    steps: &[(usize, &Step)],
+    tracker: &mut Tracker<'_>,
+    run: impl Fn(&Step) -> Result<(), StepError>,
+) -> Result<(), ApplyError> {
     for &(index, step) in steps {
         tracker.may_run(index, step)?;
-        let attachment = super::xdp::Attachment::of(step).expect("an XDP phase step");
-        super::xdp::attach(attachment, &nodes[step.node()].netns).map_err(|e| step_error(index, step, e.into()))?;
+        run(step).map_err(|e| step_error(index, step, e))?;
         tracker.applied(index);
     }
     Ok(())

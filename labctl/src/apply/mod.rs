@@ -13,6 +13,7 @@ pub mod ipsec;
 mod netlink;
 pub mod privileges;
 mod schedule;
+mod settle;
 pub mod state;
 mod sysctl;
 mod teardown;

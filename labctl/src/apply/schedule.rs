@@ -35,6 +35,7 @@ fn needs(step: &Step) -> Vec<Resource> {
         | Step::Sysctl { .. }
         | Step::Tune { .. }
         | Step::AddRoute { .. }
+        | Step::SettleIpv6 { .. }
         | Step::StartIpsec { .. }
         | Step::AttachXdp { .. } => vec![],
     }
@@ -52,6 +53,7 @@ pub fn provides(step: &Step) -> Vec<(&str, u32)> {
         | Step::SetUp { .. }
         | Step::AddAddress { .. }
         | Step::AddRoute { .. }
+        | Step::SettleIpv6 { .. }
         | Step::StartIpsec { .. }
         | Step::AttachXdp { .. } => vec![],
     }

@@ -19,6 +19,8 @@ const BPF_MAP_LOOKUP_ELEM: libc::c_int = 1;
 const BPF_MAP_UPDATE_ELEM: libc::c_int = 2;
 const BPF_MAP_DELETE_ELEM: libc::c_int = 3;
 const BPF_MAP_GET_NEXT_KEY: libc::c_int = 4;
+const BPF_OBJ_GET_INFO_BY_FD: libc::c_int = 15;
+const BPF_BTF_GET_FD_BY_ID: libc::c_int = 19;
 const BPF_LINK_DETACH: libc::c_int = 34;
 
 /// `union bpf_attr` for the element commands (map_fd, key, value/next_key, flags).
@@ -35,12 +37,65 @@ struct ElemAttr {
 fn bpf(cmd: libc::c_int, attr: &mut ElemAttr) -> io::Result<()> {
     // SAFETY: attr is a valid bpf_attr prefix for cmd, and the key and
     // value pointers in it point to buffers of the map's sizes.
-    let rc = unsafe { libc::syscall(libc::SYS_bpf, cmd, attr as *mut ElemAttr, std::mem::size_of::<ElemAttr>()) };
+    unsafe { sys_bpf(cmd, attr) }.map(drop)
+}
+
+/// The bpf(2) system call with `attr`; returns what it returns (an fd for some commands).
+///
+/// # Safety
+/// `attr` must be a valid `bpf_attr` prefix for `cmd`, and every pointer in
+/// it must point to a buffer of the size it says.
+unsafe fn sys_bpf<T>(cmd: libc::c_int, attr: &mut T) -> io::Result<i64> {
+    // SAFETY: as the caller promises.
+    let rc = unsafe { libc::syscall(libc::SYS_bpf, cmd, attr as *mut T, std::mem::size_of::<T>()) };
     if rc < 0 {
         Err(io::Error::last_os_error())
     } else {
-        Ok(())
+        Ok(rc)
     }
+}
+
+/// `BPF_OBJ_GET_INFO_BY_FD`: the kernel fills `info` (up to its size).
+fn object_info(fd: BorrowedFd<'_>, info: &mut [u8]) -> io::Result<()> {
+    #[repr(C)]
+    struct InfoAttr {
+        bpf_fd: u32,
+        info_len: u32,
+        info: u64,
+    }
+    let mut attr =
+        InfoAttr { bpf_fd: fd.as_raw_fd() as u32, info_len: info.len() as u32, info: info.as_mut_ptr() as u64 };
+    // SAFETY: a valid bpf_attr for the command; info points to info_len bytes.
+    unsafe { sys_bpf(BPF_OBJ_GET_INFO_BY_FD, &mut attr) }.map(drop)
+}
+
+/// The raw BTF blob with this id (`BPF_BTF_GET_FD_BY_ID`, then its info twice:
+/// once for the size, once for the bytes).
+fn btf_blob(id: u32) -> io::Result<Vec<u8>> {
+    use std::os::fd::FromRawFd;
+    let mut attr = [id, 0, 0, 0];
+    // SAFETY: a valid bpf_attr for BPF_BTF_GET_FD_BY_ID (btf_id first).
+    let fd = unsafe { sys_bpf(BPF_BTF_GET_FD_BY_ID, &mut attr) }?;
+    // SAFETY: the kernel returned a new file descriptor that we own.
+    let fd = unsafe { std::os::fd::OwnedFd::from_raw_fd(fd as i32) };
+    // struct bpf_btf_info: btf (u64 pointer), btf_size (u32), id, name, name_len, kernel_btf.
+    let mut info = [0u8; 32];
+    object_info(fd.as_fd(), &mut info)?;
+    let size = u32::from_le_bytes([info[8], info[9], info[10], info[11]]) as usize;
+    let mut blob = vec![0u8; size];
+    info = [0u8; 32];
+    info[0..8].copy_from_slice(&(blob.as_mut_ptr() as u64).to_ne_bytes());
+    info[8..12].copy_from_slice(&(size as u32).to_ne_bytes());
+    object_info(fd.as_fd(), &mut info)?;
+    Ok(blob)
+}
+
+/// The types of a map's keys and values, from the BTF its program was loaded with.
+#[derive(Debug, Clone)]
+pub struct MapTypes {
+    pub types: super::btf::Types,
+    pub key: u32,
+    pub value: u32,
 }
 
 /// A map opened for reading and writing raw elements.
@@ -52,6 +107,8 @@ pub struct RawMap {
     pub value_size: usize,
     pub max_entries: u32,
     pub id: u32,
+    /// Key and value types, for maps created with BTF.
+    pub types: Option<MapTypes>,
 }
 
 /// One element; per-CPU maps have one value per possible CPU.
@@ -83,6 +140,7 @@ impl RawMap {
             value_size: info.value_size() as usize,
             max_entries: info.max_entries(),
             id: info.id(),
+            types: RawMap::read_types(&map),
             map,
         })
     }
@@ -135,6 +193,20 @@ impl RawMap {
 
     fn fd(&self) -> BorrowedFd<'_> {
         self.map.fd().as_fd()
+    }
+
+    /// Its key and value types, if it was created with BTF.
+    fn read_types(map: &MapData) -> Option<MapTypes> {
+        // struct bpf_map_info: btf_id, btf_key_type_id, btf_value_type_id at 64, 68, 72.
+        let mut info = [0u8; 88];
+        object_info(map.fd().as_fd(), &mut info).ok()?;
+        let word = |at: usize| u32::from_ne_bytes([info[at], info[at + 1], info[at + 2], info[at + 3]]);
+        let (btf_id, key, value) = (word(64), word(68), word(72));
+        if btf_id == 0 || value == 0 {
+            return None;
+        }
+        let types = super::btf::Types::parse(&btf_blob(btf_id).ok()?).ok()?;
+        Some(MapTypes { types, key, value })
     }
 
     fn slot(&self) -> usize {

@@ -11,18 +11,19 @@
 //!
 //! Everything here needs root (CAP_BPF, CAP_PERFMON) except [`compile`].
 
-mod btf;
+pub mod btf;
 mod compile;
 pub mod drops;
 mod kallsyms;
 pub mod maps;
 mod places;
+pub mod sections;
 pub mod xdp_events;
 
 use std::io;
 use std::path::{Path, PathBuf};
 
-pub use compile::{cache_dir, compile, compile_embedded, PACKAGES};
+pub use compile::{cache_dir, compile, compile_embedded, compile_with, PACKAGES};
 pub use drops::{DropRecord, DropTable, DropTracer, KernelPath, PathRecord};
 
 use aya::maps::{MapData, PerCpuHashMap};
@@ -72,11 +73,22 @@ pub fn kernel_btf() -> Result<Btf> {
 /// or pin paths before the maps are created. Programs are not loaded into
 /// the kernel yet: take each with `ebpf.program_mut(name)`, convert it to
 /// its type, `load` it (map errors with [`program_error`]) and attach it.
+/// Programs in section names aya cannot type are left out ([`sections`]).
 pub fn load<'a>(object: &Path, btf: &'a Btf, configure: impl FnOnce(&mut EbpfLoader<'a>)) -> Result<Ebpf> {
+    load_prepared(object, &sections::prepare(object)?, btf, configure)
+}
+
+/// [`load`] of an object already read by [`sections::prepare`]; errors name `shown`.
+pub fn load_prepared<'a>(
+    shown: &Path,
+    object: &sections::Prepared,
+    btf: &'a Btf,
+    configure: impl FnOnce(&mut EbpfLoader<'a>),
+) -> Result<Ebpf> {
     let mut loader = EbpfLoader::new();
     loader.btf(Some(btf));
     configure(&mut loader);
-    loader.load_file(object).map_err(|e| BpfError::Load { object: object.to_path_buf(), message: error_chain(&e) })
+    loader.load(&object.bytes).map_err(|e| BpfError::Load { object: shown.to_path_buf(), message: error_chain(&e) })
 }
 
 /// A program's load or attach error, with the verifier's verdict (the last

@@ -217,14 +217,19 @@ impl From<ScriptError> for Failure {
     }
 }
 
+/// The exit status an `up` that failed this way ends with, whichever command ran it.
+pub fn apply_status(e: &ApplyError) -> u8 {
+    match e {
+        ApplyError::Privileges(_) => EXIT_PRIVILEGES,
+        ApplyError::Interrupted => EXIT_INTERRUPTED,
+        e if e.is_user_error() => EXIT_BAD_INPUT,
+        _ => EXIT_FAILURE,
+    }
+}
+
 impl From<ApplyError> for Failure {
     fn from(e: ApplyError) -> Self {
-        let status = match &e {
-            ApplyError::Privileges(_) => EXIT_PRIVILEGES,
-            ApplyError::Interrupted => EXIT_INTERRUPTED,
-            e if e.is_user_error() => EXIT_BAD_INPUT,
-            _ => EXIT_FAILURE,
-        };
+        let status = apply_status(&e);
         let help = match &e {
             ApplyError::Privileges(_) => Some("run it as root, e.g. `sudo labctl ...`".to_string()),
             ApplyError::AlreadyRunning(name) => {

@@ -54,7 +54,7 @@ pub fn run(args: Args) -> Result<(), Failure> {
     };
     let outcome = prepared.run(Some(&out), &mut show);
     if let Some(error) = outcome.setup_error {
-        let status = if outcome.interrupted { super::EXIT_INTERRUPTED } else { EXIT_FAILURE };
+        let status = if outcome.interrupted { super::EXIT_INTERRUPTED } else { outcome.setup_status };
         return Err(Failure::new(status, anyhow!(error)));
     }
     let json = serde_json::to_string_pretty(&outcome.results).expect("results serialize");

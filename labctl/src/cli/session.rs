@@ -16,6 +16,9 @@ pub struct LabOutcome {
     pub script: Option<Script>,
     /// The lab could not be loaded or built: nothing ran.
     pub setup_error: Option<String>,
+    /// The exit status that setup error means, as `up` would exit with it
+    /// (2 for a mistake in the lab, its C among it).
+    pub setup_status: u8,
     pub results: Vec<ExperimentResult>,
     pub up_time: Duration,
     pub interrupted: bool,
@@ -23,7 +26,14 @@ pub struct LabOutcome {
 
 impl LabOutcome {
     fn empty() -> Self {
-        LabOutcome { script: None, setup_error: None, results: vec![], up_time: Duration::ZERO, interrupted: false }
+        LabOutcome {
+            script: None,
+            setup_error: None,
+            setup_status: super::EXIT_FAILURE,
+            results: vec![],
+            up_time: Duration::ZERO,
+            interrupted: false,
+        }
     }
 
     /// A lab refused before anything was built.
@@ -33,7 +43,8 @@ impl LabOutcome {
 }
 
 /// The lab scripts named by `paths`: files as given, folders searched
-/// recursively for `*.lua` (sorted, so runs are in a stable order).
+/// recursively for `*.lua` (sorted, so runs are in a stable order) but for
+/// helper modules, which declare no lab or node when read on their own.
 pub fn lab_files(paths: &[PathBuf]) -> Result<Vec<PathBuf>, Failure> {
     let mut files = Vec::new();
     for path in paths {
@@ -42,7 +53,7 @@ pub fn lab_files(paths: &[PathBuf]) -> Result<Vec<PathBuf>, Failure> {
             collect_lua(path, &mut found)
                 .map_err(|e| Failure::bad_input(anyhow!("cannot read {}: {e}", path.display())))?;
             found.sort();
-            files.extend(found);
+            files.extend(found.into_iter().filter(|f| !is_helper_module(f)));
         } else if path.is_file() {
             files.push(path.clone());
         } else {
@@ -50,6 +61,12 @@ pub fn lab_files(paths: &[PathBuf]) -> Result<Vec<PathBuf>, Failure> {
         }
     }
     Ok(files)
+}
+
+/// A `.lua` file that reads without error and declares nothing: a module
+/// labs `require`. (A file with errors is reported as a lab, with them.)
+fn is_helper_module(file: &Path) -> bool {
+    labctl::script::load(file).is_ok_and(|script| !script.declares_a_lab)
 }
 
 fn collect_lua(dir: &Path, out: &mut Vec<PathBuf>) -> std::io::Result<()> {
@@ -131,6 +148,7 @@ impl Prepared {
         let started = Instant::now();
         if let Err(e) = apply::up(&script.lab, &absolute(&file), &plan, &|_, _| {}) {
             outcome.setup_error = Some(format!("cannot build lab {}: {e}", script.lab.name));
+            outcome.setup_status = super::apply_status(&e);
             // Ctrl-C during `up`: rolled back, and the run ends as interrupted (130).
             outcome.interrupted = apply::interrupted();
             outcome.script = Some(script);

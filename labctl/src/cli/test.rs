@@ -18,7 +18,7 @@ use super::{Failure, EXIT_FAILURE};
 
 #[derive(Debug, clap::Args)]
 pub struct Args {
-    /// Lab scripts, or folders of them
+    /// Lab scripts, or folders of them (searched for *.lua; helper modules, which declare no lab or node, are skipped)
     #[arg(default_value = "labs")]
     paths: Vec<PathBuf>,
     /// Run only the experiment with this name
@@ -57,6 +57,8 @@ pub fn run(args: Args) -> Result<(), Failure> {
     // A lab refused as bad input (already up, script errors): exit 2, with its help.
     let mut refused: Option<Failure> = None;
     let mut pending_roots: Vec<PathBuf> = Vec::new();
+    // A lab that could not be built for a mistake in it makes the run exit 2, as `up` would.
+    let mut status = EXIT_FAILURE;
 
     for file in &files {
         let root = args.snapshots.clone().unwrap_or_else(|| snapshot_root(file.parent().unwrap_or(Path::new("."))));
@@ -101,6 +103,7 @@ pub fn run(args: Args) -> Result<(), Failure> {
         }
         if let Some(error) = &outcome.setup_error {
             failed += 1;
+            status = status.max(outcome.setup_status);
             say!("  {}", paint("FAILED", "31", color));
             for line in error.lines() {
                 say!("    {line}");
@@ -137,7 +140,7 @@ pub fn run(args: Args) -> Result<(), Failure> {
     }
     if failed > 0 {
         let review = review_hint(&pending_roots);
-        return Err(Failure::new(EXIT_FAILURE, anyhow!("{failed} failed{review}")));
+        return Err(Failure::new(status, anyhow!("{failed} failed{review}")));
     }
     Ok(())
 }

@@ -75,6 +75,7 @@ fn phase_name(phase: Phase) -> &'static str {
         Phase::Configure => "addresses, links up",
         Phase::DeviceSysctls => "interface sysctls, tune",
         Phase::Routes => "routes",
+        Phase::Settle => "ipv6 settling (DAD, MLD)",
         Phase::Xdp => "xdp programs",
         Phase::Ipsec => "ipsec tunnels",
     }

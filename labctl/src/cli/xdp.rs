@@ -149,6 +149,9 @@ fn show(v: &Value) -> String {
     match v {
         Value::Integer(i) => i.to_string(),
         Value::Bytes(b) => b.clone(),
+        Value::Struct(fields) => {
+            format!("{{{}}}", fields.iter().map(|(f, v)| format!("{f}={}", show(v))).collect::<Vec<_>>().join(" "))
+        }
         Value::PerCpu(all) => format!("[{}]", all.iter().map(show).collect::<Vec<_>>().join(",")),
     }
 }

@@ -103,9 +103,9 @@ fn softnet() -> Result<BTreeMap<String, u64>> {
 }
 
 /// Per-CPU time in microseconds as `cpu0.softirq_us`, `cpu0.system_us`, ...
-fn cpu_times() -> Result<BTreeMap<String, u64>, String> {
+fn cpu_times() -> Result<BTreeMap<String, u64>> {
     let mut flat = BTreeMap::new();
-    for row in counters::cpu_times().map_err(|e| e.to_string())? {
+    for row in counters::cpu_times().map_err(at("cputime"))? {
         let cpu = row.cpu;
         for (name, value) in [
             ("user_us", row.user_us),

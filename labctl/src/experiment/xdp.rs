@@ -99,9 +99,21 @@ fn encode(value: &Value, size: usize, what: &str) -> mlua::Result<Vec<u8>> {
 
 fn key_to_lua(lua: &Lua, map: &RawMap, key: &[u8]) -> mlua::Result<Value> {
     match crate::bpf::maps::as_integer(key) {
-        Some(k) if !look::is_action_map(map) && k <= i64::MAX as u64 => Ok(Value::Integer(k as i64)),
+        Some(k) if look::key_name(map, key).is_none() && k <= i64::MAX as u64 => Ok(Value::Integer(k as i64)),
         _ => Ok(Value::String(lua.create_string(look::key_text(map, key))?)),
     }
+}
+
+/// A key for `map`: its name where keys have names ("XDP_PASS"), else as [`encode`] takes it.
+fn encode_key(map: &RawMap, key: &Value) -> mlua::Result<Vec<u8>> {
+    let name = match key {
+        Value::String(s) => Some(s.to_string_lossy()),
+        _ => None,
+    };
+    if let Some(bytes) = name.and_then(|name| look::key_named(map, &name)) {
+        return Ok(bytes);
+    }
+    encode(key, map.key_size, "key")
 }
 
 fn value_to_lua(lua: &Lua, value: &MapValue) -> mlua::Result<Value> {
@@ -109,6 +121,13 @@ fn value_to_lua(lua: &Lua, value: &MapValue) -> mlua::Result<Value> {
         MapValue::Integer(v) if *v <= i64::MAX as u64 => Value::Integer(*v as i64),
         MapValue::Integer(v) => Value::Number(*v as f64),
         MapValue::Bytes(hex) => Value::String(lua.create_string(hex)?),
+        MapValue::Struct(fields) => {
+            let t = lua.create_table()?;
+            for (field, v) in fields {
+                t.set(field.as_str(), value_to_lua(lua, v)?)?;
+            }
+            Value::Table(t)
+        }
         MapValue::PerCpu(all) => {
             let t = lua.create_table()?;
             for (cpu, v) in all.iter().enumerate() {
@@ -144,7 +163,7 @@ pub(super) fn register<M: UserDataMethods<Runtime>>(methods: &mut M) {
         let what = format!("x:map_set({at:?}, {name:?})");
         let (_, ifname, ns) = target(this, &what, &at)?;
         let map = open_map(&ns, &ifname, &name, &what)?;
-        let key = encode(&key, map.key_size, "key")?;
+        let key = encode_key(&map, &key)?;
         let value = encode(&value, map.value_size, "value")?;
         netns::run_in(&ns, || map.set(&key, &value))
             .map_err(mlua::Error::external)?
@@ -155,12 +174,13 @@ pub(super) fn register<M: UserDataMethods<Runtime>>(methods: &mut M) {
         let what = format!("x:map_delete({at:?}, {name:?})");
         let (_, ifname, ns) = target(this, &what, &at)?;
         let map = open_map(&ns, &ifname, &name, &what)?;
-        let key = encode(&key, map.key_size, "key")?;
+        let key = encode_key(&map, &key)?;
         map.delete(&key).map_err(|e| fail(format!("{what}: {e}")))
     });
     // x:xdp("h2:eth0") -> { mode = "native", program = "xdp_count", id = 42, maps = { "actions", ... } } or nil
     methods.add_method("xdp", |lua, this, at: String| attachment(lua, this, &at));
     // x:xdp_attach("h2:eth0", { src = "../fixtures/xdp/xdp_drop.c", prog = "xdp_drop", mode = "native" })
+    // (and include, defines, share_maps as in xdp())
     methods.add_method("xdp_attach", |lua, this, (at, opts): (String, Table)| attach(lua, this, &at, opts));
     // x:xdp_detach("h2:eth0") -> true if labctl had a program there
     methods.add_method("xdp_detach", |_, this, at: String| {
@@ -219,7 +239,9 @@ fn attachment(lua: &Lua, this: &Runtime, at: &str) -> mlua::Result<Value> {
 /// attached, as in `up`, and unpinned again if attaching fails.
 fn attach(lua: &Lua, this: &Runtime, at: &str, opts: Table) -> mlua::Result<Table> {
     let what = format!("x:xdp_attach({at:?})");
-    let opts = Options::check(lua, "x:xdp_attach()", Some(opts), &["src", "obj", "prog", "mode"])?;
+    const VALID: &[&str] = &["src", "obj", "prog", "mode", "include", "defines", "share_maps"];
+    let raw = opts.clone();
+    let opts = Options::check(lua, "x:xdp_attach()", Some(opts), VALID)?;
     let (node, ifname, ns) = target(this, &what, at)?;
     let (lab_name, folder) =
         this.with_lab(|lab| (lab.name.clone(), lab.file.parent().map(Path::to_path_buf).unwrap_or_default()));
@@ -242,12 +264,17 @@ fn attach(lua: &Lua, this: &Runtime, at: &str, opts: Table) -> mlua::Result<Tabl
         return Err(fail(format!("{what}: labctl already attached a program there; x:xdp_detach({at:?}) first")));
     }
     let ifindex = interface_index(&ns, &ifname).map_err(|e| fail(format!("{what}: {e}")))?;
+    let compile = crate::script::xdp::compile_options(&raw, &folder)?.map_err(|e| fail(format!("{what}: {e}")))?;
+    let share_maps = crate::script::xdp::names_list(&raw.get::<Value>("share_maps")?)
+        .map_err(|e| fail(format!("{what}: share_maps {e}")))?;
     let step = Step::AttachXdp {
         device: Device { node, ifname, ifindex },
         object,
         program: opts.get::<String>("prog")?,
         mode,
         pins,
+        compile,
+        share_maps,
     };
     // Journaled before anything is pinned or attached, as in `up`.
     let state = LabState::open(&lab_name).ok_or_else(|| fail(format!("{what}: lab {lab_name} is not running")))?;

@@ -4,6 +4,7 @@
 //! `require`); the model holds them joined to that folder, so they work
 //! from wherever labctl was started.
 
+use std::collections::BTreeMap;
 use std::fmt;
 use std::path::PathBuf;
 
@@ -74,5 +75,30 @@ pub struct Xdp {
     /// The program's function name in the object; `None`: its only XDP program.
     pub program: Option<String>,
     pub mode: XdpMode,
+    /// Include folders and defines for clang (C sources only).
+    #[serde(default)]
+    pub compile: CompileOptions,
+    /// Maps pinned once for the whole lab, opened by every attachment
+    /// that names them; other by-name maps are per attachment.
+    #[serde(default)]
+    pub share_maps: Vec<String>,
     pub origin: Origin,
 }
+
+/// What `xdp(..., { include = { "headers" }, defines = { DEBUG = 1 } })`
+/// adds to clang's command line: `-I<folder>` (relative to the lab file)
+/// and `-D<NAME>=<value>`.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+pub struct CompileOptions {
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub include: Vec<PathBuf>,
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub defines: BTreeMap<String, String>,
+}
+
+impl CompileOptions {
+    pub fn is_empty(&self) -> bool {
+        self.include.is_empty() && self.defines.is_empty()
+    }
+}
+

@@ -4,10 +4,13 @@
 //! so it works for programs attached at `up`, from an experiment, or by
 //! hand with `ip link set dev eth0 xdp ...`).
 //!
-//! Values decode as little-endian integers when they are 1, 2, 4 or 8
-//! bytes wide (counters, ifindexes), else as hex. Per-CPU values are summed
-//! unless asked for per CPU. Maps named `actions` (or ending in `actions`)
-//! with 4-byte keys are XDP action counters: their keys read `XDP_DROP`, ...
+//! Values decode by the map's BTF where it has one (struct fields by name,
+//! `xdp_stats_map.2.rx_packets`), else as little-endian integers when they
+//! are 1, 2, 4 or 8 bytes wide (counters, ifindexes), else as hex. Per-CPU
+//! values are summed, field by field, unless asked for per CPU. Keys whose
+//! BTF type is an enum read by name (`XDP_PASS` for `enum xdp_action`); so
+//! do those of maps named `actions` (or ending in `actions`) with 4-byte
+//! keys, taken for XDP action counters.
 
 use std::collections::BTreeMap;
 use std::fs::File;
@@ -18,6 +21,7 @@ use serde::Serialize;
 
 use super::error::{ObserveError, Result};
 use super::netlink::{self, query};
+use crate::bpf::btf::{Type, Types};
 use crate::bpf::maps::{as_integer, RawMap};
 
 /// XDP actions by value, as `enum xdp_action` numbers them.
@@ -160,13 +164,33 @@ pub fn find_map(netns: &File, ifname: &str, name: &str) -> std::result::Result<R
     })
 }
 
-/// A key as text: a counter's index or port, an action's name, or hex.
+/// A key as text: its enum name, a counter's index or port, or hex.
 pub fn key_text(map: &RawMap, key: &[u8]) -> String {
-    match as_integer(key) {
-        Some(k) if is_action_map(map) && (k as usize) < ACTIONS.len() => ACTIONS[k as usize].to_string(),
-        Some(k) => k.to_string(),
-        None => hex(key),
+    match (key_name(map, key), as_integer(key)) {
+        (Some(name), _) => name,
+        (None, Some(k)) => k.to_string(),
+        (None, None) => hex(key),
     }
+}
+
+/// The name of a key: from the enum that is its BTF type, or an XDP
+/// action's for an action counter map.
+pub fn key_name(map: &RawMap, key: &[u8]) -> Option<String> {
+    let k = as_integer(key)?;
+    if let Some(Type::Enum { names, .. }) = map.types.as_ref().and_then(|t| t.types.resolve(t.key)) {
+        return names.get(&k).cloned();
+    }
+    (is_action_map(map) && (k as usize) < ACTIONS.len()).then(|| ACTIONS[k as usize].to_string())
+}
+
+/// The key called `name` (see [`key_name`]), as the map's key bytes.
+pub fn key_named(map: &RawMap, name: &str) -> Option<Vec<u8>> {
+    let value = match map.types.as_ref().and_then(|t| t.types.resolve(t.key)) {
+        Some(Type::Enum { names, .. }) => names.iter().find(|(_, n)| *n == name).map(|(v, _)| *v)?,
+        _ if is_action_map(map) => ACTIONS.iter().position(|a| *a == name)? as u64,
+        _ => return None,
+    };
+    Some(value.to_le_bytes()[..map.key_size.min(8)].to_vec())
 }
 
 /// Maps of XDP action counters: `actions`, `xdp_actions`, ... with u32 keys.
@@ -179,31 +203,84 @@ pub fn hex(bytes: &[u8]) -> String {
     format!("0x{digits}")
 }
 
-/// A value: summed over CPUs if it is an integer, else the first CPU's as hex.
+/// A value: an integer, a struct by field name, or bytes as hex; summed
+/// over CPUs (integers, and structs field by field) unless per CPU.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 #[serde(untagged)]
 pub enum Value {
     Integer(u64),
     Bytes(String),
+    Struct(BTreeMap<String, Value>),
     PerCpu(Vec<Value>),
 }
 
-fn decode(values: &[Vec<u8>], per_cpu: bool, is_per_cpu_map: bool) -> Value {
-    let one = |v: &Vec<u8>| as_integer(v).map_or_else(|| Value::Bytes(hex(v)), Value::Integer);
-    if per_cpu && is_per_cpu_map {
-        return Value::PerCpu(values.iter().map(one).collect());
+impl Value {
+    /// `self + other`: integers add (wrapping, as the counters do), structs
+    /// field by field; bytes keep the first value.
+    fn add(self, other: &Value) -> Value {
+        match (self, other) {
+            (Value::Integer(a), Value::Integer(b)) => Value::Integer(a.wrapping_add(*b)),
+            (Value::Struct(mut a), Value::Struct(b)) => {
+                for (field, v) in a.iter_mut() {
+                    if let Some(w) = b.get(field) {
+                        *v = std::mem::replace(v, Value::Integer(0)).add(w);
+                    }
+                }
+                Value::Struct(a)
+            }
+            (a, _) => a,
+        }
     }
-    let ints: Option<Vec<u64>> = values.iter().map(|v| as_integer(v)).collect();
-    match ints {
-        Some(ints) => Value::Integer(ints.iter().fold(0u64, |a, b| a.wrapping_add(*b))),
-        None => one(&values[0]),
+
+    /// Its integers by name: itself as `prefix`, a struct's fields as
+    /// `prefix.field` (nested structs further down).
+    pub fn integers(&self, prefix: &str, out: &mut BTreeMap<String, u64>) {
+        match self {
+            Value::Integer(v) => {
+                out.insert(prefix.to_string(), *v);
+            }
+            Value::Struct(fields) => fields.iter().for_each(|(f, v)| v.integers(&format!("{prefix}.{f}"), out)),
+            Value::Bytes(_) | Value::PerCpu(_) => {}
+        }
     }
+}
+
+/// One CPU's value of type `id` (or untyped: an integer if it is 1, 2, 4 or 8 bytes).
+fn decode_one(types: Option<(&Types, u32)>, bytes: &[u8]) -> Value {
+    let untyped = || as_integer(bytes).map_or_else(|| Value::Bytes(hex(bytes)), Value::Integer);
+    let Some((types, id)) = types else { return untyped() };
+    match types.resolve(id) {
+        Some(Type::Struct { members, .. }) => Value::Struct(
+            members
+                .iter()
+                .filter(|m| !m.name.is_empty())
+                .filter_map(|m| {
+                    let start = m.offset? as usize;
+                    let field = bytes.get(start..start + types.size_of(m.type_id)? as usize)?;
+                    Some((m.name.clone(), decode_one(Some((types, m.type_id)), field)))
+                })
+                .collect(),
+        ),
+        Some(Type::Int { .. } | Type::Enum { .. }) => untyped(),
+        _ => Value::Bytes(hex(bytes)),
+    }
+}
+
+fn decode(map: &RawMap, values: &[Vec<u8>], per_cpu: bool) -> Value {
+    let types = map.types.as_ref().map(|t| (&t.types, t.value));
+    let mut each = values.iter().map(|v| decode_one(types, v));
+    if per_cpu && map.per_cpu() {
+        return Value::PerCpu(each.collect());
+    }
+    let first = each.next().unwrap_or(Value::Integer(0));
+    each.fold(first, |sum, v| sum.add(&v))
 }
 
 fn is_zero(v: &Value) -> bool {
     match v {
         Value::Integer(0) => true,
         Value::PerCpu(all) => all.iter().all(is_zero),
+        Value::Struct(fields) => fields.values().all(is_zero),
         _ => false,
     }
 }
@@ -221,21 +298,27 @@ pub fn read(map: &RawMap, per_cpu: bool) -> std::result::Result<Vec<(Vec<u8>, Va
     let elements = map.elements().map_err(|e| e.to_string())?;
     Ok(elements
         .into_iter()
-        .map(|e| (e.key, decode(&e.values, per_cpu, map.per_cpu())))
+        .map(|e| {
+            let value = decode(map, &e.values, per_cpu);
+            (e.key, value)
+        })
         .filter(|(_, v)| !(is_array(map) && is_zero(v)))
         .collect())
 }
 
-/// Is it a map of counters (arrays and hashes of integers)?
+/// Is it a map of counters (arrays and hashes of integers, or of structs
+/// BTF describes)?
 fn is_counter_map(map: &RawMap) -> bool {
     use aya::maps::MapType::*;
+    let described = map.types.as_ref().is_some_and(|t| matches!(t.types.resolve(t.value), Some(Type::Struct { .. })));
     matches!(map.map_type, Some(Array | PerCpuArray | Hash | PerCpuHash | LruHash | LruPerCpuHash))
-        && matches!(map.value_size, 1 | 2 | 4 | 8)
+        && (matches!(map.value_size, 1 | 2 | 4 | 8) || described)
 }
 
 /// The counters of every map of the XDP program on `ifname`, as
-/// `<map>.<key>` (per-CPU values summed): what `x:counters{"r1:eth0:xdp"}`
-/// shows and `x:delta` compares. Empty if nothing is attached.
+/// `<map>.<key>` or, for struct values, `<map>.<key>.<field>` (per-CPU
+/// values summed): what `x:counters{"r1:eth0:xdp"}` shows and `x:delta`
+/// compares. Empty if nothing is attached.
 pub fn counters(netns: &File, ifname: &str) -> std::result::Result<BTreeMap<String, u64>, String> {
     let Some(attachment) = attachment(netns, ifname).map_err(|e| e.to_string())? else {
         return Ok(BTreeMap::new());
@@ -244,9 +327,7 @@ pub fn counters(netns: &File, ifname: &str) -> std::result::Result<BTreeMap<Stri
     let mut all = BTreeMap::new();
     for map in maps_of(&program).iter().filter(|m| is_counter_map(m)) {
         for (key, value) in read(map, false)? {
-            if let Value::Integer(v) = value {
-                all.insert(format!("{}.{}", map.name, key_text(map, &key)), v);
-            }
+            value.integers(&format!("{}.{}", map.name, key_text(map, &key)), &mut all);
         }
     }
     Ok(all)
@@ -269,11 +350,23 @@ mod tests {
     use super::*;
 
     #[test]
-    fn values_sum_over_cpus_or_show_hex() {
-        let v = vec![vec![1, 0, 0, 0, 0, 0, 0, 0], vec![2, 0, 0, 0, 0, 0, 0, 0]];
-        assert_eq!(decode(&v, false, true), Value::Integer(3));
-        assert_eq!(decode(&v, true, true), Value::PerCpu(vec![Value::Integer(1), Value::Integer(2)]));
-        assert_eq!(decode(&[vec![0xaa, 0xbb, 0xcc]], false, false), Value::Bytes("0xaabbcc".into()));
+    fn untyped_values_are_integers_or_hex() {
+        assert_eq!(decode_one(None, &[1, 0, 0, 0, 0, 0, 0, 0]), Value::Integer(1));
+        assert_eq!(decode_one(None, &[0xaa, 0xbb, 0xcc]), Value::Bytes("0xaabbcc".into()));
+    }
+
+    #[test]
+    fn structs_add_up_field_by_field() {
+        let rec = |p, b| {
+            Value::Struct(BTreeMap::from([
+                ("rx_packets".into(), Value::Integer(p)),
+                ("rx_bytes".into(), Value::Integer(b)),
+            ]))
+        };
+        assert_eq!(rec(9, 900).add(&rec(5, 500)), rec(14, 1400));
+        let mut flat = BTreeMap::new();
+        rec(14, 1400).integers("stats.2", &mut flat);
+        assert_eq!(flat, BTreeMap::from([("stats.2.rx_bytes".into(), 1400), ("stats.2.rx_packets".into(), 14)]));
     }
 
     #[test]

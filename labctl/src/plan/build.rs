@@ -27,17 +27,26 @@ pub const NODE_DEFAULTS: &[(&str, &str)] = &[
 pub const IPV6_OFF: &[(&str, &str)] = &[("net.ipv6.conf.default.disable_ipv6", "1")];
 
 /// Nodes with IPv6 addresses also get no DAD, autoconf, router advertisements
-/// or solicitations, and the repeats of MLD reports sent within a millisecond
-/// of an address being added rather than up to a second later, during an
-/// experiment. Their interfaces get an explicit EUI-64 link-local address
-/// instead of an automatic one: a router needs one to solicit neighbours for
-/// forwarded packets.
+/// or solicitations. Their interfaces get an explicit EUI-64 link-local
+/// address instead of an automatic one: a router needs one to solicit
+/// neighbours for forwarded packets.
+///
+/// MLD, IPv6's IGMP, has no switch for link-local groups (the solicited-node
+/// groups every address joins are reported), so its reports are made to end
+/// during `up` instead ([`Step::SettleIpv6`] waits for that): MLDv1, which
+/// reports a group as it is joined and repeats it once after a random delay
+/// below 1 ms, and sends nothing when an address leaves DAD, rather than
+/// MLDv2, which reports again when it does; and the start of DAD (which
+/// ends at once without `accept_dad`) without its random delay of up to a
+/// second, after which a forwarding node joins more groups.
 pub const QUIET_IPV6_ADDRESSED: &[(&str, &str)] = &[
     ("net.ipv6.conf.default.accept_dad", "0"),
     ("net.ipv6.conf.default.autoconf", "0"),
     ("net.ipv6.conf.default.accept_ra", "0"),
     ("net.ipv6.conf.default.router_solicitations", "0"),
-    ("net.ipv6.conf.default.mldv2_unsolicited_report_interval", "1"),
+    ("net.ipv6.conf.default.router_solicitation_delay", "0"),
+    ("net.ipv6.conf.default.force_mld_version", "1"),
+    ("net.ipv6.conf.default.mldv1_unsolicited_report_interval", "1"),
 ];
 
 /// Builds the plan of a validated lab.
@@ -52,10 +61,14 @@ pub fn plan(lab: &Lab) -> Plan {
     };
     let device = |node: &str, ifname: &str, ifindex| Device { node: node.into(), ifname: ifname.into(), ifindex };
 
+    let mut ipv6_nodes = Vec::new();
     for node in &lab.nodes {
         steps.push(Step::CreateNamespace { node: node.name.clone(), netns: lab.netns_name(&node.name) });
         let ipv6 = lab.endpoints_of(&node.name).flat_map(|e| &e.addresses).any(|a| matches!(a, IpNet::V6(_)));
         steps.push(Step::NodeDefaults { node: node.name.clone(), ipv6 });
+        if ipv6 {
+            ipv6_nodes.push(node.name.clone());
+        }
         steps.push(Step::SetUp { device: device(&node.name, "lo", 1) });
     }
 
@@ -124,6 +137,7 @@ pub fn plan(lab: &Lab) -> Plan {
             steps.push(Step::AddRoute { node: node.name.clone(), destination: route.destination, via: route.via });
         }
     }
+    steps.extend(ipv6_nodes.into_iter().map(|node| Step::SettleIpv6 { node }));
     steps.extend(super::ipsec::steps(lab));
     steps.extend(super::xdp::steps(lab, &ifindex_of));
     steps.sort_by_key(Step::phase); // stable: keeps declaration order within a phase

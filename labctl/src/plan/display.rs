@@ -19,8 +19,9 @@ impl fmt::Display for Step {
             }
             Step::NodeDefaults { node, ipv6: true } => write!(
                 f,
-                "{node}: sysctl ping_group_range open, no link-local IGMP reports; net.ipv6.conf.default: no automatic link-local address, DAD, autoconf, RA or RS; MLD repeats at once"
+                "{node}: sysctl ping_group_range open, no link-local IGMP reports; net.ipv6.conf.default: no automatic link-local address, DAD, autoconf, RA or RS; MLDv1, its repeat at once"
             ),
+            Step::SettleIpv6 { node } => write!(f, "{node}: wait until no address is tentative and no MLD report is due"),
             Step::Sysctl { node, key, value } => write!(f, "{node}: sysctl {key}={value}"),
             Step::CreateBridge { device, mac } => {
                 write!(f, "{device}: bridge add (ifindex {}, mac {mac}, up)", device.ifindex)
@@ -60,8 +61,8 @@ impl fmt::Display for Step {
             Step::AddAddress { device, address } => write!(f, "{device}: addr add {address}"),
             Step::AddRoute { node, destination, via } => write!(f, "{node}: route add {destination} via {via}"),
             Step::StartIpsec { node, backend, tunnels, .. } => super::ipsec::describe(f, node, *backend, tunnels),
-            Step::AttachXdp { device, object, program, mode, pins } => {
-                super::xdp::describe(f, device, object, program, *mode, pins)
+            Step::AttachXdp { device, object, program, mode, pins, share_maps, .. } => {
+                super::xdp::describe(f, device, object, program, *mode, pins, share_maps)
             }
         }
     }

@@ -98,6 +98,12 @@ pub enum Step {
         dir: std::path::PathBuf,
         tunnels: Vec<IpsecTunnel>,
     },
+    /// Waits until the node's IPv6 is quiet: no address still tentative and
+    /// no MLD report still to be sent (plan/build.rs, `QUIET_IPV6_ADDRESSED`),
+    /// so nothing after `up` sees one. Creates nothing.
+    SettleIpv6 {
+        node: String,
+    },
     /// An XDP program loaded (compiled first if from C) and attached to a
     /// device inside its node, its link, program and maps pinned in `pins`
     /// (`/sys/fs/bpf/labctl/<lab>/<node>-<ifname>`), which teardown removes.
@@ -107,6 +113,11 @@ pub enum Step {
         program: Option<String>,
         mode: crate::model::XdpMode,
         pins: std::path::PathBuf,
+        #[serde(default, skip_serializing_if = "crate::model::xdp::CompileOptions::is_empty")]
+        compile: crate::model::xdp::CompileOptions,
+        /// Maps pinned in the lab's `shared/` folder rather than in `pins`.
+        #[serde(default, skip_serializing_if = "Vec::is_empty")]
+        share_maps: Vec<String>,
     },
 }
 
@@ -121,6 +132,8 @@ pub enum Phase {
     DeviceSysctls,
     Configure,
     Routes,
+    /// IPv6 settled, before anything counts packets.
+    Settle,
     /// XDP programs, once devices are tuned and routes exist (plan/xdp.rs).
     Xdp,
     /// After routes: IKE needs the peer reachable.
@@ -140,6 +153,7 @@ impl Step {
             Step::CreateVeth { .. } => Phase::Veths,
             Step::SetUp { .. } | Step::AddAddress { .. } => Phase::Configure,
             Step::AddRoute { .. } => Phase::Routes,
+            Step::SettleIpv6 { .. } => Phase::Settle,
             Step::StartIpsec { .. } => Phase::Ipsec,
             Step::AttachXdp { .. } => Phase::Xdp,
         }
@@ -152,6 +166,7 @@ impl Step {
             | Step::NodeDefaults { node, .. }
             | Step::Sysctl { node, .. }
             | Step::AddRoute { node, .. }
+            | Step::SettleIpv6 { node }
             | Step::StartIpsec { node, .. } => node,
             Step::CreateBridge { device, .. }
             | Step::CreateVeth { device, .. }

@@ -26,6 +26,8 @@ pub(super) fn steps(lab: &Lab, ifindex_of: &HashMap<(String, String), u32>) -> V
             program: x.program.clone(),
             mode: x.mode,
             pins: pin_dir(&lab.name, &x.node, &x.ifname),
+            compile: x.compile.clone(),
+            share_maps: x.share_maps.clone(),
         })
         .collect()
 }
@@ -37,11 +39,16 @@ pub(super) fn describe(
     program: &Option<String>,
     mode: XdpMode,
     pins: &std::path::Path,
+    share_maps: &[String],
 ) -> fmt::Result {
     let from = match object {
         XdpObject::Source(p) => format!("compiled from {}", p.display()),
         XdpObject::Object(p) => format!("from {}", p.display()),
     };
     let name = program.as_deref().unwrap_or("(the object's XDP program)");
-    write!(f, "{device}: xdp attach {name} {from} ({mode}), pinned in {}", pins.display())
+    write!(f, "{device}: xdp attach {name} {from} ({mode}), pinned in {}", pins.display())?;
+    if !share_maps.is_empty() {
+        write!(f, ", sharing {}", share_maps.join(", "))?;
+    }
+    Ok(())
 }

@@ -18,8 +18,6 @@ pub(super) struct Builder {
     /// User files evaluated so far (the lab file first, then required
     /// modules), in load order: the order diagnostics are sorted in.
     pub files: Vec<PathBuf>,
-    /// Modules being required right now, to catch require cycles.
-    pub loading: HashSet<String>,
 }
 
 impl Builder {
@@ -39,7 +37,6 @@ impl Builder {
             lab_call: None,
             diagnostics: Vec::new(),
             files: vec![path.to_path_buf()],
-            loading: HashSet::new(),
         }
     }
 
@@ -89,7 +86,7 @@ pub(super) fn with<R>(lua: &Lua, f: impl FnOnce(&mut Builder) -> R) -> mlua::Res
     Err(super::errors::error_at(
         lua,
         "the lab can only be declared while its file is read".into(),
-        "call lab, node, bridge, link and experiment at the top level of the lab file, not inside an experiment",
+        "declare the lab (lab, node, bridge, link, xdp, ipsec, experiment) at the top level of the lab file or of a module it requires there; inside an experiment, require only modules that define functions and values",
     ))
 }
 

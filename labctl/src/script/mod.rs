@@ -18,7 +18,7 @@ mod require;
 mod sandbox;
 mod tune;
 mod vocabulary;
-mod xdp;
+pub(crate) mod xdp;
 
 use std::path::{Path, PathBuf};
 
@@ -34,13 +34,16 @@ pub use errors::Methods;
 
 /// The user files a script was read from (the lab file, then required
 /// modules), kept in the Lua state to locate later errors.
-struct UserFiles(Vec<PathBuf>);
+pub(super) struct UserFiles(Vec<PathBuf>);
 
 /// A loaded lab script: the declared lab, and the Lua state that still holds
 /// its experiment functions.
 pub struct Script {
     pub lab: Lab,
     pub lua: mlua::Lua,
+    /// Did the file declare anything (`lab { ... }`, a node, a bridge)? A
+    /// helper module next to labs declares nothing when read on its own.
+    pub declares_a_lab: bool,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -87,7 +90,7 @@ fn evaluate(
     let (lua, watchdog) = sandbox::new().map_err(lua_setup)?;
     lua.set_app_data(Builder::new(path));
     register_vocabulary(&lua).map_err(lua_setup)?;
-    require::register(&lua).map_err(lua_setup)?;
+    require::register(&lua, path).map_err(lua_setup)?;
 
     let result = lua.load(source).set_name(format!("@{}", path.display())).set_mode(ChunkMode::Text).exec();
     // The instruction budget is for reading the file; experiments run later under their own rules.
@@ -113,7 +116,8 @@ fn evaluate(
     }
     lua.set_app_data(UserFiles(builder.files));
     lua.set_app_data(watchdog);
-    Ok(Script { lab: builder.lab, lua })
+    let declares_a_lab = builder.lab_call.is_some() || !builder.lab.nodes.is_empty();
+    Ok(Script { lab: builder.lab, lua, declares_a_lab })
 }
 
 /// Makes `pcall` rethrow every error while `stopped` (an experiment past

@@ -1,8 +1,11 @@
 //! `require(name)`: labctl's own Lua modules (`script/lua/`, built into the
 //! binary) and `<name>.lua` files next to the lab file. Nothing else: no
-//! search path, no C modules, no way out of the lab's folder.
+//! search path, no C modules, no way out of the lab's folder. The same
+//! inside an experiment, where a module may define functions and values
+//! but not declare more of the lab.
 
-use std::path::PathBuf;
+use std::collections::HashSet;
+use std::path::{Path, PathBuf};
 
 use mlua::chunk::ChunkMode;
 use mlua::{Lua, Table, Value};
@@ -24,9 +27,23 @@ const LOADED: &str = "labctl.modules";
 /// Standard modules a lab script does not get.
 const FORBIDDEN: &[&str] = &["os", "io", "debug", "package", "ffi"];
 
-pub(super) fn register(lua: &Lua) -> mlua::Result<()> {
+/// Where modules are looked for, and which are being loaded right now (to
+/// catch require cycles): kept for as long as the Lua state, so experiments
+/// can require too.
+struct Modules {
+    folder: PathBuf,
+    loading: HashSet<String>,
+}
+
+pub(super) fn register(lua: &Lua, lab_file: &Path) -> mlua::Result<()> {
+    let folder = lab_file.parent().unwrap_or(lab_file).to_path_buf();
+    lua.set_app_data(Modules { folder, loading: HashSet::new() });
     lua.set_named_registry_value(LOADED, lua.create_table()?)?;
     lua.globals().set("require", lua.create_function(require)?)
+}
+
+fn with_modules<R>(lua: &Lua, f: impl FnOnce(&mut Modules) -> R) -> R {
+    f(&mut lua.app_data_mut::<Modules>().expect("registered with require"))
 }
 
 fn require(lua: &Lua, name: Value) -> mlua::Result<Value> {
@@ -57,7 +74,7 @@ fn require(lua: &Lua, name: Value) -> mlua::Result<Value> {
         ));
     }
     let (source, chunk_name) = find(lua, &name)?;
-    if !builder::with(lua, |b| b.loading.insert(name.clone()))? {
+    if !with_modules(lua, |m| m.loading.insert(name.clone())) {
         return Err(error_at(
             lua,
             format!("require({name:?}): the module requires itself (a require cycle)"),
@@ -65,7 +82,7 @@ fn require(lua: &Lua, name: Value) -> mlua::Result<Value> {
         ));
     }
     let result = lua.load(source).set_name(chunk_name).set_mode(ChunkMode::Text).call::<Value>(name.as_str());
-    builder::with(lua, |b| b.loading.remove(&name))?;
+    with_modules(lua, |m| m.loading.remove(&name));
     let module = match result? {
         Value::Nil => Value::Boolean(true),
         module => module,
@@ -87,11 +104,15 @@ fn find(lua: &Lua, name: &str) -> mlua::Result<(String, String)> {
     if let Some((_, source)) = EMBEDDED.iter().find(|(n, _)| *n == name) {
         return Ok((source.to_string(), format!("=lua/{name}.lua")));
     }
-    let lab_file = builder::with(lua, |b| b.lab.file.clone())?;
-    let path: PathBuf = lab_file.parent().unwrap_or(&lab_file).join(format!("{}.lua", name.replace('.', "/")));
+    let path: PathBuf = with_modules(lua, |m| m.folder.join(format!("{}.lua", name.replace('.', "/"))));
     match std::fs::read_to_string(&path) {
         Ok(source) => {
-            builder::with(lua, |b| b.files.push(path.clone()))?;
+            // Listed for locating errors: in the lab being read, or once it is (in an experiment).
+            if lua.app_data_ref::<builder::Builder>().is_some() {
+                builder::with(lua, |b| b.files.push(path.clone()))?;
+            } else if let Some(mut files) = lua.app_data_mut::<super::UserFiles>() {
+                files.0.push(path.clone());
+            }
             Ok((source, format!("@{}", path.display())))
         }
         Err(e) => {

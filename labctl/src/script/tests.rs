@@ -168,3 +168,22 @@ end)
         ]
     );
 }
+
+#[test]
+fn experiments_require_built_in_and_sibling_modules() {
+    let temp = tempfile::tempdir().unwrap();
+    let dir = temp.path();
+    std::fs::write(dir.join("helpers.lua"), "return { twice = function(n) return 2 * n end }\n").unwrap();
+    std::fs::write(dir.join("declares.lua"), "node(\"late\")\n").unwrap();
+    let lab = dir.join("t.lua");
+    let source = r#"
+node("h1")
+experiment("uses", function() return require("helpers").twice(21) + (require("commands").must and 0 or 1) end)
+experiment("declares", function() return require("declares") end)
+"#;
+    let script = evaluate(&lab, source, |_| Vec::new()).unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(script.experiment("uses").unwrap().call::<i64>(()).unwrap(), 42);
+    let error = script.experiment("declares").unwrap().call::<mlua::Value>(()).unwrap_err().to_string();
+    assert!(error.contains("the lab can only be declared while its file is read"), "{error}");
+    assert!(error.contains("inside an experiment, require only modules that define functions"), "{error}");
+}

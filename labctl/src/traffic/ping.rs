@@ -21,6 +21,12 @@ use crate::sys::sockopt;
 /// The most echoes one call sends: sequence numbers are 16 bits.
 pub const MAX_COUNT: u32 = u16::MAX as u32;
 
+/// The ICMP sequence number of the `n`-th echo (from 0): numbered from 1,
+/// as iputils' ping does, so counts written against `ping` agree.
+fn sequence_number(n: u32) -> u16 {
+    (n + 1) as u16
+}
+
 #[derive(Debug, Clone, PartialEq)]
 pub struct PingOptions {
     pub to: IpAddr,
@@ -72,7 +78,7 @@ pub struct PingReport {
     /// In sequence order.
     pub replies: Vec<Reply>,
     /// Failed sends and ICMP errors, e.g.
-    /// `from 198.18.1.2 icmp_seq=0: Time to live exceeded (type 11 code 0)`.
+    /// `from 198.18.1.2 icmp_seq=1: Time to live exceeded (type 11 code 0)`.
     pub errors: Vec<String>,
 }
 
@@ -85,9 +91,9 @@ pub fn ping(netns: &File, opts: &PingOptions) -> Result<PingReport, TrafficError
     let (sock, sink) = netns::run_in(netns, || open_socket(opts).map(|sock| (sock, reply_sink(opts, id))))??;
     let mut session = Session::new(opts, id);
     let start = Instant::now();
-    for seq in 0..opts.count as u16 {
-        session.receive_until(&sock, start + opts.interval * u32::from(seq), false)?;
-        session.send(&sock, seq);
+    for n in 0..opts.count {
+        session.receive_until(&sock, start + opts.interval * n, false)?;
+        session.send(&sock, sequence_number(n));
     }
     while let Some(deadline) = session.pending_deadline() {
         session.receive_until(&sock, deadline, true)?;
@@ -355,6 +361,12 @@ mod tests {
         o.source = None;
         o.to = "255.255.255.255".parse().unwrap();
         assert!(check(&o).is_err());
+    }
+
+    #[test]
+    fn sequences_start_at_1_like_iputils() {
+        assert_eq!(sequence_number(0), 1);
+        assert_eq!(sequence_number(MAX_COUNT - 1), u16::MAX);
     }
 
     #[test]

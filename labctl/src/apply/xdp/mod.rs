@@ -14,8 +14,11 @@
 //!   go with their last reference. Teardown calls it for every journaled
 //!   step, so `down` after `kill -9` leaves nothing attached or pinned.
 //!
-//! Pins: `/sys/fs/bpf/labctl/<lab>/<node>-<ifname>/{link,prog,maps/<name>}`.
-//! bpffs is mounted at /sys/fs/bpf first if it is not.
+//! Pins: `/sys/fs/bpf/labctl/<lab>/<node>-<ifname>/{link,prog,maps/<name>}`,
+//! and `/sys/fs/bpf/labctl/<lab>/shared/<name>` for the maps a lab shares
+//! ([`pins`]). bpffs is mounted at /sys/fs/bpf first if it is not.
+
+mod pins;
 
 use std::collections::BTreeSet;
 use std::fs::{self, File};
@@ -28,6 +31,7 @@ use aya::{Btf, Ebpf};
 
 use crate::bpf::{self, BpfError};
 use crate::model::layout::BPFFS;
+use crate::model::xdp::CompileOptions;
 use crate::model::{XdpMode, XdpObject};
 use crate::plan::{Device, Plan, Step};
 use crate::sys::bpffs;
@@ -43,6 +47,13 @@ pub enum XdpError {
     NoProgram { device: String, object: PathBuf, wanted: Option<String>, found: Vec<String> },
     #[error("XDP program for {device}: {program} in {object} is not an XDP program (put it in SEC(\"xdp\"))")]
     NotXdp { device: String, program: String, object: PathBuf },
+    #[error(
+        "XDP program for {device}: {program} in {} is in SEC(\"{section}\"), an old-style section name that says the program, not its type; rename it SEC(\"xdp\")",
+        object.display()
+    )]
+    OldStyleSection { device: String, program: String, section: String, object: PathBuf },
+    #[error("XDP program for {device}: share_maps names {map:?}, but {} has no such map (its maps: {})", object.display(), maps.join(", "))]
+    NoSuchSharedMap { device: String, map: String, object: PathBuf, maps: Vec<String> },
     #[error("{device}: the driver does not support native XDP; use mode = \"generic\" (or \"auto\")")]
     NativeUnsupported { device: String },
     #[error("{device} already has an XDP program attached; detach it first")]
@@ -76,7 +87,10 @@ impl XdpError {
             XdpError::Bpf { source, .. } => {
                 matches!(source, BpfError::Compile { .. } | BpfError::Load { .. } | BpfError::Program { .. })
             }
-            XdpError::NoProgram { .. } | XdpError::NotXdp { .. } => true,
+            XdpError::NoProgram { .. }
+            | XdpError::NotXdp { .. }
+            | XdpError::OldStyleSection { .. }
+            | XdpError::NoSuchSharedMap { .. } => true,
             _ => false,
         }
     }
@@ -90,23 +104,71 @@ pub struct Attachment<'a> {
     pub program: Option<&'a str>,
     pub mode: XdpMode,
     pub pins: &'a Path,
+    pub compile: &'a CompileOptions,
+    pub share_maps: &'a [String],
 }
 
 impl<'a> Attachment<'a> {
     pub fn of(step: &'a Step) -> Option<Attachment<'a>> {
         match step {
-            Step::AttachXdp { device, object, program, mode, pins } => {
-                Some(Attachment { device, object, program: program.as_deref(), mode: *mode, pins })
+            Step::AttachXdp { device, object, program, mode, pins, compile, share_maps } => {
+                Some(Attachment { device, object, program: program.as_deref(), mode: *mode, pins, compile, share_maps })
             }
             _ => None,
         }
+    }
+
+    /// The object's bytes as aya takes them, with the by-name and shared
+    /// maps' pin paths; `prog` defaults to the object's only XDP program.
+    fn open(&self) -> Result<Opened, XdpError> {
+        let device = self.device.to_string();
+        let bpf_error = |source| XdpError::Bpf { device: device.clone(), source };
+        let object = object_file(self.object, self.compile).map_err(bpf_error)?;
+        let prepared = bpf::sections::prepare(&object).map_err(bpf_error)?;
+        let maps = bpf::sections::map_names(&prepared.bytes);
+        if let Some(map) = self.share_maps.iter().find(|m| !maps.contains(m)) {
+            return Err(XdpError::NoSuchSharedMap {
+                device,
+                map: map.clone(),
+                object: self.object.path().to_path_buf(),
+                maps,
+            });
+        }
+        if let Some(old) = prepared.skipped.iter().find(|s| Some(s.program.as_str()) == self.program) {
+            return Err(XdpError::OldStyleSection {
+                device,
+                program: old.program.clone(),
+                section: old.section.clone(),
+                object: self.object.path().to_path_buf(),
+            });
+        }
+        let by_name = bpf::sections::pinned_by_name(&prepared.bytes);
+        let map_pins = pins::map_paths(self.pins, &by_name, self.share_maps);
+        Ok(Opened { prepared, map_pins })
+    }
+}
+
+/// An attachment's object, read and ready for [`load`].
+struct Opened {
+    prepared: bpf::sections::Prepared,
+    /// Maps aya pins as it creates them (or opens where already pinned).
+    map_pins: Vec<(String, PathBuf)>,
+}
+
+impl Opened {
+    fn create_pin_folders(&self) -> Result<(), XdpError> {
+        for dir in self.map_pins.iter().filter_map(|(_, p)| p.parent()) {
+            fs::create_dir_all(dir).map_err(pin_error(dir))?;
+        }
+        Ok(())
     }
 }
 
 /// Compiles every XDP source of the plan and has the kernel verify every
 /// program once, before anything is created. Loading for the verifier is
 /// not a change: the program is unloaded again when its file descriptor
-/// closes, a moment later.
+/// closes, a moment later, and the maps aya pins as it creates them go to
+/// a scratch bpffs that ends with the pass.
 pub fn prepare(plan: &Plan) -> Result<(), XdpError> {
     let attachments: Vec<Attachment> = plan.steps.iter().filter_map(Attachment::of).collect();
     if attachments.is_empty() {
@@ -116,31 +178,43 @@ pub fn prepare(plan: &Plan) -> Result<(), XdpError> {
     let mut btf = None;
     for a in attachments {
         let device = a.device.to_string();
-        let object = object_file(a.object).map_err(|source| XdpError::Bpf { device: device.clone(), source })?;
-        if !checked.insert((object.clone(), a.program.map(String::from))) {
+        let opened = a.open()?;
+        if !checked.insert((opened.prepared.bytes.clone(), a.program.map(String::from))) {
             continue;
         }
         if btf.is_none() {
             btf = Some(bpf::kernel_btf().map_err(|source| XdpError::Bpf { device: device.clone(), source })?);
         }
-        load(&device, &object, a.program, btf.as_ref().expect("set above"))?;
+        let btf = btf.as_ref().expect("set above");
+        pins::in_scratch_bpffs(|| {
+            opened.create_pin_folders()?;
+            load(&a, &opened, btf).map(drop)
+        })
+        .map_err(XdpError::Bpffs)??;
     }
     Ok(())
 }
 
 /// The object file of a program: compiled (or taken from the cache) for C.
-pub fn object_file(object: &XdpObject) -> Result<PathBuf, BpfError> {
+pub fn object_file(object: &XdpObject, options: &CompileOptions) -> Result<PathBuf, BpfError> {
     match object {
-        XdpObject::Source(src) => bpf::compile(src),
+        XdpObject::Source(src) => bpf::compile_with(src, &options.include, &options.defines),
         XdpObject::Object(path) => Ok(path.clone()),
     }
 }
 
-/// Loads `object` and the XDP program in it (the only one, or `program`)
-/// into the kernel; returns the loaded object and the program's name.
-fn load(device: &str, object: &Path, program: Option<&str>, btf: &Btf) -> Result<(Ebpf, String), XdpError> {
+/// Loads the object and the XDP program in it (the only one, or the one
+/// asked for) into the kernel; returns the loaded object and the program's name.
+fn load(a: &Attachment<'_>, opened: &Opened, btf: &Btf) -> Result<(Ebpf, String), XdpError> {
+    let device = a.device.to_string();
+    let (device, object, program) = (device.as_str(), a.object.path(), a.program);
     let bpf_error = |source| XdpError::Bpf { device: device.to_string(), source };
-    let mut ebpf = bpf::load(object, btf, |_| {}).map_err(bpf_error)?;
+    let mut ebpf = bpf::load_prepared(object, &opened.prepared, btf, |loader| {
+        for (name, path) in &opened.map_pins {
+            loader.map_pin_path(name, path.as_path());
+        }
+    })
+    .map_err(bpf_error)?;
     let xdp_names: Vec<String> = ebpf
         .programs()
         .filter(|(_, p)| matches!(p, aya::programs::Program::Xdp(_)))
@@ -149,6 +223,16 @@ fn load(device: &str, object: &Path, program: Option<&str>, btf: &Btf) -> Result
     let name = match program {
         Some(name) if ebpf.program(name).is_some() => name.to_string(),
         None if xdp_names.len() == 1 => xdp_names[0].clone(),
+        // Its only program is in an old-style section: say so, not "no program".
+        None if xdp_names.is_empty() && !opened.prepared.skipped.is_empty() => {
+            let old = &opened.prepared.skipped[0];
+            return Err(XdpError::OldStyleSection {
+                device: device.to_string(),
+                program: old.program.clone(),
+                section: old.section.clone(),
+                object: object.to_path_buf(),
+            });
+        }
         _ => {
             return Err(XdpError::NoProgram {
                 device: device.to_string(),
@@ -163,7 +247,7 @@ fn load(device: &str, object: &Path, program: Option<&str>, btf: &Btf) -> Result
         program: name.clone(),
         object: object.to_path_buf(),
     })?;
-    xdp.load().map_err(|e| bpf_error(bpf::program_error(&name, e)))?;
+    xdp.load().map_err(|e| bpf_error(bpf::program_error(&format!("{name} of {}", object.display()), e)))?;
     Ok((ebpf, name))
 }
 
@@ -180,15 +264,17 @@ pub struct Attached {
 pub fn attach(a: Attachment<'_>, netns: &File) -> Result<Attached, XdpError> {
     let device = a.device.to_string();
     ensure_bpffs()?;
-    let object = object_file(a.object).map_err(|source| XdpError::Bpf { device: device.clone(), source })?;
+    let opened = a.open()?;
     let btf = bpf::kernel_btf().map_err(|source| XdpError::Bpf { device: device.clone(), source })?;
     let maps = a.pins.join("maps");
     fs::create_dir_all(&maps).map_err(pin_error(&maps))?;
+    opened.create_pin_folders()?;
     netns::run_in(netns, || {
-        let (mut ebpf, name) = load(&device, &object, a.program, &btf)?;
+        let (mut ebpf, name) = load(&a, &opened, &btf)?;
         for (map_name, map) in ebpf.maps() {
-            // .bss, .data, .rodata: the program's globals, kept alive by the program.
-            if map_name.starts_with('.') {
+            // .bss, .data, .rodata: the program's globals, kept alive by
+            // the program; by-name and shared maps: pinned by aya already.
+            if map_name.starts_with('.') || opened.map_pins.iter().any(|(n, _)| n == map_name) {
                 continue;
             }
             let path = maps.join(map_name);
@@ -273,20 +359,26 @@ pub fn detach(pins: &Path) -> io::Result<bool> {
     Ok(true)
 }
 
-/// Teardown: detaches and unpins every XDP program the journal names.
+/// Teardown: detaches and unpins every XDP program the journal names, then
+/// the maps the lab's programs shared.
 pub fn unpin_journaled(journal: &[Step]) -> Result<usize, NetnsError> {
     let mut removed = 0;
     let mut seen = BTreeSet::new();
+    let io = |path: &Path| {
+        let path = path.to_path_buf();
+        move |source| NetnsError::Io { what: "cannot remove XDP pins", path, source }
+    };
     for a in journal.iter().filter_map(Attachment::of) {
         if !seen.insert(a.pins) {
             continue;
         }
-        match detach(a.pins) {
-            Ok(true) => removed += 1,
-            Ok(false) => {}
-            Err(source) => {
-                return Err(NetnsError::Io { what: "cannot remove XDP pins", path: a.pins.to_path_buf(), source })
-            }
+        if detach(a.pins).map_err(io(a.pins))? {
+            removed += 1;
+        }
+    }
+    for shared in seen.iter().map(|pins| pins::shared_dir(pins)).collect::<BTreeSet<_>>() {
+        if detach(&shared).map_err(io(&shared))? {
+            removed += 1;
         }
     }
     Ok(removed)
