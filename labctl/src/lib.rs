@@ -15,6 +15,9 @@
 //! - `experiment`: the runtime of `experiment(...)` functions, built on
 //!   `traffic` (ping, flows, the load generator) and `observe` (counters,
 //!   captures, drop reasons, XDP maps).
+//! - `exercise`: self-paced exercises, a lab in a broken state graded by
+//!   checks written against the same `x` API; `sandbox`: a private network
+//!   and mount namespace for one run of labctl (verify, grade).
 //! - `snapshot`: results compared with committed insta-format snapshots.
 //! - `bpf`: compiling and loading BPF programs, for apply (XDP) and observe
 //!   (drop tracing). `diag`: errors with file:line, shared by the first stages.
@@ -22,10 +25,12 @@
 pub mod apply;
 pub mod bpf;
 pub mod diag;
+pub mod exercise;
 pub mod experiment;
 pub mod model;
 pub mod observe;
 pub mod plan;
+pub mod sandbox;
 pub mod script;
 pub mod snapshot;
 pub mod traffic;

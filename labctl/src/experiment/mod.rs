@@ -26,6 +26,7 @@ use crate::apply::netns;
 use crate::diag::{Diagnostic, Origin};
 use crate::model::Experiment;
 use crate::script::Script;
+pub use command::{run as run_command, CommandResult};
 use runtime::{Runtime, Shared};
 
 /// A snapshot an experiment took: `x:snapshot(name, value)`.
@@ -81,6 +82,19 @@ pub fn run(
     nodes: &BTreeMap<String, File>,
     artifacts: Option<PathBuf>,
 ) -> ExperimentResult {
+    let function = script.experiment(&experiment.name);
+    run_function(script, experiment, function, nodes, artifacts)
+}
+
+/// Runs `function` (an experiment's, or any function of the script taking
+/// `x`, like an exercise's check) as the experiment `experiment`.
+pub fn run_function(
+    script: &Script,
+    experiment: &Experiment,
+    function: Option<mlua::Function>,
+    nodes: &BTreeMap<String, File>,
+    artifacts: Option<PathBuf>,
+) -> ExperimentResult {
     let started = Instant::now();
     let netns = nodes.iter().filter_map(|(k, f)| f.try_clone().ok().map(|f| (k.clone(), f))).collect();
     let shared =
@@ -95,7 +109,7 @@ pub fn run(
         }
         Ok(VmState::Continue)
     });
-    let error = match script.experiment(&experiment.name) {
+    let error = match function {
         None => Some(Diagnostic::new(experiment.origin.clone(), "experiment function is missing")),
         Some(function) => function.call::<()>(runtime).err().map(|e| script.diagnostic(&e, experiment.origin.clone())),
     };

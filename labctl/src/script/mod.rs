@@ -10,6 +10,7 @@
 mod args;
 mod builder;
 mod errors;
+mod extend;
 mod ipsec;
 mod link;
 mod require;
@@ -26,6 +27,7 @@ use mlua::Table;
 use crate::diag::{Diagnostic, Diagnostics, Origin};
 use crate::model::Lab;
 pub use builder::caller_origin;
+pub use extend::{include, report, Extension};
 use builder::Builder;
 
 /// The user files a script was read from (the lab file, then required
@@ -51,12 +53,23 @@ pub enum ScriptError {
 /// Reads and evaluates the lab file at `path`. Diagnostics name the file as
 /// `path` is written, so pass the path the user gave.
 pub fn load(path: &Path) -> Result<Script, ScriptError> {
+    load_with(path, &|_| Ok(()))
+}
+
+/// [`load`] with more vocabulary than a lab's (an exercise's `exercise {}`
+/// and `check()`), registered before the file runs.
+pub fn load_with(path: &Path, extend: Extension<'_>) -> Result<Script, ScriptError> {
     let source = std::fs::read_to_string(path).map_err(|source| ScriptError::Read { path: path.into(), source })?;
-    evaluate(path, &source)
+    evaluate_with(path, &source, extend)
 }
 
 /// Evaluates `source` as if read from `path` (which `require` looks next to).
+#[cfg(test)]
 fn evaluate(path: &Path, source: &str) -> Result<Script, ScriptError> {
+    evaluate_with(path, source, &|_| Ok(()))
+}
+
+fn evaluate_with(path: &Path, source: &str, extend: Extension<'_>) -> Result<Script, ScriptError> {
     let lua_setup = |e: mlua::Error| {
         // Setting up the sandbox does not depend on the script; failing here is a bug.
         ScriptError::Invalid(Diagnostics(vec![Diagnostic::new(
@@ -68,6 +81,7 @@ fn evaluate(path: &Path, source: &str) -> Result<Script, ScriptError> {
     lua.set_app_data(Builder::new(path));
     vocabulary::register(&lua).map_err(lua_setup)?;
     require::register(&lua).map_err(lua_setup)?;
+    extend(&lua).map_err(lua_setup)?;
 
     let result = lua.load(source).set_name(format!("@{}", path.display())).set_mode(ChunkMode::Text).exec();
     // The instruction budget is for reading the file; experiments run later under their own rules.

@@ -1,0 +1,103 @@
+-- grade: helpers exercise checks use to phrase their evidence in the
+-- learner's terms. Available as the global `grade` in exercise files.
+--
+--   check("h3 reaches h1", function(x)
+--     grade.expect_reach(x, "h3", "198.18.0.1")
+--   end)
+
+local grade = {}
+
+-- The places and reasons of an x:drops() table, sorted, as
+-- "dropped at r1:eth1 by the kernel, reason IP_RPFILTER".
+function grade.drops_text(dropped, only)
+  local places = {}
+  for place in pairs(dropped or {}) do
+    places[#places + 1] = place
+  end
+  table.sort(places)
+  local parts = {}
+  for _, place in ipairs(places) do
+    local reasons = {}
+    for reason, count in pairs(dropped[place]) do
+      if not only or reason:match(only) then
+        reasons[#reasons + 1] = ("%s (%d)"):format(reason, count)
+      end
+    end
+    table.sort(reasons)
+    if #reasons > 0 then
+      parts[#parts + 1] = ("dropped at %s by the kernel, reason %s"):format(place, table.concat(reasons, ", "))
+    end
+  end
+  return table.concat(parts, "; ")
+end
+
+-- How many packets the kernel dropped for `reason` anywhere in the lab.
+function grade.dropped(dropped, reason)
+  local total = 0
+  for _, reasons in pairs(dropped or {}) do
+    total = total + (reasons[reason] or 0)
+  end
+  return total
+end
+
+-- Pings `to` from node `from` with the kernel's drop tracer watching.
+-- Returns whether every echo came back, the evidence
+-- ("h3 -> 198.18.0.1: 3 sent, 0 received; dropped at r1:eth1 by the kernel,
+-- reason IP_RPFILTER"), the drops and the ping report.
+function grade.reach(x, from, to, opts)
+  opts = opts or {}
+  local ping
+  local dropped = x:drops(function()
+    ping = x[from]:ping(to, {
+      count = opts.count or 3,
+      interval = opts.interval or 0.02,
+      timeout = opts.timeout or 0.3,
+      source = opts.source,
+    })
+  end)
+  local ok = ping.received == ping.transmitted
+  local text = ("%s -> %s: %d sent, %d received"):format(from, opts.name or to, ping.transmitted, ping.received)
+  if not ok then
+    local why = grade.drops_text(dropped)
+    if why == "" and #ping.errors > 0 then
+      why = ping.errors[1]
+    elseif why == "" then
+      why = "no drop in the kernel's trace: the replies went somewhere else (a route?)"
+    end
+    text = text .. "; " .. why
+  end
+  return ok, text, dropped, ping
+end
+
+-- x:expect of grade.reach.
+function grade.expect_reach(x, from, to, opts)
+  local ok, text, dropped = grade.reach(x, from, to, opts)
+  x:expect(ok, text)
+  return ok, dropped
+end
+
+-- Runs argv in a node; its stdout, or an error naming the command.
+function grade.run(node, argv)
+  local r = node:run(argv)
+  if r.status ~= 0 then
+    error(("%s: `%s` exited %d: %s"):format(node.name, table.concat(argv, " "), r.status, r.stderr), 2)
+  end
+  return r.stdout
+end
+
+-- A sysctl's value in a node, as text.
+function grade.sysctl(node, key)
+  return (grade.run(node, { "sysctl", "-n", key }):gsub("%s+$", ""))
+end
+
+-- The links of a node (`ip -o link`), one name per entry, sorted.
+function grade.links(node)
+  local names = {}
+  for name in grade.run(node, { "ip", "-o", "link", "show" }):gmatch("%d+: ([^:@]+)[:@]") do
+    names[#names + 1] = name
+  end
+  table.sort(names)
+  return names
+end
+
+return grade

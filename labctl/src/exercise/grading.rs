@@ -1,0 +1,71 @@
+//! Grading a live exercise lab: each check runs as an experiment of the
+//! exercise's script, and passes when it raised no error and every
+//! `x:expect` held; the failed expectations are its evidence.
+
+use std::collections::BTreeMap;
+use std::fs::File;
+
+use serde::Serialize;
+
+use super::{vocabulary, Loaded};
+use crate::apply::{self, ApplyError};
+use crate::experiment::{self, ExperimentError};
+use crate::model::Experiment;
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct CheckOutcome {
+    pub name: String,
+    pub passed: bool,
+    /// Why it failed, in the learner's terms; empty when it passed.
+    pub evidence: Vec<String>,
+}
+
+/// Runs every check of `loaded` against its running lab, in order.
+pub fn grade(loaded: &Loaded) -> Result<Vec<CheckOutcome>, ExperimentError> {
+    let nodes = experiment::open_nodes(&loaded.script)?;
+    Ok(loaded.exercise.spec.checks.iter().map(|check| run_check(loaded, &nodes, &check.name, &check.origin)).collect())
+}
+
+fn run_check(
+    loaded: &Loaded,
+    nodes: &BTreeMap<String, File>,
+    name: &str,
+    origin: &crate::diag::Origin,
+) -> CheckOutcome {
+    let as_experiment = Experiment { name: name.to_string(), origin: origin.clone() };
+    let function = vocabulary::function(&loaded.script.lua, name);
+    let result = experiment::run_function(&loaded.script, &as_experiment, function, nodes, None);
+    let mut evidence: Vec<String> = result.failed.iter().map(|e| e.message.clone()).collect();
+    if let Some(error) = &result.error {
+        evidence.push(format!("the check stopped: {} ({})", error.message, error.origin));
+    }
+    CheckOutcome { name: name.to_string(), passed: evidence.is_empty(), evidence }
+}
+
+/// Whether every check passed.
+pub fn all_passed(outcomes: &[CheckOutcome]) -> bool {
+    outcomes.iter().all(|o| o.passed)
+}
+
+/// The names of the checks that failed.
+pub fn failing(outcomes: &[CheckOutcome]) -> Vec<String> {
+    outcomes.iter().filter(|o| !o.passed).map(|o| o.name.clone()).collect()
+}
+
+/// Builds the exercise's lab as `loaded` declares it (broken, or with the
+/// edited files it was read with).
+pub fn bring_up(loaded: &Loaded) -> Result<(), ApplyError> {
+    let plan = crate::plan::plan(&loaded.script.lab);
+    let file = std::path::absolute(loaded.exercise.file()).unwrap_or_else(|_| loaded.exercise.file());
+    apply::up(&loaded.script.lab, &file, &plan, &|_, _| {}).map(|_| ())
+}
+
+/// Takes the exercise's lab down if it is up.
+pub fn take_down(lab: &str) -> Result<(), ApplyError> {
+    apply::down(lab).map(|_| ())
+}
+
+/// Whether the exercise's lab is up.
+pub fn is_up(lab: &str) -> bool {
+    apply::state::LabState::open(lab).is_some_and(|s| s.is_ready())
+}
