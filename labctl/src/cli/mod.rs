@@ -7,6 +7,7 @@ mod blast;
 mod doctor;
 mod down;
 mod exec;
+mod exercise;
 mod graph;
 mod ls;
 mod overlays;
@@ -87,6 +88,8 @@ enum Command {
     Xdp(xdp::Args),
     /// Probe what this machine offers labs: IPsec backend (kernel ESP or strongSwan), BTF, tracefs, tools
     Doctor(doctor::Args),
+    /// Self-paced exercises graded by the kernel's own evidence: list, start, check, hint, watch, verify, grade
+    Exercise(exercise::Args),
 }
 
 pub fn run(cli: Cli) -> Result<ExitCode, Failure> {
@@ -107,6 +110,7 @@ pub fn run(cli: Cli) -> Result<ExitCode, Failure> {
         Command::BenchTraffic(args) => bench_traffic::run(args),
         Command::Doctor(args) => doctor::run(args),
         Command::Xdp(args) => xdp::run(args),
+        Command::Exercise(args) => exercise::run(args),
     }
     .map(|()| ExitCode::SUCCESS)
 }

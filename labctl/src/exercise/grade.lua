@@ -55,7 +55,7 @@ function grade.reach(x, from, to, opts)
       source = opts.source,
     })
   end)
-  local ok = ping.received == ping.transmitted
+  local ok = ping.received == (opts.count or 3)
   local text = ("%s -> %s: %d sent, %d received"):format(from, opts.name or to, ping.transmitted, ping.received)
   if not ok then
     local why = grade.drops_text(dropped)
@@ -93,8 +93,8 @@ end
 -- The links of a node (`ip -o link`), one name per entry, sorted.
 function grade.links(node)
   local names = {}
-  for name in grade.run(node, { "ip", "-o", "link", "show" }):gmatch("%d+: ([^:@]+)[:@]") do
-    names[#names + 1] = name
+  for line in grade.run(node, { "ip", "-o", "link", "show" }):gmatch("[^\n]+") do
+    names[#names + 1] = line:match("^%d+: ([^:@]+)")
   end
   table.sort(names)
   return names

@@ -52,12 +52,24 @@ pub fn failing(outcomes: &[CheckOutcome]) -> Vec<String> {
     outcomes.iter().filter(|o| !o.passed).map(|o| o.name.clone()).collect()
 }
 
+#[derive(Debug, thiserror::Error)]
+pub enum BringUpError {
+    #[error(transparent)]
+    Apply(#[from] ApplyError),
+    #[error("the exercise's setup failed (the lab was taken down): {0}")]
+    Setup(super::solution::SolutionError),
+}
+
 /// Builds the exercise's lab as `loaded` declares it (broken, or with the
-/// edited files it was read with).
-pub fn bring_up(loaded: &Loaded) -> Result<(), ApplyError> {
+/// edited files it was read with), then runs its setup commands.
+pub fn bring_up(loaded: &Loaded) -> Result<(), BringUpError> {
     let plan = crate::plan::plan(&loaded.script.lab);
     let file = std::path::absolute(loaded.exercise.file()).unwrap_or_else(|_| loaded.exercise.file());
-    apply::up(&loaded.script.lab, &file, &plan, &|_, _| {}).map(|_| ())
+    apply::up(&loaded.script.lab, &file, &plan, &|_, _| {})?;
+    super::solution::set_up(loaded).map_err(|e| {
+        let _ = take_down(&loaded.script.lab.name);
+        BringUpError::Setup(e)
+    })
 }
 
 /// Takes the exercise's lab down if it is up.

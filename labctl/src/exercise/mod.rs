@@ -38,6 +38,9 @@ pub struct Spec {
     pub hints: Vec<String>,
     /// Files the learner edits (names inside the working folder).
     pub edit: Vec<String>,
+    /// Commands run in nodes once the lab is up, to break it further than
+    /// the lab vocabulary can (firewall rules, ...).
+    pub setup: Vec<SolutionCommand>,
     /// The reference solution's commands, run in nodes in order.
     pub commands: Vec<SolutionCommand>,
     pub checks: Vec<CheckSpec>,

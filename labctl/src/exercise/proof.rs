@@ -64,10 +64,11 @@ fn up_fix_grade(loaded: &Loaded, fix: impl FnOnce() -> Result<(), String>) -> Re
 /// Proves the exercise in `dir`.
 pub fn verify(dir: &Path) -> Proof {
     let mut proof = Proof { id: super::id_of(dir), ..Proof::default() };
+    let before = leftovers();
     if let Err(error) = verify_into(dir, &mut proof) {
         proof.error = Some(error);
     }
-    proof.leftovers = leftovers();
+    proof.leftovers = leftovers().into_iter().filter(|l| !before.contains(l)).collect();
     proof
 }
 
@@ -127,8 +128,8 @@ pub fn submissions(dir: &Path) -> std::io::Result<Vec<PathBuf>> {
     Ok(found)
 }
 
-/// Namespaces, lab state, pins and daemons still there (inside a sandbox,
-/// all of them were the exercise's).
+/// Namespaces, lab state and pins there now (inside a sandbox, any that
+/// were not there at the start were the exercise's).
 fn leftovers() -> Vec<String> {
     let mut left = Vec::new();
     for dir in ["/run/netns", "/sys/fs/bpf"] {

@@ -4,13 +4,12 @@
 //! say `labctl exec "$LAB" r1 -- ...` or `ip netns exec "$LAB-r1" ...`.
 
 use std::path::Path;
+use std::os::fd::AsRawFd;
+use std::os::unix::process::CommandExt;
 use std::process::Command;
-use std::time::Duration;
 
 use super::{Loaded, SolutionCommand};
 use crate::apply::netns;
-
-const TIMEOUT: Duration = Duration::from_secs(30);
 
 #[derive(Debug, thiserror::Error)]
 pub enum SolutionError {
@@ -29,24 +28,36 @@ pub fn apply(loaded: &Loaded) -> Result<(), SolutionError> {
     loaded.exercise.spec.commands.iter().try_for_each(|c| run(&loaded.script.lab.name, c))
 }
 
+/// Runs the exercise's setup commands (what breaks the lab once it is up).
+pub fn set_up(loaded: &Loaded) -> Result<(), SolutionError> {
+    loaded.exercise.spec.setup.iter().try_for_each(|c| run(&loaded.script.lab.name, c))
+}
+
 fn run(lab: &str, command: &SolutionCommand) -> Result<(), SolutionError> {
     let SolutionCommand { node, argv, origin } = command;
     let ns = netns::open(&format!("{lab}-{node}"))
         .map_err(|source| SolutionError::Node { origin: origin.clone(), node: node.clone(), source })?;
     let text = argv.join(" ");
-    let result = crate::experiment::run_command(&ns, argv, None, TIMEOUT).map_err(|source| SolutionError::Spawn {
-        origin: origin.clone(),
-        node: node.clone(),
-        command: text.clone(),
-        source,
-    })?;
-    if result.status != 0 {
+    let spawn = |source| SolutionError::Spawn { origin: origin.clone(), node: node.clone(), command: text.clone(), source };
+    let mut command = Command::new(&argv[0]);
+    command.args(&argv[1..]).stdin(std::process::Stdio::null());
+    let fd = ns.as_raw_fd();
+    // SAFETY: between fork and exec only setns, unshare and mount (as
+    // `labctl exec` does), so /sys shows the node's own interfaces.
+    unsafe {
+        command.pre_exec(move || {
+            let ns = std::os::fd::BorrowedFd::borrow_raw(fd);
+            netns::enter_for_command(&ns).map_err(std::io::Error::other)
+        });
+    }
+    let out = command.output().map_err(spawn)?;
+    if !out.status.success() {
         return Err(SolutionError::Failed {
             origin: origin.clone(),
             node: node.clone(),
             command: text,
-            status: result.status,
-            stderr: result.stderr.trim().to_string(),
+            status: out.status.code().unwrap_or(128),
+            stderr: String::from_utf8_lossy(&out.stderr).trim().to_string(),
         });
     }
     Ok(())

@@ -17,8 +17,8 @@ use crate::script::{report, ScriptError};
 const CHECKS: &str = "labctl.exercise.checks";
 const GRADE_LUA: &str = include_str!("grade.lua");
 
-const EXERCISE_KEYS: &[&str] = &["title", "task", "hints", "edit", "solution"];
-const SOLUTION_KEYS: &[&str] = &["commands"];
+const EXERCISE_KEYS: &[&str] = &["title", "task", "hints", "edit", "setup", "solution"];
+const COMMANDS_KEYS: &[&str] = &["commands"];
 const CHECK_KEYS: &[&str] = &["hint"];
 const EXERCISE_EXAMPLE: &str =
     r#"write exercise { title = "...", task = "...", hints = { "a nudge", "nearly the answer" }, solution = { commands = { { "h3", { "ip", "route", "add", "default", "via", "198.18.1.254" } } } } }"#;
@@ -73,12 +73,12 @@ pub fn function(lua: &Lua, name: &str) -> Option<mlua::Function> {
 /// lab, every edited file has a starter copy, there is a solution at all.
 pub(super) fn check_against_lab(spec: &Spec, lab: &Lab, dir: &Path) -> Vec<Diagnostic> {
     let mut problems = Vec::new();
-    for command in &spec.commands {
+    for command in spec.setup.iter().chain(&spec.commands) {
         if lab.node(&command.node).is_none() {
             let nodes: Vec<&str> = lab.nodes.iter().map(|n| n.name.as_str()).collect();
             problems.push(diagnostic(
                 &command.origin,
-                format!("solution command for node {:?}: the lab has no such node", command.node),
+                format!("command for node {:?}: the lab has no such node", command.node),
                 format!("its nodes: {}", nodes.join(", ")),
             ));
         }
@@ -133,8 +133,10 @@ fn exercise(lua: &Lua, spec: Value) -> mlua::Result<()> {
             report(lua, format!("exercise(): edit: {name:?} is not a file name"), "name files of the exercise's folder, like \"xdp_drop_port.c\" (no / or ..)")?;
         }
     }
-    let commands = solution(lua, spec.get("solution")?)?;
+    let setup = commands(lua, "setup", spec.get("setup")?)?;
+    let commands = commands(lua, "solution", spec.get("solution")?)?;
     with(lua, |d| {
+        d.spec.setup = setup;
         d.spec.title = title;
         d.spec.task = task;
         d.spec.hints = hints;
@@ -198,19 +200,21 @@ fn texts(lua: &Lua, what: &str, value: Value) -> mlua::Result<Vec<String>> {
     }
 }
 
-/// `solution = { commands = { { "h3", { "ip", "route", ... } }, { "r1", "sysctl -w ..." } } }`;
+/// `solution = { commands = { { "h3", { "ip", "route", ... } }, { "r1", "sysctl -w ..." } } }`
+/// (and `setup = { commands = ... }`, what breaks the lab after it is up);
 /// a command given as one string is split on spaces.
-fn solution(lua: &Lua, value: Value) -> mlua::Result<Vec<SolutionCommand>> {
-    let help = r#"write solution = { commands = { { "h3", { "ip", "route", "add", "default", "via", "198.18.1.254" } } } }"#;
+fn commands(lua: &Lua, key: &str, value: Value) -> mlua::Result<Vec<SolutionCommand>> {
+    let help = format!(r#"write {key} = {{ commands = {{ {{ "h3", {{ "ip", "route", "add", "default", "via", "198.18.1.254" }} }} }} }}"#);
+    let help = help.as_str();
     let spec = match value {
         Value::Nil => return Ok(vec![]),
         Value::Table(t) => t,
         other => {
-            report(lua, format!("exercise(): solution must be a table, got {}", other.type_name()), help)?;
+            report(lua, format!("exercise(): {key} must be a table, got {}", other.type_name()), help)?;
             return Ok(vec![]);
         }
     };
-    unknown_keys(lua, "exercise(): solution", &spec, SOLUTION_KEYS)?;
+    unknown_keys(lua, &format!("exercise(): {key}"), &spec, COMMANDS_KEYS)?;
     let Value::Table(list) = spec.get::<Value>("commands")? else { return Ok(vec![]) };
     let mut commands = Vec::new();
     for (i, item) in list.sequence_values::<Value>().enumerate() {
@@ -227,7 +231,7 @@ fn solution(lua: &Lua, value: Value) -> mlua::Result<Vec<SolutionCommand>> {
         };
         match parsed {
             Some((node, argv)) if !argv.is_empty() => commands.push(SolutionCommand { node, argv, origin: origin(lua) }),
-            _ => report(lua, format!("exercise(): solution command {} is not {{ node, argv }}", i + 1), help)?,
+            _ => report(lua, format!("exercise(): {key} command {} is not {{ node, argv }}", i + 1), help)?,
         }
     }
     Ok(commands)

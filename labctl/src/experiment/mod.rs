@@ -26,7 +26,6 @@ use crate::apply::netns;
 use crate::diag::{Diagnostic, Origin};
 use crate::model::Experiment;
 use crate::script::Script;
-pub use command::{run as run_command, CommandResult};
 use runtime::{Runtime, Shared};
 
 /// A snapshot an experiment took: `x:snapshot(name, value)`.
