@@ -42,6 +42,21 @@ fn run_check(
     CheckOutcome { name: name.to_string(), passed: evidence.is_empty(), evidence }
 }
 
+/// The outcome that stands for every check when the lab does not even come
+/// up with the learner's files (an XDP program the verifier refuses, a
+/// tunnel that does not negotiate): the error's gist as evidence.
+pub fn not_built(error: &dyn std::fmt::Display) -> CheckOutcome {
+    let text = error.to_string();
+    let mut lines = text.lines();
+    let mut evidence: Vec<String> = lines.next().map(|l| l.chars().take(160).collect()).into_iter().collect();
+    let telling = |l: &&str| ["error:", "failed", "UNACCEPTABLE", "NO_PROPOSAL", "refused"].iter().any(|w| l.contains(w));
+    evidence.extend(lines.filter(telling).map(|l| l.trim().to_string()));
+    CheckOutcome { name: NOT_BUILT.to_string(), passed: false, evidence }
+}
+
+/// The name of [`not_built`]'s outcome.
+pub const NOT_BUILT: &str = "the lab comes up with your files";
+
 /// Whether every check passed.
 pub fn all_passed(outcomes: &[CheckOutcome]) -> bool {
     outcomes.iter().all(|o| o.passed)

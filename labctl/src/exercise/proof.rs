@@ -50,10 +50,15 @@ fn failures(outcomes: &[CheckOutcome]) -> Vec<(String, Vec<String>)> {
     outcomes.iter().filter(|o| !o.passed).map(|o| (o.name.clone(), o.evidence.clone())).collect()
 }
 
-/// Brings the lab of `loaded` up, runs `fix`, grades, takes it down.
+/// Brings the lab of `loaded` up, runs `fix`, grades, takes it down. A lab
+/// that does not come up with edited files fails as [`grading::not_built`].
 fn up_fix_grade(loaded: &Loaded, fix: impl FnOnce() -> Result<(), String>) -> Result<Vec<CheckOutcome>, String> {
     let lab = loaded.script.lab.name.clone();
-    grading::bring_up(loaded).map_err(|e| format!("cannot build lab {lab}: {e}"))?;
+    match grading::bring_up(loaded) {
+        Err(e) if !loaded.exercise.spec.edit.is_empty() => return Ok(vec![grading::not_built(&e)]),
+        Err(e) => return Err(format!("cannot build lab {lab}: {e}")),
+        Ok(()) => {}
+    }
     let graded = fix().and_then(|()| grading::grade(loaded).map_err(|e| e.to_string()));
     let down = grading::take_down(&lab).map_err(|e| format!("cannot take lab {lab} down: {e}"));
     let graded = graded?;
@@ -106,6 +111,9 @@ pub fn grade_submission(dir: &Path, submission: &Path) -> Grade {
                 },
             };
             match up_fix_grade(&loaded, fix) {
+                Ok(outcomes) if outcomes.iter().any(|o| o.name == grading::NOT_BUILT) => {
+                    grade.failing = failures(&outcomes);
+                }
                 Ok(outcomes) => {
                     grade.passed = outcomes.iter().filter(|o| o.passed).count();
                     grade.failing = failures(&outcomes);

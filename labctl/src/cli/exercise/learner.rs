@@ -146,9 +146,19 @@ pub fn start(root: &Path, args: StartArgs) -> Result<(), Failure> {
     let work = prepare_work(&exercise, args.dir.clone(), false)?;
     let loaded = load(&dir, &files_of(&work))?;
     let mut progress = read_progress()?;
-    bring_up(&loaded, work.clone(), &mut progress)?;
+    let built = bring_up(&loaded, work.clone(), &mut progress);
     print_task(&loaded.exercise, work.as_deref());
-    Ok(())
+    match built {
+        // A starter that does not build is part of some exercises: say why, and go on.
+        Err(failure) if work.is_some() && failure.status != crate::cli::EXIT_BAD_INPUT => {
+            progress.active = Some(Active { id: loaded.exercise.id.clone(), dir, work, built_from: String::new() });
+            progress.start(&loaded.exercise.id);
+            save_progress(&progress)?;
+            println!("\nThe lab does not come up with the starter files yet: {}", grading::not_built(&failure.error).evidence.join("; "));
+            Ok(())
+        }
+        other => other,
+    }
 }
 
 fn print_task(exercise: &Exercise, work: Option<&Path>) {
@@ -182,7 +192,13 @@ pub(super) fn grade_live(root: &Path, id: Option<String>) -> Result<(Loaded, Vec
     let loaded = load(&dir, &files_of(&active.work))?;
     let stale = active.work.as_deref().is_some_and(|w| workdir::fingerprint(&loaded.exercise, w) != active.built_from);
     if stale || !grading::is_up(&loaded.exercise.lab) {
-        bring_up(&loaded, active.work.clone(), &mut progress)?;
+        if let Err(failure) = bring_up(&loaded, active.work.clone(), &mut progress) {
+            // The learner's files do not build yet: that is the first thing to fix.
+            if active.work.is_none() || failure.status == crate::cli::EXIT_BAD_INPUT {
+                return Err(failure);
+            }
+            return Ok((loaded, vec![grading::not_built(&failure.error)], progress));
+        }
     }
     let outcomes = grading::grade(&loaded).map_err(|e| Failure::new(EXIT_FAILURE, e))?;
     if grading::all_passed(&outcomes) {
