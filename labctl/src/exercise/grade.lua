@@ -31,6 +31,37 @@ function grade.drops_text(dropped, only)
   return table.concat(parts, "; ")
 end
 
+-- `dropped` without one reason.
+function grade.without(dropped, reason)
+  local kept = {}
+  for place, reasons in pairs(dropped or {}) do
+    for r, count in pairs(reasons) do
+      if r ~= reason then
+        kept[place] = kept[place] or {}
+        kept[place][r] = count
+      end
+    end
+  end
+  return kept
+end
+
+-- The one place that dropped the most packets, as a drops table: the
+-- likeliest culprit when the kernel gives no specific reason (multicast
+-- the neighbours ignore is dropped as NOT_SPECIFIED too).
+function grade.busiest(dropped)
+  local best, most = nil, 0
+  for place, reasons in pairs(dropped or {}) do
+    local n = 0
+    for _, count in pairs(reasons) do
+      n = n + count
+    end
+    if n > most or (n == most and best and place < best) then
+      best, most = place, n
+    end
+  end
+  return best and { [best] = dropped[best] } or {}
+end
+
 -- How many packets the kernel dropped for `reason` anywhere in the lab.
 function grade.dropped(dropped, reason)
   local total = 0
@@ -58,7 +89,10 @@ function grade.reach(x, from, to, opts)
   local ok = ping.received == (opts.count or 3)
   local text = ("%s -> %s: %d sent, %d received"):format(from, opts.name or to, ping.transmitted, ping.received)
   if not ok then
-    local why = grade.drops_text(dropped)
+    local why = grade.drops_text(grade.without(dropped, "NOT_SPECIFIED")) -- a specific reason first
+    if why == "" then
+      why = grade.drops_text(grade.busiest(dropped))
+    end
     if why == "" and #ping.errors > 0 then
       why = ping.errors[1]
     elseif why == "" then

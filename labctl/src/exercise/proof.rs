@@ -122,7 +122,17 @@ pub fn grade_submission(dir: &Path, submission: &Path) -> Grade {
             }
         }
     }
+    relative_to(&mut grade, submission);
     grade
+}
+
+/// Paths inside the submission as the learner knows them (`prog.c:58:4`),
+/// so the same submission grades the same wherever it lies.
+fn relative_to(grade: &mut Grade, submission: &Path) {
+    let prefix = format!("{}/", std::path::absolute(submission).unwrap_or_else(|_| submission.into()).display());
+    let strip = |text: &mut String| *text = text.replace(&prefix, "");
+    grade.error.iter_mut().for_each(strip);
+    grade.failing.iter_mut().flat_map(|(_, evidence)| evidence.iter_mut()).for_each(strip);
 }
 
 /// The file of fixes a submission may hold.
