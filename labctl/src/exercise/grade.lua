@@ -89,7 +89,8 @@ function grade.reach(x, from, to, opts)
   local ok = ping.received == (opts.count or 3)
   local text = ("%s -> %s: %d sent, %d received"):format(from, opts.name or to, ping.transmitted, ping.received)
   if not ok then
-    local why = grade.drops_text(grade.without(dropped, "NOT_SPECIFIED")) -- a specific reason first
+    -- A specific reason first; the bridge drops neighbour-discovery multicast as IPV6DISABLED.
+    local why = grade.drops_text(grade.without(grade.without(dropped, "NOT_SPECIFIED"), "IPV6DISABLED"))
     if why == "" then
       why = grade.drops_text(grade.busiest(dropped))
     end
