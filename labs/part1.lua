@@ -112,8 +112,18 @@ experiment("bridge", function(x)
     end
   end
   x:snapshot("learnt", fdb)
-end)
-  x:snapshot("not-flooded", { ["frames out of sw:eth2 (towards r1)"] = to_r1["sw:eth2"].tx_packets })
+  -- Now that sw knows where h2 is, an echo to h2 leaves by h2's port only:
+  -- r1's port (sw:eth2) sees none of it.
+  local at_r1 = x:capture({ "sw:eth2" }, function()
+    x.h1:ping("198.18.0.2", { count = 3, interval = 0.02 })
+  end)
+  local at_h2 = x:capture({ "sw:eth1" }, function()
+    x.h1:ping("198.18.0.2", { count = 3, interval = 0.02 })
+  end)
+  x:snapshot("forwarded", {
+    ["echo requests seen on r1's port"] = at_r1:count("echo request"),
+    ["echo requests seen on h2's port"] = at_h2:count("echo request"),
+  })
 end)
 
 -- TTL across the router: r1 decrements it, so h3's replies reach h1 with
