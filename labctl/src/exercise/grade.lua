@@ -71,37 +71,40 @@ function grade.dropped(dropped, reason)
   return total
 end
 
--- Pings `to` from node `from` with the kernel's drop tracer watching.
--- Returns whether every echo came back, the evidence
--- ("h3 -> 198.18.0.1: 3 sent, 0 received; dropped at r1:eth1 by the kernel,
--- reason IP_RPFILTER"), the drops and the ping report.
+-- Pings `to` from node `from`; when an echo goes unanswered, pings again
+-- with the kernel's drop tracer watching, to say where it died. Returns
+-- whether every echo came back, the evidence ("h3 -> 198.18.0.1: 3 sent,
+-- 0 received; dropped at r1:eth1 by the kernel, reason IP_RPFILTER"), the
+-- drops (empty when none was traced) and the ping report.
 function grade.reach(x, from, to, opts)
   opts = opts or {}
-  local ping
+  local count = opts.count or 3
+  local function ping()
+    return x[from]:ping(to, { count = count, interval = opts.interval or 0.02, timeout = opts.timeout or 0.3, source = opts.source })
+  end
+  local report = ping()
+  if report.received == count then
+    return true, ("%s -> %s: %d sent, %d received"):format(from, opts.name or to, report.transmitted, report.received), {}, report
+  end
   local dropped = x:drops(function()
-    ping = x[from]:ping(to, {
-      count = opts.count or 3,
-      interval = opts.interval or 0.02,
-      timeout = opts.timeout or 0.3,
-      source = opts.source,
-    })
+    report = ping()
   end)
-  local ok = ping.received == (opts.count or 3)
-  local text = ("%s -> %s: %d sent, %d received"):format(from, opts.name or to, ping.transmitted, ping.received)
+  local ok = report.received == count
+  local text = ("%s -> %s: %d sent, %d received"):format(from, opts.name or to, report.transmitted, report.received)
   if not ok then
     -- A specific reason first; the bridge drops neighbour-discovery multicast as IPV6DISABLED.
     local why = grade.drops_text(grade.without(grade.without(dropped, "NOT_SPECIFIED"), "IPV6DISABLED"))
     if why == "" then
       why = grade.drops_text(grade.busiest(dropped))
     end
-    if why == "" and #ping.errors > 0 then
-      why = ping.errors[1]
+    if why == "" and #report.errors > 0 then
+      why = report.errors[1]
     elseif why == "" then
       why = "no drop in the kernel's trace: the replies went somewhere else (a route?)"
     end
     text = text .. "; " .. why
   end
-  return ok, text, dropped, ping
+  return ok, text, dropped, report
 end
 
 -- x:expect of grade.reach.

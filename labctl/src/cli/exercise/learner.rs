@@ -119,7 +119,7 @@ fn bring_up(loaded: &Loaded, work: Option<PathBuf>, progress: &mut Progress) -> 
     })?;
     let built_from = work.as_deref().map(|w| workdir::fingerprint(&loaded.exercise, w)).unwrap_or_default();
     progress.active =
-        Some(Active { id: loaded.exercise.id.clone(), dir: loaded.exercise.dir.clone(), work, built_from });
+        Some(Active { id: loaded.exercise.id.clone(), dir: crate::cli::absolute(&loaded.exercise.dir), work, built_from });
     progress.start(&loaded.exercise.id);
     save_progress(progress)
 }

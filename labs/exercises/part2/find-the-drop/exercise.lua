@@ -58,15 +58,17 @@ for _, n in ipairs { h1, h2, h3, r1, sw } do
 end
 
 local function udp(x, port, count)
-  local flow
-  local dropped = x:drops(function()
-    flow = x.h1:udp { to = "198.18.1.1", port = port, size = 64, count = count, rate = 5000 }
-  end)
-  return flow, dropped
+  return x.h1:udp { to = "198.18.1.1", port = port, size = 64, count = count, rate = 5000 }
 end
 
 check("the service on h3 port 5201 works", function(x)
-  local flow, dropped = udp(x, 5201, 50)
+  local flow, dropped = udp(x, 5201, 50), {}
+  if flow.received_packets < flow.sent_packets then
+    -- Again, with the kernel's drop tracer watching: where do they die?
+    dropped = x:drops(function()
+      flow = udp(x, 5201, 50)
+    end)
+  end
   local text = ("h1 -> h3:5201 UDP: %d sent, %d received"):format(flow.sent_packets, flow.received_packets)
   local why = grade.drops_text(dropped)
   x:expect(flow.received_packets == flow.sent_packets and flow.sent_packets == 50, text .. (why ~= "" and "; " .. why or ""))
@@ -82,8 +84,20 @@ check("the other rules are still there and still drop", function(x)
     x:expect(chain.stdout:find(wanted, 1, true) ~= nil, ("the rule %q is gone: delete only the culprit"):format(wanted))
   end
   x:expect(not chain.stdout:gsub("policy accept", ""):find("accept", 1, true), "a rule accepts traffic now: delete the culprit instead of overriding it")
-  local ok, _, dropped = grade.reach(x, "h2", "198.18.1.1", { count = 1, name = "h3" })
-  x:expect(not ok and grade.dropped(dropped, "NETFILTER_DROP") > 0, "h2 reaches h3: the quarantine no longer drops")
+  local function counter(comment)
+    local listed = grade.run(x.r1, { "nft", "list", "chain", "inet", "guard", "forward" })
+    for line in listed:gmatch("[^\n]+") do
+      if line:find(comment, 1, true) then
+        return tonumber(line:match("counter packets (%d+)")) or 0
+      end
+    end
+    return 0
+  end
+  local before = counter("quarantine h2")
+  local reached = x.h2:ping("198.18.1.1", { count = 1, timeout = 0.3 }).received
+  x:expect(reached == 0 and counter("quarantine h2") > before, "h2 reaches h3: the quarantine no longer drops")
+  before = counter("discard port closed")
   local flow = udp(x, 9, 10)
-  x:expect(flow.received_packets == 0, ("UDP to port 9: %d of %d arrived, the discard rule no longer drops"):format(flow.received_packets, flow.sent_packets))
+  x:expect(flow.received_packets == 0 and counter("discard port closed") >= before + 10,
+    ("UDP to port 9: %d of %d arrived, the discard rule no longer drops"):format(flow.received_packets, flow.sent_packets))
 end, { hint = "flushing the firewall or accepting everything makes the service work, and removes what the other rules are for" })
