@@ -50,7 +50,10 @@ fn a_learner_starts_fails_reads_hints_fixes_and_passes() {
     let h = home.path();
     exercise(&sb, h, &["list"]).assert().success().stdout(predicate::str::contains("[ ] part1/default-route"));
     exercise(&sb, h, &["check"]).assert().code(2).stderr(predicate::str::contains("no exercise is started"));
-    exercise(&sb, h, &["start", "part9/nothing"]).assert().code(2).stderr(predicate::str::contains("part1/default-route"));
+    exercise(&sb, h, &["start", "part9/nothing"])
+        .assert()
+        .code(2)
+        .stderr(predicate::str::contains("part1/default-route"));
 
     exercise(&sb, h, &["start", "part1/default-route"])
         .assert()
@@ -69,7 +72,19 @@ fn a_learner_starts_fails_reads_hints_fixes_and_passes() {
 
     sb.labctl(["exec", "ex-default-route", "h3", "--", "ip", "route", "add", "default", "via", "198.18.1.254"]);
     exercise(&sb, h, &["check"]).assert().code(1).stdout(predicate::str::contains("PASS h3 reaches h1 over IPv4"));
-    sb.labctl(["exec", "ex-default-route", "h3", "--", "ip", "-6", "route", "add", "default", "via", "2001:db8:0:1::fe"]);
+    sb.labctl([
+        "exec",
+        "ex-default-route",
+        "h3",
+        "--",
+        "ip",
+        "-6",
+        "route",
+        "add",
+        "default",
+        "via",
+        "2001:db8:0:1::fe",
+    ]);
     exercise(&sb, h, &["check", "--json"]).assert().success().stdout(predicate::str::contains("\"passed\": true"));
     let progress = std::fs::read_to_string(h.join("state/labctl/exercises.json")).unwrap();
     assert!(progress.contains("\"done\""), "{progress}");
@@ -91,7 +106,10 @@ fn an_edited_file_is_copied_rebuilt_on_check_and_restored_by_reset() {
         .assert()
         .success()
         .stdout(predicate::str::contains("xdp_drop_port.c"));
-    exercise(&sb, h, &["check"]).assert().code(1).stdout(predicate::str::contains("FAIL the flood to port 9 dies in XDP"));
+    exercise(&sb, h, &["check"])
+        .assert()
+        .code(1)
+        .stdout(predicate::str::contains("FAIL the flood to port 9 dies in XDP"));
     let solved = exercises().join("part4/xdp-drop-port/solution/xdp_drop_port.c");
     std::fs::copy(&solved, work.join("xdp_drop_port.c")).unwrap();
     exercise(&sb, h, &["check"]).assert().success().stdout(predicate::str::contains("all 3 checks pass"));

@@ -115,13 +115,7 @@ function grade.expect_reach(x, from, to, opts)
 end
 
 -- Runs argv in a node; its stdout, or an error naming the command.
-function grade.run(node, argv)
-  local r = node:run(argv)
-  if r.status ~= 0 then
-    error(("%s: `%s` exited %d: %s"):format(node.name, table.concat(argv, " "), r.status, r.stderr), 2)
-  end
-  return r.stdout
-end
+grade.run = require("commands").must
 
 -- A sysctl's value in a node, as text.
 function grade.sysctl(node, key)

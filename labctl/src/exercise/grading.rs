@@ -49,7 +49,8 @@ pub fn not_built(error: &dyn std::fmt::Display) -> CheckOutcome {
     let text = error.to_string();
     let mut lines = text.lines();
     let mut evidence: Vec<String> = lines.next().map(|l| l.chars().take(160).collect()).into_iter().collect();
-    let telling = |l: &&str| ["error:", "failed", "UNACCEPTABLE", "NO_PROPOSAL", "refused"].iter().any(|w| l.contains(w));
+    let telling =
+        |l: &&str| ["error:", "failed", "UNACCEPTABLE", "NO_PROPOSAL", "refused"].iter().any(|w| l.contains(w));
     evidence.extend(lines.filter(telling).map(|l| l.trim().to_string()));
     CheckOutcome { name: NOT_BUILT.to_string(), passed: false, evidence }
 }

@@ -70,7 +70,9 @@ impl Progress {
     /// The progress in `path`; empty if there is no file yet.
     pub fn load(path: &Path) -> Result<Progress, ProgressError> {
         match std::fs::read_to_string(path) {
-            Ok(text) => serde_json::from_str(&text).map_err(|source| ProgressError::Parse { path: path.into(), source }),
+            Ok(text) => {
+                serde_json::from_str(&text).map_err(|source| ProgressError::Parse { path: path.into(), source })
+            }
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(Progress::default()),
             Err(source) => Err(ProgressError::Read { path: path.into(), source }),
         }
@@ -136,14 +138,14 @@ mod tests {
 
     #[test]
     fn save_then_load_round_trips_and_leaves_no_temporary() {
-        let dir = std::env::temp_dir().join(format!("labctl-progress-{}", std::process::id()));
-        let path = dir.join("labctl/exercises.json");
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("labctl/exercises.json");
         let mut p = Progress::default();
         p.finish("part2/rp-filter");
         p.save(&path).unwrap();
         assert_eq!(Progress::load(&path).unwrap(), p);
-        let names: Vec<_> = std::fs::read_dir(path.parent().unwrap()).unwrap().map(|e| e.unwrap().file_name()).collect();
+        let names: Vec<_> =
+            std::fs::read_dir(path.parent().unwrap()).unwrap().map(|e| e.unwrap().file_name()).collect();
         assert_eq!(names, vec![std::ffi::OsString::from("exercises.json")]);
-        std::fs::remove_dir_all(dir).unwrap();
     }
 }

@@ -3,9 +3,9 @@
 //! on the (sandboxed) host with `LAB` set and labctl on `PATH`, so it can
 //! say `labctl exec "$LAB" r1 -- ...` or `ip netns exec "$LAB-r1" ...`.
 
-use std::path::Path;
 use std::os::fd::AsRawFd;
 use std::os::unix::process::CommandExt;
+use std::path::Path;
 use std::process::Command;
 
 use super::{Loaded, SolutionCommand};
@@ -35,10 +35,14 @@ pub fn set_up(loaded: &Loaded) -> Result<(), SolutionError> {
 
 fn run(lab: &str, command: &SolutionCommand) -> Result<(), SolutionError> {
     let SolutionCommand { node, argv, origin } = command;
-    let ns = netns::open(&format!("{lab}-{node}"))
-        .map_err(|source| SolutionError::Node { origin: origin.clone(), node: node.clone(), source })?;
+    let ns = netns::open(&format!("{lab}-{node}")).map_err(|source| SolutionError::Node {
+        origin: origin.clone(),
+        node: node.clone(),
+        source,
+    })?;
     let text = argv.join(" ");
-    let spawn = |source| SolutionError::Spawn { origin: origin.clone(), node: node.clone(), command: text.clone(), source };
+    let spawn =
+        |source| SolutionError::Spawn { origin: origin.clone(), node: node.clone(), command: text.clone(), source };
     let mut command = Command::new(&argv[0]);
     command.args(&argv[1..]).stdin(std::process::Stdio::null());
     let fd = ns.as_raw_fd();

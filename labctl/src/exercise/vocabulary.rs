@@ -20,10 +20,8 @@ const GRADE_LUA: &str = include_str!("grade.lua");
 const EXERCISE_KEYS: &[&str] = &["title", "task", "hints", "edit", "setup", "solution"];
 const COMMANDS_KEYS: &[&str] = &["commands"];
 const CHECK_KEYS: &[&str] = &["hint"];
-const EXERCISE_EXAMPLE: &str =
-    r#"write exercise { title = "...", task = "...", hints = { "a nudge", "nearly the answer" }, solution = { commands = { { "h3", { "ip", "route", "add", "default", "via", "198.18.1.254" } } } } }"#;
-const CHECK_EXAMPLE: &str =
-    r#"write check("h3 reaches h1", function(x) ... end, { hint = "look at h3's routes" })"#;
+const EXERCISE_EXAMPLE: &str = r#"write exercise { title = "...", task = "...", hints = { "a nudge", "nearly the answer" }, solution = { commands = { { "h3", { "ip", "route", "add", "default", "via", "198.18.1.254" } } } } }"#;
+const CHECK_EXAMPLE: &str = r#"write check("h3 reaches h1", function(x) ... end, { hint = "look at h3's routes" })"#;
 
 /// The declaration while the file is read (Lua app data).
 struct Declared {
@@ -130,7 +128,11 @@ fn exercise(lua: &Lua, spec: Value) -> mlua::Result<()> {
     let edit = texts(lua, "exercise(): edit", spec.get("edit")?)?;
     for name in &edit {
         if !plain_file_name(name) {
-            report(lua, format!("exercise(): edit: {name:?} is not a file name"), "name files of the exercise's folder, like \"xdp_drop_port.c\" (no / or ..)")?;
+            report(
+                lua,
+                format!("exercise(): edit: {name:?} is not a file name"),
+                "name files of the exercise's folder, like \"xdp_drop_port.c\" (no / or ..)",
+            )?;
         }
     }
     let setup = commands(lua, "setup", spec.get("setup")?)?;
@@ -188,13 +190,21 @@ fn texts(lua: &Lua, what: &str, value: Value) -> mlua::Result<Vec<String>> {
             for item in t.sequence_values::<Value>() {
                 match item? {
                     Value::String(s) => out.push(s.to_string_lossy()),
-                    other => report(lua, format!("{what}: expected text, got {}", other.type_name()), "write { \"first\", \"second\" }")?,
+                    other => report(
+                        lua,
+                        format!("{what}: expected text, got {}", other.type_name()),
+                        "write { \"first\", \"second\" }",
+                    )?,
                 }
             }
             Ok(out)
         }
         other => {
-            report(lua, format!("{what}: expected a list of text, got {}", other.type_name()), "write { \"first\", \"second\" }")?;
+            report(
+                lua,
+                format!("{what}: expected a list of text, got {}", other.type_name()),
+                "write { \"first\", \"second\" }",
+            )?;
             Ok(vec![])
         }
     }
@@ -204,7 +214,9 @@ fn texts(lua: &Lua, what: &str, value: Value) -> mlua::Result<Vec<String>> {
 /// (and `setup = { commands = ... }`, what breaks the lab after it is up);
 /// a command given as one string is split on spaces.
 fn commands(lua: &Lua, key: &str, value: Value) -> mlua::Result<Vec<SolutionCommand>> {
-    let help = format!(r#"write {key} = {{ commands = {{ {{ "h3", {{ "ip", "route", "add", "default", "via", "198.18.1.254" }} }} }} }}"#);
+    let help = format!(
+        r#"write {key} = {{ commands = {{ {{ "h3", {{ "ip", "route", "add", "default", "via", "198.18.1.254" }} }} }} }}"#
+    );
     let help = help.as_str();
     let spec = match value {
         Value::Nil => return Ok(vec![]),
@@ -220,7 +232,10 @@ fn commands(lua: &Lua, key: &str, value: Value) -> mlua::Result<Vec<SolutionComm
     for (i, item) in list.sequence_values::<Value>().enumerate() {
         let parsed = match item? {
             Value::Table(t) => match (t.get::<Value>(1)?, t.get::<Value>(2)?) {
-                (Value::String(node), Value::String(line)) => Some((node.to_string_lossy(), line.to_string_lossy().split_whitespace().map(String::from).collect())),
+                (Value::String(node), Value::String(line)) => Some((
+                    node.to_string_lossy(),
+                    line.to_string_lossy().split_whitespace().map(String::from).collect(),
+                )),
                 (Value::String(node), Value::Table(argv)) => {
                     let argv: Result<Vec<String>, _> = argv.sequence_values::<String>().collect();
                     argv.ok().map(|argv| (node.to_string_lossy(), argv))
@@ -230,7 +245,9 @@ fn commands(lua: &Lua, key: &str, value: Value) -> mlua::Result<Vec<SolutionComm
             _ => None,
         };
         match parsed {
-            Some((node, argv)) if !argv.is_empty() => commands.push(SolutionCommand { node, argv, origin: origin(lua) }),
+            Some((node, argv)) if !argv.is_empty() => {
+                commands.push(SolutionCommand { node, argv, origin: origin(lua) })
+            }
             _ => report(lua, format!("exercise(): {key} command {} is not {{ node, argv }}", i + 1), help)?,
         }
     }
@@ -244,7 +261,11 @@ fn check(lua: &Lua, (name, func, opts): (Value, Value, Value)) -> mlua::Result<(
     };
     let name = name.to_string_lossy();
     let Value::Function(func) = func else {
-        return report(lua, format!("check({name:?}): the second argument must be a function, got {}", func.type_name()), CHECK_EXAMPLE);
+        return report(
+            lua,
+            format!("check({name:?}): the second argument must be a function, got {}", func.type_name()),
+            CHECK_EXAMPLE,
+        );
     };
     let hints = match opts {
         Value::Nil => vec![],
@@ -272,7 +293,11 @@ fn check(lua: &Lua, (name, func, opts): (Value, Value, Value)) -> mlua::Result<(
 fn edited(lua: &Lua, name: String) -> mlua::Result<Value> {
     let (listed, path) = with(lua, |d| (d.spec.edit.contains(&name), resolve(d, &name)))?;
     if !listed {
-        report(lua, format!("edited({name:?}): the exercise does not list {name:?} in edit"), format!("declare it first: exercise {{ ..., edit = {{ {name:?} }} }}"))?;
+        report(
+            lua,
+            format!("edited({name:?}): the exercise does not list {name:?} in edit"),
+            format!("declare it first: exercise {{ ..., edit = {{ {name:?} }} }}"),
+        )?;
         return Ok(Value::Nil);
     }
     if name.ends_with(".lua") {

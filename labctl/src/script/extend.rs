@@ -25,7 +25,11 @@ pub fn report(lua: &Lua, message: impl Into<String>, help: impl Into<String>) ->
 /// Its errors name `path` and its lines.
 pub fn include(lua: &Lua, path: &Path) -> mlua::Result<Value> {
     let source = std::fs::read_to_string(path).map_err(|e| {
-        super::errors::error_at(lua, format!("cannot read {}: {e}", path.display()), "create the file, or reset the exercise")
+        super::errors::error_at(
+            lua,
+            format!("cannot read {}: {e}", path.display()),
+            "create the file, or reset the exercise",
+        )
     })?;
     builder::with(lua, |b| b.files.push(path.to_path_buf()))?;
     lua.load(source).set_name(format!("@{}", path.display())).set_mode(ChunkMode::Text).call::<Value>(())

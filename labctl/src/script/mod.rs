@@ -27,8 +27,8 @@ use mlua::Table;
 use crate::diag::{Diagnostic, Diagnostics, Origin};
 use crate::model::Lab;
 pub use builder::caller_origin;
-pub use extend::{include, report, Extension};
 use builder::Builder;
+pub use extend::{include, report, Extension};
 
 /// The user files a script was read from (the lab file, then required
 /// modules), kept in the Lua state to locate later errors.

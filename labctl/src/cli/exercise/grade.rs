@@ -48,7 +48,8 @@ pub fn run(root: &Path, args: Args) -> Result<(), Failure> {
     let mut grades = Vec::new();
     for submission in &submissions {
         let abs = std::path::absolute(submission).unwrap_or_else(|_| submission.clone());
-        let call = [OsString::from("--root"), root.as_os_str().into(), "grade".into(), args.id.clone().into(), abs.into()];
+        let call =
+            [OsString::from("--root"), root.as_os_str().into(), "grade".into(), args.id.clone().into(), abs.into()];
         grades.push(isolated::run::<Grade>(&call)?);
     }
     println!("{}", table(&args.id, &grades));
@@ -65,7 +66,8 @@ fn failing_text(grade: &Grade) -> String {
     if let Some(error) = &grade.error {
         return format!("error: {error}");
     }
-    let failing: Vec<String> = grade.failing.iter().map(|(name, evidence)| format!("{name}: {}", evidence.join("; "))).collect();
+    let failing: Vec<String> =
+        grade.failing.iter().map(|(name, evidence)| format!("{name}: {}", evidence.join("; "))).collect();
     failing.join("\n")
 }
 

@@ -24,7 +24,11 @@ pub fn run<T: DeserializeOwned>(args: &[std::ffi::OsString]) -> Result<T, Failur
     serde_json::from_slice(&out.stdout).map_err(|e| {
         Failure::new(
             EXIT_FAILURE,
-            anyhow!("the sandboxed run exited {} without a result ({e}): {}", out.status, String::from_utf8_lossy(&out.stdout)),
+            anyhow!(
+                "the sandboxed run exited {} without a result ({e}): {}",
+                out.status,
+                String::from_utf8_lossy(&out.stdout)
+            ),
         )
     })
 }

@@ -93,14 +93,15 @@ pub fn list(root: &Path, args: ListArgs) -> Result<(), Failure> {
 
 fn bar(done: usize, total: usize) -> String {
     const WIDTH: usize = 20;
-    let filled = if total == 0 { 0 } else { done * WIDTH / total };
+    let filled = (done * WIDTH).checked_div(total).unwrap_or(0);
     format!("[{}{}]", "#".repeat(filled), "-".repeat(WIDTH - filled))
 }
 
 /// The id given, else the active exercise's.
 fn chosen(id: Option<String>, progress: &Progress) -> Result<String, Failure> {
     id.or_else(|| progress.active.as_ref().map(|a| a.id.clone())).ok_or_else(|| {
-        Failure::bad_input(anyhow!("no exercise is started")).help("start one with `labctl exercise start <id>` (see `labctl exercise list`)")
+        Failure::bad_input(anyhow!("no exercise is started"))
+            .help("start one with `labctl exercise start <id>` (see `labctl exercise list`)")
     })
 }
 
@@ -118,8 +119,12 @@ fn bring_up(loaded: &Loaded, work: Option<PathBuf>, progress: &mut Progress) -> 
         setup => Failure::new(EXIT_FAILURE, setup),
     })?;
     let built_from = work.as_deref().map(|w| workdir::fingerprint(&loaded.exercise, w)).unwrap_or_default();
-    progress.active =
-        Some(Active { id: loaded.exercise.id.clone(), dir: crate::cli::absolute(&loaded.exercise.dir), work, built_from });
+    progress.active = Some(Active {
+        id: loaded.exercise.id.clone(),
+        dir: crate::cli::absolute(&loaded.exercise.dir),
+        work,
+        built_from,
+    });
     progress.start(&loaded.exercise.id);
     save_progress(progress)
 }
@@ -130,8 +135,9 @@ fn prepare_work(exercise: &Exercise, dir: Option<PathBuf>, overwrite: bool) -> R
         return Ok(None);
     }
     let dir = dir.unwrap_or_else(|| workdir::default_dir(&exercise.id));
-    workdir::copy_starters(exercise, &dir, overwrite)
-        .map_err(|e| Failure::new(EXIT_FAILURE, anyhow!("cannot copy the starter files into {}: {e}", dir.display())))?;
+    workdir::copy_starters(exercise, &dir, overwrite).map_err(|e| {
+        Failure::new(EXIT_FAILURE, anyhow!("cannot copy the starter files into {}: {e}", dir.display()))
+    })?;
     Ok(Some(dir))
 }
 
@@ -154,7 +160,10 @@ pub fn start(root: &Path, args: StartArgs) -> Result<(), Failure> {
             progress.active = Some(Active { id: loaded.exercise.id.clone(), dir, work, built_from: String::new() });
             progress.start(&loaded.exercise.id);
             save_progress(&progress)?;
-            println!("\nThe lab does not come up with the starter files yet: {}", grading::not_built(&failure.error).evidence.join("; "));
+            println!(
+                "\nThe lab does not come up with the starter files yet: {}",
+                grading::not_built(&failure.error).evidence.join("; ")
+            );
             Ok(())
         }
         other => other,
@@ -243,7 +252,10 @@ pub fn check(root: &Path, args: CheckArgs) -> Result<(), Failure> {
     if grading::all_passed(&outcomes) {
         Ok(())
     } else {
-        Err(Failure::new(EXIT_FAILURE, anyhow!("{} of {} checks fail", grading::failing(&outcomes).len(), outcomes.len())))
+        Err(Failure::new(
+            EXIT_FAILURE,
+            anyhow!("{} of {} checks fail", grading::failing(&outcomes).len(), outcomes.len()),
+        ))
     }
 }
 
@@ -265,7 +277,10 @@ pub fn hint(root: &Path, args: IdArgs) -> Result<(), Failure> {
     let hints = loaded.exercise.hints_for(&failing_now(&loaded));
     let seen = progress.hints_seen(&id);
     if seen >= hints.len() {
-        println!("No more hints for {id} ({} seen). `labctl exercise solution {id}` shows the reference solution.", hints.len());
+        println!(
+            "No more hints for {id} ({} seen). `labctl exercise solution {id}` shows the reference solution.",
+            hints.len()
+        );
         return Ok(());
     }
     println!("hint {}/{} for {id}:\n  {}", seen + 1, hints.len(), hints[seen]);
@@ -283,7 +298,10 @@ pub fn reset(root: &Path, args: IdArgs) -> Result<(), Failure> {
     let work = prepare_work(&exercise, previous, true)?;
     let loaded = load(&dir, &files_of(&work))?;
     bring_up(&loaded, work.clone(), &mut progress)?;
-    println!("{id} is back in its broken state{}.", work.map(|w| format!("; starter files restored in {}", w.display())).unwrap_or_default());
+    println!(
+        "{id} is back in its broken state{}.",
+        work.map(|w| format!("; starter files restored in {}", w.display())).unwrap_or_default()
+    );
     Ok(())
 }
 

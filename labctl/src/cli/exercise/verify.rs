@@ -72,7 +72,12 @@ fn print_proof(proof: &Proof, seconds: f64) {
     if proof.error.is_none() && proof.failing_unsolved.is_empty() {
         println!("    unsolved, every check passes: the exercise proves nothing");
     } else if proof.error.is_none() {
-        println!("    unsolved: {}/{} checks fail ({})", proof.failing_unsolved.len(), proof.checks, proof.failing_unsolved.join(", "));
+        println!(
+            "    unsolved: {}/{} checks fail ({})",
+            proof.failing_unsolved.len(),
+            proof.checks,
+            proof.failing_unsolved.join(", ")
+        );
     }
     for (name, evidence) in &proof.failing_solved {
         println!("    solved, still fails: {name}: {}", evidence.join("; "));
