@@ -1,7 +1,8 @@
-//! `labctl exercise`, as a learner, an author and a teacher use it, inside a
-//! throwaway sandbox: every exercise proves itself (`verify`), the learner's
-//! commands keep their progress in a temporary XDG_STATE_HOME, and `grade`
-//! gives the same table for the sample submissions run after run.
+//! `labctl exercise`, as a learner and a teacher use it, inside a throwaway
+//! sandbox: the learner's commands keep their progress in a temporary
+//! XDG_STATE_HOME, and `grade` gives the same table for the sample
+//! submissions run after run. (`verify` has a binary of its own:
+//! exercises_verify.rs.)
 
 mod common;
 
@@ -21,25 +22,6 @@ fn exercise(sb: &Sandbox, home: &Path, args: &[&str]) -> Assert {
     command.arg("exercise").arg("--root").arg(exercises()).args(args);
     command.env("XDG_STATE_HOME", home.join("state")).env("HOME", home);
     Assert::from_std(command)
-}
-
-#[test]
-fn verify_proves_every_exercise_and_leaves_nothing() {
-    let sb = Sandbox::new();
-    let before = sb.host_state();
-    let home = tempfile::tempdir().unwrap();
-    let count = std::fs::read_dir(exercises())
-        .unwrap()
-        .flat_map(|part| std::fs::read_dir(part.unwrap().path()).unwrap())
-        .filter(|e| e.as_ref().unwrap().path().join("exercise.lua").is_file())
-        .count();
-    assert!(count >= 7, "only {count} exercises");
-    exercise(&sb, home.path(), &["verify"])
-        .timeout(std::time::Duration::from_secs(600))
-        .assert()
-        .success()
-        .stdout(predicate::str::contains(format!("verify: {count} proven, 0 failed")));
-    sb.assert_clean(&before, "after labctl exercise verify");
 }
 
 #[test]
