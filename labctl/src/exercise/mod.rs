@@ -144,3 +144,38 @@ pub fn load(dir: &Path, files: &Files) -> Result<Loaded, ScriptError> {
 fn diagnostic(origin: &Origin, message: impl Into<String>, help: impl Into<String>) -> Diagnostic {
     Diagnostic::new(origin.clone(), message).help(help)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn exercise() -> Exercise {
+        let check = |name: &str, hint: &str| CheckSpec {
+            name: name.into(),
+            hints: vec![hint.into()],
+            origin: Origin::default(),
+        };
+        let spec = Spec {
+            hints: vec!["general".into()],
+            checks: vec![check("first", "about first"), check("second", "about second")],
+            ..Spec::default()
+        };
+        Exercise { id: "part2/rp-filter".into(), dir: PathBuf::from("x"), spec, lab: "ex".into() }
+    }
+
+    #[test]
+    fn the_failing_checks_hints_come_first() {
+        let hints = exercise().hints_for(&["second".to_string()]);
+        assert_eq!(hints, ["about second", "general", "about first"]);
+    }
+
+    #[test]
+    fn with_nothing_failing_general_hints_come_first() {
+        assert_eq!(exercise().hints_for(&[]), ["general", "about first", "about second"]);
+    }
+
+    #[test]
+    fn an_exercise_is_named_by_its_last_two_folders() {
+        assert_eq!(id_of(Path::new("labs/exercises/part2/rp-filter")), "part2/rp-filter");
+    }
+}
