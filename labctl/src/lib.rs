@@ -16,9 +16,9 @@
 //! | foundation | [`diag`] | errors with file:line; imports nothing of labctl |
 //! | data | [`model`], [`plan`] | plain data, pure functions; [`model::layout`] owns every runtime path |
 //! | front end | [`script`], [`validate`] | Lua in, model out; every user mistake is a diagnostic, before the kernel |
-//! | kernel access | [`sys`], [`bpf`] | namespaces, socket options, bpffs, BPF loading: names and fds, no lab vocabulary |
+//! | kernel access | [`sys`], [`bpf`] | namespaces, sandboxes, socket options, bpffs, BPF loading: names and fds, no lab vocabulary |
 //! | actions | [`apply`], [`observe`], [`traffic`] | configure (journaled), read, send |
-//! | orchestration | [`experiment`], [`snapshot`], this file, the CLI | run the stages in order; anyhow only in the CLI |
+//! | orchestration | [`experiment`], [`exercise`], [`snapshot`], this file, the CLI | run the stages in order; anyhow only in the CLI |
 //!
 //! Product C and Lua sit beside the Rust that embeds them (`bpf/*.bpf.c`,
 //! `script/lua/*.lua`); `fixtures/` holds samples and test inputs only.
@@ -26,6 +26,7 @@
 pub mod apply;
 pub mod bpf;
 pub mod diag;
+pub mod exercise;
 pub mod experiment;
 pub mod model;
 pub mod observe;

@@ -49,3 +49,43 @@ fn every_bad_script_is_rejected_with_file_and_line() {
     }
     assert!(problems.is_empty(), "{}", problems.join("\n"));
 }
+
+/// Bad exercise files: every folder under fixtures/bad/exercises/ holds an
+/// exercise.lua with mistakes in `exercise {}`, `check()` or `edited()`.
+/// Each is rejected with file:line diagnostics before anything exists.
+#[test]
+fn every_bad_exercise_is_rejected_with_file_and_line() {
+    std::env::set_current_dir(workspace_root()).expect("cd to the workspace root");
+    let mut folders: Vec<PathBuf> = std::fs::read_dir("fixtures/bad/exercises")
+        .expect("fixtures/bad/exercises exists")
+        .map(|e| e.expect("dir entry").path())
+        .filter(|p| p.is_dir())
+        .collect();
+    folders.sort();
+    assert!(folders.len() >= 5, "the corpus has {} exercises", folders.len());
+    let mut problems = Vec::new();
+    for folder in folders {
+        let diagnostics = match labctl::exercise::load(&folder, &labctl::exercise::Files::Starter) {
+            Ok(_) => {
+                problems.push(format!("{} was accepted", folder.display()));
+                continue;
+            }
+            Err(ScriptError::Invalid(diagnostics)) => diagnostics,
+            Err(e) => {
+                problems.push(format!("{}: {e}", folder.display()));
+                continue;
+            }
+        };
+        for d in &diagnostics.0 {
+            if !d.origin.file.starts_with("fixtures/bad/exercises") || d.origin.line == 0 || d.help.is_none() {
+                problems.push(format!("{}: no file:line or help in {d}", folder.display()));
+            }
+        }
+        let name = format!("exercise_{}", folder.file_name().unwrap().to_string_lossy());
+        let file = folder.join("exercise.lua");
+        insta::with_settings!({ input_file => &file, omit_expression => true }, {
+            insta::assert_snapshot!(name, diagnostics.to_string());
+        });
+    }
+    assert!(problems.is_empty(), "{}", problems.join("\n"));
+}

@@ -19,7 +19,7 @@ const LAYERS: &[(&str, &[&str])] = &[
     ("front end", &["script", "validate"]),
     ("kernel access", &["sys", "bpf"]),
     ("actions", &["apply", "observe", "traffic"]),
-    ("orchestration", &["experiment", "snapshot", "lib", "main", "cli"]),
+    ("orchestration", &["experiment", "exercise", "snapshot", "lib", "main", "cli"]),
 ];
 
 /// A file's module path, rooted at its crate: `["apply", "xdp"]`; the

@@ -8,6 +8,7 @@ mod doctor;
 mod down;
 mod drift;
 mod exec;
+mod exercise;
 mod graph;
 mod ls;
 mod out;
@@ -89,6 +90,8 @@ enum Command {
     Xdp(xdp::Args),
     /// Probe what this machine offers labs: IPsec backend (kernel ESP or strongSwan), BTF, tracepoints, tools, and where the package list is
     Doctor(doctor::Args),
+    /// Self-paced exercises graded by the kernel's own evidence: list, start, check, hint, watch, verify, grade
+    Exercise(exercise::Args),
 }
 
 pub fn run(cli: Cli) -> Result<ExitCode, Failure> {
@@ -110,6 +113,7 @@ pub fn run(cli: Cli) -> Result<ExitCode, Failure> {
         Command::BenchTraffic(args) => bench_traffic::run(args),
         Command::Doctor(args) => doctor::run(args),
         Command::Xdp(args) => xdp::run(args),
+        Command::Exercise(args) => exercise::run(args),
     }
     .map(|()| ExitCode::SUCCESS)
     .map_err(|failure| failure.in_command(name))
@@ -135,6 +139,7 @@ impl Command {
             Command::BenchTraffic(_) => "bench-traffic",
             Command::Xdp(_) => "xdp",
             Command::Doctor(_) => "doctor",
+            Command::Exercise(_) => "exercise",
         }
     }
 }

@@ -130,11 +130,24 @@ pub fn run(
     nodes: &BTreeMap<String, File>,
     artifacts: Option<PathBuf>,
 ) -> ExperimentResult {
+    let function = script.experiment(&experiment.name);
+    run_function(script, experiment, function, nodes, artifacts)
+}
+
+/// Runs `function` (an experiment's, or any function of the script taking
+/// `x`, like an exercise's check) as the experiment `experiment`.
+pub fn run_function(
+    script: &Script,
+    experiment: &Experiment,
+    function: Option<mlua::Function>,
+    nodes: &BTreeMap<String, File>,
+    artifacts: Option<PathBuf>,
+) -> ExperimentResult {
     let started = Instant::now();
     let netns = nodes.iter().filter_map(|(k, f)| f.try_clone().ok().map(|f| (k.clone(), f))).collect();
     let limit = Arc::new(Limit::new(experiment.timeout.unwrap_or(DEFAULT_TIMEOUT)));
     let runtime = Runtime::new(script.lab.clone(), netns, artifacts, limit.clone());
-    let error = call_under_limit(script, experiment, runtime.clone(), &limit);
+    let error = call_under_limit(script, experiment, function, runtime.clone(), &limit);
     let (taken, failed) = runtime.results();
     ExperimentResult {
         name: experiment.name.clone(),
@@ -148,13 +161,19 @@ pub fn run(
 
 /// Calls the experiment's function with `x`, stopping it on Ctrl-C or at
 /// its time limit (a hook every 10,000 Lua instructions); its error, if any.
-fn call_under_limit(script: &Script, experiment: &Experiment, x: Runtime, limit: &Arc<Limit>) -> Option<Diagnostic> {
+fn call_under_limit(
+    script: &Script,
+    experiment: &Experiment,
+    function: Option<mlua::Function>,
+    x: Runtime,
+    limit: &Arc<Limit>,
+) -> Option<Diagnostic> {
     let lua = &script.lua;
     let hook_limit = limit.clone();
     let _ = lua.set_hook(HookTriggers::new().every_nth_instruction(10_000), move |lua, _| {
         hook_limit.check().map(|()| VmState::Continue).inspect_err(|_| crate::script::set_stopped(lua, true))
     });
-    let result = match script.experiment(&experiment.name) {
+    let result = match function {
         None => Err(Diagnostic::new(experiment.origin.clone(), "experiment function is missing")),
         Some(function) => function.call::<()>(x).map_err(|e| script.diagnostic(&e, experiment.origin.clone(), METHODS)),
     };

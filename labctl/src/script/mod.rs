@@ -10,6 +10,7 @@
 pub mod args;
 mod builder;
 mod errors;
+mod extend;
 mod ipsec;
 mod limits;
 mod link;
@@ -31,6 +32,7 @@ use builder::Builder;
 pub use errors::error_at;
 pub use origin::caller_origin;
 pub use errors::Methods;
+pub use extend::{include, report, Extension};
 
 /// The user files a script was read from (the lab file, then required
 /// modules), kept in the Lua state to locate later errors.
@@ -61,13 +63,20 @@ pub fn load(path: &Path) -> Result<Script, ScriptError> {
     load_with(path, |_| Vec::new())
 }
 
+/// [`load`] with more vocabulary than a lab's (an exercise's `exercise {}`
+/// and `check()`), registered before the file runs.
+pub fn load_extended(path: &Path, extend: Extension<'_>) -> Result<Script, ScriptError> {
+    let source = std::fs::read_to_string(path).map_err(|source| ScriptError::Read { path: path.into(), source })?;
+    evaluate_with(path, &source, extend, |_| Vec::new())
+}
+
 /// Like [`load`], and `later_checks` (validation) runs on the lab as the
 /// script declared it even when some calls were wrong, so the user gets
 /// every mistake in one round. Only a script that stopped half way (a Lua
 /// error) skips them, and its error says that more checks follow.
 pub fn load_with(path: &Path, later_checks: impl FnOnce(&Lab) -> Vec<Diagnostic>) -> Result<Script, ScriptError> {
     let source = std::fs::read_to_string(path).map_err(|source| ScriptError::Read { path: path.into(), source })?;
-    evaluate(path, &source, later_checks)
+    evaluate_with(path, &source, &|_| Ok(()), later_checks)
 }
 
 /// Said on the error that stopped a script: what it kept from running.
@@ -75,9 +84,19 @@ const STOPPED: &str =
     "the script stopped here: fix this first; more checks follow (the rest of the file, then the lab as a whole)";
 
 /// Evaluates `source` as if read from `path` (which `require` looks next to).
+#[cfg(test)]
 fn evaluate(
     path: &Path,
     source: &str,
+    later_checks: impl FnOnce(&Lab) -> Vec<Diagnostic>,
+) -> Result<Script, ScriptError> {
+    evaluate_with(path, source, &|_| Ok(()), later_checks)
+}
+
+fn evaluate_with(
+    path: &Path,
+    source: &str,
+    extend: Extension<'_>,
     later_checks: impl FnOnce(&Lab) -> Vec<Diagnostic>,
 ) -> Result<Script, ScriptError> {
     let lua_setup = |e: mlua::Error| {
@@ -91,6 +110,7 @@ fn evaluate(
     lua.set_app_data(Builder::new(path));
     register_vocabulary(&lua).map_err(lua_setup)?;
     require::register(&lua, path).map_err(lua_setup)?;
+    extend(&lua).map_err(lua_setup)?;
 
     let result = lua.load(source).set_name(format!("@{}", path.display())).set_mode(ChunkMode::Text).exec();
     // The instruction budget is for reading the file; experiments run later under their own rules.

@@ -5,4 +5,5 @@
 
 pub mod bpffs;
 pub mod netns;
+pub mod sandbox;
 pub mod sockopt;
