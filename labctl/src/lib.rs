@@ -34,7 +34,15 @@ pub mod validate;
 /// Reads, validates and plans a lab script: everything `up` does before it
 /// touches the kernel. Needs no privileges.
 pub fn load_and_plan(path: &std::path::Path) -> Result<(script::Script, plan::Plan), script::ScriptError> {
-    let script = script::load(path)?;
+    load_and_plan_with(path, &script::Params::new())
+}
+
+/// [`load_and_plan`] with `--set` parameters for the script's `param()` calls.
+pub fn load_and_plan_with(
+    path: &std::path::Path,
+    params: &script::Params,
+) -> Result<(script::Script, plan::Plan), script::ScriptError> {
+    let script = script::load_with(path, params)?;
     validate::validate(&script.lab).map_err(script::ScriptError::Invalid)?;
     let plan = plan::plan(&script.lab);
     Ok((script, plan))

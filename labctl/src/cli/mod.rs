@@ -10,6 +10,7 @@ mod exec;
 mod graph;
 mod ls;
 mod overlays;
+mod params;
 mod plan;
 mod review;
 mod run;
@@ -170,7 +171,17 @@ fn chain(error: &anyhow::Error) -> String {
 
 impl From<ScriptError> for Failure {
     fn from(e: ScriptError) -> Self {
-        Failure::bad_input(e)
+        let help = match &e {
+            ScriptError::UnknownParam { .. } => {
+                Some("drop that --set, or read it in the lab with param(\"key\", default)")
+            }
+            _ => None,
+        };
+        let failure = Failure::bad_input(e);
+        match help {
+            Some(help) => failure.help(help),
+            None => failure,
+        }
     }
 }
 

@@ -20,6 +20,8 @@ pub struct Args {
     /// The run folder [default: runs/<lab>-<UTC time>]
     #[arg(long)]
     out: Option<PathBuf>,
+    #[command(flatten)]
+    set: super::params::SetArgs,
 }
 
 pub fn run(args: Args) -> Result<(), Failure> {
@@ -46,7 +48,7 @@ pub fn run(args: Args) -> Result<(), Failure> {
             println!("!! {error}");
         }
     };
-    let outcome = session::run_lab(&args.file, args.experiment.as_deref(), Some(&out), &mut show);
+    let outcome = session::run_lab(&args.file, args.experiment.as_deref(), Some(&out), &args.set.params(), &mut show);
     if let Some(error) = outcome.setup_error {
         let status = if outcome.interrupted { 130 } else { EXIT_FAILURE };
         return Err(Failure::new(status, anyhow!(error)));

@@ -59,11 +59,12 @@ pub fn run_lab(
     file: &Path,
     filter: Option<&str>,
     artifacts: Option<&Path>,
+    params: &labctl::script::Params,
     on_result: &mut dyn FnMut(&Script, &ExperimentResult),
 ) -> LabOutcome {
     let mut outcome =
         LabOutcome { script: None, setup_error: None, results: vec![], up_time: Duration::ZERO, interrupted: false };
-    let (script, plan) = match labctl::load_and_plan(file) {
+    let (script, plan) = match labctl::load_and_plan_with(file, params) {
         Ok(loaded) => loaded,
         Err(e) => {
             outcome.setup_error = Some(e.to_string());

@@ -73,6 +73,9 @@ pub fn run(args: Args) -> Result<(), Failure> {
     if let Some(d) = &lab.description {
         println!("  {d}");
     }
+    for line in super::params::describe(&lab.params) {
+        println!("  {line}");
+    }
     for ns in shown.namespaces.iter().filter(|n| !n.present) {
         println!("  missing namespace: {} (node {})", ns.netns, ns.node);
     }

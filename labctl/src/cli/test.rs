@@ -32,6 +32,8 @@ pub struct Args {
     /// Also write the results as JUnit XML to this file
     #[arg(long)]
     junit: Option<PathBuf>,
+    #[command(flatten)]
+    set: super::params::SetArgs,
 }
 
 /// One thing that went wrong, located in the lab script.
@@ -76,7 +78,8 @@ pub fn run(args: Args) -> Result<(), Failure> {
             suite_cases.push(junit_case(result, &problems));
         };
         println!("{}", paint(&format!("lab {}", file.display()), "1", color));
-        let outcome: LabOutcome = session::run_lab(file, args.experiment.as_deref(), None, &mut report);
+        let outcome: LabOutcome =
+            session::run_lab(file, args.experiment.as_deref(), None, &args.set.params(), &mut report);
         if let Some(error) = &outcome.setup_error {
             failed += 1;
             println!("  {}", paint("FAILED", "31", color));

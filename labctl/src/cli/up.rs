@@ -18,10 +18,12 @@ pub struct Args {
     /// Print how long each phase of the build took (to stderr)
     #[arg(long)]
     timings: bool,
+    #[command(flatten)]
+    set: super::params::SetArgs,
 }
 
 pub fn run(args: Args) -> Result<(), Failure> {
-    let (script, plan) = labctl::load_and_plan(&args.file)?;
+    let (script, plan) = labctl::load_and_plan_with(&args.file, &args.set.params())?;
     let lab = &script.lab;
     labctl::apply::check_privileges()?;
 

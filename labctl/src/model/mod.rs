@@ -6,6 +6,7 @@
 
 pub mod ipsec;
 mod mac;
+pub mod nic;
 pub mod xdp;
 
 use std::net::IpAddr;
@@ -17,6 +18,7 @@ use serde::{Deserialize, Serialize};
 use crate::diag::Origin;
 pub use ipsec::{Backend, Cipher, Ipsec, IpsecMode};
 pub use mac::MacAddr;
+pub use nic::{MacvlanMode, NicClaim, NicSource, Param, Sriov, VfLinkState, VfSettings};
 pub use xdp::{pin_dir_name, Xdp, XdpMode, XdpObject};
 
 /// Name of the bridge device inside a bridge node's namespace.
@@ -37,6 +39,15 @@ pub struct Lab {
     /// XDP programs attached at `up`: `xdp("r1:eth0", { ... })` (model/xdp.rs).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub xdp: Vec<Xdp>,
+    /// Parameters the script read with `param()` (model/nic.rs).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub params: Vec<Param>,
+    /// Host devices claimed into nodes, macvlans and VFs (model/nic.rs).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub nics: Vec<NicClaim>,
+    /// PFs whose VFs the lab creates and sets.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub sriov: Vec<Sriov>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -135,6 +146,11 @@ impl Lab {
     /// The network namespace name of a node: `<lab>-<node>`.
     pub fn netns_name(&self, node: &str) -> String {
         netns_name(&self.name, node)
+    }
+
+    /// Devices claimed into `node` (whole NICs, macvlans, VFs), in declaration order.
+    pub fn nics_of<'a>(&'a self, node: &'a str) -> impl Iterator<Item = &'a NicClaim> + 'a {
+        self.nics.iter().filter(move |n| n.node == node)
     }
 
     /// Every link end that sits in `node`, in declaration order.

@@ -12,12 +12,15 @@ mod builder;
 mod errors;
 mod ipsec;
 mod link;
+mod nic;
+mod param;
 mod require;
 mod sandbox;
 mod tune;
 mod vocabulary;
 mod xdp;
 
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 use mlua::chunk::ChunkMode;
@@ -39,6 +42,9 @@ pub struct Script {
     pub lua: mlua::Lua,
 }
 
+/// `--set key=value` pairs, read by `param()` in the script.
+pub type Params = BTreeMap<String, String>;
+
 #[derive(Debug, thiserror::Error)]
 pub enum ScriptError {
     #[error("cannot read {path}: {source}")]
@@ -46,17 +52,33 @@ pub enum ScriptError {
     /// Problems in the script, each with file:line.
     #[error("{0}")]
     Invalid(Diagnostics),
+    /// `--set` named a parameter the script never reads.
+    #[error("--set {key}: {file} has no parameter {key:?} ({})", known_params(.known))]
+    UnknownParam { key: String, file: PathBuf, known: Vec<String> },
+}
+
+fn known_params(known: &[String]) -> String {
+    if known.is_empty() {
+        "it reads none with param()".to_string()
+    } else {
+        format!("its parameters: {}", known.join(", "))
+    }
 }
 
 /// Reads and evaluates the lab file at `path`. Diagnostics name the file as
 /// `path` is written, so pass the path the user gave.
 pub fn load(path: &Path) -> Result<Script, ScriptError> {
+    load_with(path, &Params::new())
+}
+
+/// [`load`] with `--set` parameters; a key the script never reads is an error.
+pub fn load_with(path: &Path, params: &Params) -> Result<Script, ScriptError> {
     let source = std::fs::read_to_string(path).map_err(|source| ScriptError::Read { path: path.into(), source })?;
-    evaluate(path, &source)
+    evaluate(path, &source, params)
 }
 
 /// Evaluates `source` as if read from `path` (which `require` looks next to).
-fn evaluate(path: &Path, source: &str) -> Result<Script, ScriptError> {
+fn evaluate(path: &Path, source: &str, params: &Params) -> Result<Script, ScriptError> {
     let lua_setup = |e: mlua::Error| {
         // Setting up the sandbox does not depend on the script; failing here is a bug.
         ScriptError::Invalid(Diagnostics(vec![Diagnostic::new(
@@ -65,7 +87,7 @@ fn evaluate(path: &Path, source: &str) -> Result<Script, ScriptError> {
         )]))
     };
     let (lua, watchdog) = sandbox::new().map_err(lua_setup)?;
-    lua.set_app_data(Builder::new(path));
+    lua.set_app_data(Builder::new(path, params.clone()));
     vocabulary::register(&lua).map_err(lua_setup)?;
     require::register(&lua).map_err(lua_setup)?;
 
@@ -79,6 +101,10 @@ fn evaluate(path: &Path, source: &str) -> Result<Script, ScriptError> {
     }
     if !builder.diagnostics.is_empty() {
         return Err(ScriptError::Invalid(Diagnostics(builder.sorted_diagnostics())));
+    }
+    if let Some(key) = params.keys().find(|k| !builder.lab.params.iter().any(|p| &p.name == *k)) {
+        let known = builder.lab.params.iter().map(|p| p.name.clone()).collect();
+        return Err(ScriptError::UnknownParam { key: key.clone(), file: path.into(), known });
     }
     lua.set_app_data(UserFiles(builder.files));
     Ok(Script { lab: builder.lab, lua })

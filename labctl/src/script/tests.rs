@@ -3,7 +3,7 @@ use std::net::IpAddr;
 use super::*;
 
 fn eval(source: &str) -> Script {
-    evaluate(Path::new("labs/t.lua"), source).unwrap_or_else(|e| panic!("{e}"))
+    evaluate(Path::new("labs/t.lua"), source, &Default::default()).unwrap_or_else(|e| panic!("{e}"))
 }
 
 #[test]

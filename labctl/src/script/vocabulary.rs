@@ -38,6 +38,8 @@ pub(super) fn register(lua: &Lua) -> mlua::Result<()> {
     globals.set("ipsec", lua.create_function(super::ipsec::ipsec)?)?;
     globals.set("xdp", lua.create_function(super::xdp::xdp)?)?;
     globals.set("experiment", lua.create_function(experiment)?)?;
+    globals.set("param", lua.create_function(super::param::param)?)?;
+    globals.set("sriov", lua.create_function(super::nic::sriov)?)?;
     lua.set_named_registry_value(EXPERIMENTS, lua.create_table()?)
 }
 
@@ -194,6 +196,17 @@ impl UserData for NodeHandle {
             }
             Ok(this)
         });
+        for method in [super::nic::Method::Nic, super::nic::Method::Macvlan, super::nic::Method::Vf] {
+            methods.add_function(
+                method.name(),
+                move |lua, (this, host, second, third): (Value, Value, Value, Value)| {
+                    if let Some(index) = method_target(lua, method.name(), &this, method.example())? {
+                        super::nic::claim(lua, index, method, &host, second, third)?;
+                    }
+                    Ok(this)
+                },
+            );
+        }
         methods.add_meta_method(MetaMethod::ToString, |_, this, ()| Ok(format!("node {:?}", this.name)));
     }
 }
