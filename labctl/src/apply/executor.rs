@@ -41,6 +41,8 @@ pub enum StepError {
     Ipsec(#[from] super::ipsec::IpsecError),
     #[error(transparent)]
     Xdp(#[from] super::xdp::XdpError),
+    #[error(transparent)]
+    Nic(#[from] super::nic::NicError),
 }
 
 /// How long one phase of the plan took. Namespaces and links overlap, so
@@ -96,9 +98,9 @@ pub fn execute(
     let phases = plan.phases();
     // Everything up to addresses streams as dependencies allow; device
     // sysctls and routes (which need every address in place) come after.
-    let (early, late): (Vec<_>, Vec<_>) = phases
-        .into_iter()
-        .partition(|(p, _)| !matches!(p, Phase::DeviceSysctls | Phase::Routes | Phase::Xdp | Phase::Ipsec));
+    let (early, late): (Vec<_>, Vec<_>) = phases.into_iter().partition(|(p, _)| {
+        !matches!(p, Phase::Nics | Phase::DeviceSysctls | Phase::Routes | Phase::Xdp | Phase::Ipsec)
+    });
     let per_node: Vec<(usize, &Step)> =
         early.iter().filter(|(p, _)| *p <= Phase::NamespaceSysctls).flat_map(|(_, s)| s.clone()).collect();
     let links: Vec<(usize, &Step)> =
@@ -131,6 +133,8 @@ pub fn execute(
                     start_ipsec(&nodes, steps, &mut tracker)?;
                 } else if *phase == Phase::Xdp {
                     attach_xdp(&nodes, steps, &mut tracker)?;
+                } else if *phase == Phase::Nics {
+                    claim_nics(&nodes, steps, state, &mut tracker)?;
                 } else {
                     run_concurrently(&nodes, steps, &mut tracker).await?;
                 }
@@ -412,6 +416,29 @@ fn attach_xdp(
         }
         let attachment = super::xdp::Attachment::of(step).expect("an XDP phase step");
         super::xdp::attach(attachment, &nodes[step.node()].netns).map_err(|e| step_error(index, step, e.into()))?;
+        tracker.applied(index);
+    }
+    Ok(())
+}
+
+/// Host devices (apply/nic/), one by one, from labctl's own namespace.
+fn claim_nics(
+    nodes: &HashMap<String, Node>,
+    steps: &[(usize, &Step)],
+    state: &LabState,
+    tracker: &mut Tracker<'_>,
+) -> Result<(), ApplyError> {
+    let home = super::nic::current_netns().map_err(ApplyError::Nic)?;
+    let host = super::nic::Host { home: &home, state: state.dir(), lab: state.name() };
+    let netns: HashMap<&str, &File> = nodes.iter().map(|(name, node)| (name.as_str(), &node.netns)).collect();
+    for (n, &(index, step)) in steps.iter().enumerate() {
+        if interrupt::interrupted() {
+            return Err(ApplyError::Interrupted);
+        }
+        if tracker.faults.fails(index + 1) {
+            return Err(step_error(index, step, StepError::Injected));
+        }
+        super::nic::apply(&host, &netns, n, step).map_err(|e| step_error(index, step, e.into()))?;
         tracker.applied(index);
     }
     Ok(())

@@ -140,9 +140,17 @@ impl Failure {
 
     pub fn report(self) -> ExitCode {
         let Failure { status, error, help } = self;
-        match error.downcast_ref::<ScriptError>() {
+        let preflight = match error.downcast_ref::<ApplyError>() {
+            Some(ApplyError::Preflight(diags)) => Some(diags),
+            _ => None,
+        };
+        let diagnostics = match error.downcast_ref::<ScriptError>() {
+            Some(ScriptError::Invalid(diags)) => Some(diags),
+            _ => preflight,
+        };
+        match diagnostics {
             // Diagnostics already read `file:line: error: ...`.
-            Some(ScriptError::Invalid(diags)) => {
+            Some(diags) => {
                 eprintln!("{diags}");
                 let n = diags.0.len();
                 eprintln!("labctl: {n} error{} found; nothing was created", if n == 1 { "" } else { "s" });

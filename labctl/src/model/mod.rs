@@ -153,6 +153,12 @@ impl Lab {
         self.nics.iter().filter(move |n| n.node == node)
     }
 
+    /// Every address of `node`: on its link ends, then on its claimed devices.
+    pub fn addresses_of<'a>(&'a self, node: &'a str) -> impl Iterator<Item = IpNet> + 'a {
+        let links = self.endpoints_of(node).flat_map(|e| e.addresses.iter().copied());
+        links.chain(self.nics_of(node).flat_map(|n| n.addresses.iter().copied()))
+    }
+
     /// Every link end that sits in `node`, in declaration order.
     pub fn endpoints_of<'a>(&'a self, node: &'a str) -> impl Iterator<Item = &'a Endpoint> + 'a {
         self.links.iter().flat_map(|l| l.ends.iter()).filter(move |e| e.node == node)

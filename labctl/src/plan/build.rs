@@ -54,7 +54,7 @@ pub fn plan(lab: &Lab) -> Plan {
 
     for node in &lab.nodes {
         steps.push(Step::CreateNamespace { node: node.name.clone(), netns: lab.netns_name(&node.name) });
-        let ipv6 = lab.endpoints_of(&node.name).flat_map(|e| &e.addresses).any(|a| matches!(a, IpNet::V6(_)));
+        let ipv6 = lab.addresses_of(&node.name).any(|a| matches!(a, IpNet::V6(_)));
         steps.push(Step::NodeDefaults { node: node.name.clone(), ipv6 });
         steps.push(Step::SetUp { device: device(&node.name, "lo", 1) });
     }
@@ -124,6 +124,7 @@ pub fn plan(lab: &Lab) -> Plan {
             steps.push(Step::AddRoute { node: node.name.clone(), destination: route.destination, via: route.via });
         }
     }
+    steps.extend(super::nic::steps(lab));
     steps.extend(super::ipsec::steps(lab));
     steps.extend(super::xdp::steps(lab, &ifindex_of));
     steps.sort_by_key(Step::phase); // stable: keeps declaration order within a phase

@@ -63,6 +63,10 @@ impl fmt::Display for Step {
             Step::AttachXdp { device, object, program, mode, pins } => {
                 super::xdp::describe(f, device, object, program, *mode, pins)
             }
+            Step::ConfigureSriov { pf, vfs, settings } => super::nic::describe_sriov(f, pf, *vfs, settings),
+            Step::ClaimNic { node, ifname, source, mtu, addresses } => {
+                super::nic::describe_claim(f, node, ifname, source, *mtu, addresses)
+            }
         }
     }
 }

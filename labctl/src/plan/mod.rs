@@ -8,6 +8,7 @@
 mod build;
 mod display;
 mod ipsec;
+mod nic;
 mod xdp;
 
 use std::net::IpAddr;
@@ -108,6 +109,25 @@ pub enum Step {
         mode: crate::model::XdpMode,
         pins: std::path::PathBuf,
     },
+    /// SR-IOV on a PF in labctl's own namespace (apply/nic/sriov.rs): its
+    /// VF count (through 0 when it changes), then each VF's PF-side
+    /// settings. The PF's count and VF settings are saved first and put back by teardown.
+    ConfigureSriov {
+        pf: String,
+        vfs: u32,
+        settings: Vec<crate::model::VfSettings>,
+    },
+    /// A host device into a node (apply/nic/): a whole NIC or a VF netdev
+    /// moved and renamed (what it was is saved first, and put back by
+    /// teardown), or a macvlan on a host NIC created there; then its MTU,
+    /// addresses and up. Its ifindex in the node is the kernel's choice.
+    ClaimNic {
+        node: String,
+        ifname: String,
+        source: crate::model::NicSource,
+        mtu: Option<u32>,
+        addresses: Vec<IpNet>,
+    },
 }
 
 /// Steps of one phase depend only on steps of earlier phases, so apply may
@@ -118,6 +138,9 @@ pub enum Phase {
     NamespaceSysctls,
     Bridges,
     Veths,
+    /// Host devices: SR-IOV first, then claims (plan/nic.rs); after every
+    /// namespace and veth, before device sysctls and routes, which may name them.
+    Nics,
     DeviceSysctls,
     Configure,
     Routes,
@@ -142,6 +165,7 @@ impl Step {
             Step::AddRoute { .. } => Phase::Routes,
             Step::StartIpsec { .. } => Phase::Ipsec,
             Step::AttachXdp { .. } => Phase::Xdp,
+            Step::ConfigureSriov { .. } | Step::ClaimNic { .. } => Phase::Nics,
         }
     }
 
@@ -152,7 +176,10 @@ impl Step {
             | Step::NodeDefaults { node, .. }
             | Step::Sysctl { node, .. }
             | Step::AddRoute { node, .. }
-            | Step::StartIpsec { node, .. } => node,
+            | Step::StartIpsec { node, .. }
+            | Step::ClaimNic { node, .. } => node,
+            // In labctl's own namespace, which is no node's.
+            Step::ConfigureSriov { .. } => "",
             Step::CreateBridge { device, .. }
             | Step::CreateVeth { device, .. }
             | Step::Tune { device, .. }
