@@ -39,5 +39,7 @@ pub fn release(key: &str, lab: &str) {
     let held = fs::read_to_string(dir(key).join("lab")).is_ok_and(|owner| owner.trim() == lab);
     if held {
         let _ = fs::remove_dir_all(dir(key));
+        // The last lock out leaves no folder behind.
+        let _ = fs::remove_dir(PathBuf::from(STATE_DIR).join(".claims"));
     }
 }

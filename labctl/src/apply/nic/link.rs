@@ -17,7 +17,7 @@ use rtnetlink::packet_route::route::{RouteAttribute, RouteType};
 use rtnetlink::packet_route::AddressFamily;
 use rtnetlink::{Handle, LinkMacVlan, LinkUnspec};
 
-use super::saved::VfState;
+use super::saved::{SavedAddress, VfState};
 use super::NicError;
 use crate::apply::netns::run_in;
 use crate::model::{MacAddr, MacvlanMode};
@@ -159,8 +159,8 @@ pub async fn by_index(handle: &Handle, ifindex: u32) -> Result<Option<Live>, Nic
     Ok(dump(handle).await?.into_iter().find(|l| l.ifindex == ifindex))
 }
 
-/// Addresses of one device, as `addr/prefix`.
-pub async fn addresses(handle: &Handle, ifindex: u32) -> Result<Vec<IpNet>, NicError> {
+/// Addresses of one device, as `addr/prefix` with their broadcast.
+pub async fn addresses(handle: &Handle, ifindex: u32) -> Result<Vec<SavedAddress>, NicError> {
     let mut stream = handle.address().get().set_link_index_filter(ifindex).execute();
     let mut all = Vec::new();
     while let Some(msg) = stream.try_next().await.map_err(nl("dump addresses"))? {
@@ -171,8 +171,12 @@ pub async fn addresses(handle: &Handle, ifindex: u32) -> Result<Vec<IpNet>, NicE
             AddressAttribute::Address(ip) => Some(*ip),
             _ => None,
         });
-        if let Some(ip) = address.and_then(|ip| IpNet::new(ip, msg.header.prefix_len).ok()) {
-            all.push(ip);
+        let broadcast = msg.attributes.iter().find_map(|a| match a {
+            AddressAttribute::Broadcast(b) => Some(*b),
+            _ => None,
+        });
+        if let Some(address) = address.and_then(|ip| IpNet::new(ip, msg.header.prefix_len).ok()) {
+            all.push(SavedAddress { address, broadcast });
         }
     }
     Ok(all)
@@ -201,9 +205,20 @@ pub async fn default_route_devices(handle: &Handle) -> Result<Vec<u32>, NicError
 }
 
 /// Moves a device into the namespace behind `to`, named `name` there (one
-/// message: the kernel closes it, moves it, then renames it).
-pub async fn move_to(handle: &Handle, ifindex: u32, to: &File, name: &str) -> Result<(), NicError> {
-    let msg = LinkUnspec::new_with_index(ifindex).setns_by_fd(to.as_raw_fd()).name(name.to_string()).build();
+/// message: the kernel closes it, moves it, then renames it). `new_index`
+/// asks for an ifindex there (kernels from 6.7 honour it; older ones ignore it).
+pub async fn move_to(
+    handle: &Handle,
+    ifindex: u32,
+    to: &File,
+    name: &str,
+    new_index: Option<u32>,
+) -> Result<(), NicError> {
+    let mut msg = LinkUnspec::new_with_index(ifindex).setns_by_fd(to.as_raw_fd()).name(name.to_string());
+    if let Some(index) = new_index {
+        msg = msg.append_extra_attribute(LinkAttribute::NewIfIndex(index as i32));
+    }
+    let msg = msg.build();
     handle.link().set(msg).execute().await.map_err(nl("move the device"))
 }
 
@@ -247,7 +262,20 @@ pub async fn del_altname(handle: &Handle, ifindex: u32, name: &str) -> Result<()
 
 /// Adds an address; one already there is fine.
 pub async fn add_address(handle: &Handle, ifindex: u32, address: IpNet) -> Result<(), NicError> {
-    match handle.address().add(ifindex, address.addr(), address.prefix_len()).execute().await {
+    add_request(handle.address().add(ifindex, address.addr(), address.prefix_len())).await
+}
+
+/// Adds an address back as it was saved: with its broadcast, or without one.
+pub async fn restore_address(handle: &Handle, ifindex: u32, saved: &SavedAddress) -> Result<(), NicError> {
+    let mut request = handle.address().add(ifindex, saved.address.addr(), saved.address.prefix_len());
+    let attributes = &mut request.message_mut().attributes;
+    attributes.retain(|a| !matches!(a, AddressAttribute::Broadcast(_)));
+    attributes.extend(saved.broadcast.map(AddressAttribute::Broadcast));
+    add_request(request).await
+}
+
+async fn add_request(request: rtnetlink::AddressAddRequest) -> Result<(), NicError> {
+    match request.execute().await {
         Err(rtnetlink::Error::NetlinkError(e)) if e.raw_code() == -libc::EEXIST => Ok(()),
         other => other.map_err(nl("add an address")),
     }

@@ -31,6 +31,8 @@ use saved::{Identity, SavedNic, SavedSriov, SavedVf, VfState};
 
 /// How long a VF netdev may take to appear after sriov_numvfs is written.
 const VF_PROBE_LIMIT: Duration = Duration::from_secs(20);
+/// How long `up` waits for a claimed device's carrier.
+const CARRIER_LIMIT: Duration = Duration::from_secs(10);
 
 #[derive(Debug, thiserror::Error)]
 pub enum NicError {
@@ -239,13 +241,15 @@ fn take(
         if let Some(name) = clash {
             link::del_altname(&h, ifindex, &name).await?;
         }
-        link::move_to(&h, ifindex, netns, ifname).await
+        link::move_to(&h, ifindex, netns, ifname, None).await
     })
 }
 
-/// MTU, addresses, up: inside the node, by the device's lab name.
+/// MTU, addresses, up: inside the node, by the device's lab name. Then
+/// waits a while for carrier (autonegotiation, a VF asking its PF), so the
+/// lab's first packets are not lost; a device without one only gets a warning.
 fn configure_in_node(netns: &File, ifname: &str, mtu: Option<u32>, addresses: &[IpNet]) -> Result<(), NicError> {
-    in_netns(netns, |h| async move {
+    let ifindex = in_netns(netns, |h| async move {
         let live = find_by_name(&h, ifname).await?;
         if let Some(mtu) = mtu {
             link::set_mtu(&h, live.ifindex, mtu).await?;
@@ -253,8 +257,16 @@ fn configure_in_node(netns: &File, ifname: &str, mtu: Option<u32>, addresses: &[
         for address in addresses {
             link::add_address(&h, live.ifindex, *address).await?;
         }
-        link::set_up(&h, live.ifindex).await
-    })
+        link::set_up(&h, live.ifindex).await?;
+        Ok(live.ifindex)
+    })?;
+    let carrier = sysfs::wait_for(CARRIER_LIMIT, || {
+        in_netns(netns, |h| async move { Ok(link::by_index(&h, ifindex).await?.filter(|l| l.carrier)) })
+    })?;
+    if carrier.is_none() {
+        eprintln!("labctl: {ifname} has no carrier after {CARRIER_LIMIT:?} (no cable? the PF down?)");
+    }
+    Ok(())
 }
 
 /// The lock key a saved device holds.
@@ -340,11 +352,8 @@ fn restore_nic(host: &Host, nodes: &[&str], saved: &SavedNic) -> Result<bool, Ni
     if let Some(vf) = &saved.vf {
         restore_vf_settings(host, vf)?;
     }
-    let ifindex = if netns_id(&place) == netns_id(host.home) {
-        live.ifindex
-    } else {
-        move_home(host, &place, &live, &saved.name)?
-    };
+    let ifindex =
+        if netns_id(&place) == netns_id(host.home) { live.ifindex } else { move_home(host, &place, &live, saved)? };
     put_back(host.home, ifindex, saved)?;
     Ok(true)
 }
@@ -365,11 +374,13 @@ fn restore_vf_settings(host: &Host, vf: &SavedVf) -> Result<(), NicError> {
 }
 
 /// Moves a device from `place` into labctl's namespace as `name`; returns its ifindex there.
-fn move_home(host: &Host, place: &File, live: &Live, name: &str) -> Result<u32, NicError> {
-    let ifindex = live.ifindex;
-    let home = host.home;
-    // An altname the lab left that now names something at home would block the move.
-    in_netns(place, |h| async move { link::move_to(&h, ifindex, home, name).await })?;
+fn move_home(host: &Host, place: &File, live: &Live, saved: &SavedNic) -> Result<u32, NicError> {
+    let (ifindex, home, name) = (live.ifindex, host.home, saved.name.as_str());
+    // Its old ifindex too, if free at home.
+    let old_index = saved.identity.ifindex;
+    let free = in_netns(home, |h| async move { Ok(link::by_index(&h, old_index).await?.is_none()) })?;
+    let wanted = (free && old_index != ifindex).then_some(old_index);
+    in_netns(place, |h| async move { link::move_to(&h, ifindex, home, name, wanted).await })?;
     let identity = Identity::of(live);
     in_netns(host.home, |h| async move {
         let back = link::dump(&h).await?.into_iter().find(|l| identity.matches(l) || l.name == name);
@@ -405,7 +416,7 @@ fn put_back(home: &File, ifindex: u32, saved: &SavedNic) -> Result<(), NicError>
             link::add_altname(&h, ifindex, missing).await?;
         }
         for address in &saved.addresses {
-            link::add_address(&h, ifindex, *address).await?;
+            link::restore_address(&h, ifindex, address).await?;
         }
         if saved.up {
             link::set_up(&h, ifindex).await?;

@@ -16,7 +16,7 @@ use crate::model::{Lab, NicClaim, NicSource, Sriov};
 /// What the machine has, read once.
 struct Machine {
     devices: HashMap<String, Live>,
-    addresses: HashMap<u32, Vec<IpNet>>,
+    addresses: HashMap<u32, Vec<super::saved::SavedAddress>>,
     default_routes: Vec<u32>,
 }
 
@@ -133,6 +133,7 @@ fn check_claim(lab: &Lab, machine: &Machine, claim: &NicClaim, found: &mut Vec<D
                 Ok(live) => live,
                 Err(d) => return found.push(d),
             };
+            check_altnames(lab, claim, live, &call, found);
             if let Some(owner) = held_by_other(lab, &Identity::of(live).lock_key()) {
                 found.push(error(
                     origin,
@@ -152,8 +153,9 @@ fn check_claim(lab: &Lab, machine: &Machine, claim: &NicClaim, found: &mut Vec<D
             }
             let configured: Vec<String> = machine.addresses[&live.ifindex]
                 .iter()
+                .map(|a| a.address)
                 .filter(|a| !is_link_local(a))
-                .map(ToString::to_string)
+                .map(|a| a.to_string())
                 .collect();
             if !configured.is_empty() {
                 found.push(error(
@@ -169,6 +171,27 @@ fn check_claim(lab: &Lab, machine: &Machine, claim: &NicClaim, found: &mut Vec<D
             }
         }
         NicSource::Vf { pf, index } => check_vf(lab, machine, claim, pf, *index, found),
+    }
+}
+
+/// The kernel refuses to move a device whose altname names another device
+/// in the target namespace (and an altname equal to its own lab name is
+/// dropped for the stay and put back by `down`).
+fn check_altnames(lab: &Lab, claim: &NicClaim, live: &Live, call: &str, found: &mut Vec<Diagnostic>) {
+    let names: Vec<&str> = lab
+        .endpoints_of(&claim.node)
+        .map(|e| e.ifname.as_str())
+        .chain(lab.nics_of(&claim.node).filter(|n| !std::ptr::eq(*n, claim)).map(|n| n.ifname.as_str()))
+        .collect();
+    for altname in live.altnames.iter().filter(|a| names.contains(&a.as_str())) {
+        found.push(error(
+            &claim.origin,
+            format!("{call}: its altname {altname:?} is the name of another interface of {}", claim.node),
+            format!(
+                "name that interface apart, or remove the altname (ip link property del dev {} altname {altname})",
+                live.name
+            ),
+        ));
     }
 }
 

@@ -76,6 +76,13 @@ pub struct VfState {
     pub max_tx_rate: u32,
 }
 
+/// An address as the device had it: with its IPv4 broadcast, or none.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SavedAddress {
+    pub address: IpNet,
+    pub broadcast: Option<std::net::Ipv4Addr>,
+}
+
 /// A device moved into a node, as it was before.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct SavedNic {
@@ -89,7 +96,7 @@ pub struct SavedNic {
     pub alias: Option<String>,
     pub altnames: Vec<String>,
     pub up: bool,
-    pub addresses: Vec<IpNet>,
+    pub addresses: Vec<SavedAddress>,
     /// (device, inode) of the namespace it came from.
     pub origin_netns: (u64, u64),
     pub vf: Option<SavedVf>,
