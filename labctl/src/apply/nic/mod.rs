@@ -10,6 +10,7 @@
 //! addresses, and last the PFs' VF counts and VF settings.
 
 mod claims;
+pub mod inventory;
 pub mod link;
 pub mod preflight;
 pub mod saved;

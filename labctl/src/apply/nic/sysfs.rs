@@ -52,9 +52,9 @@ pub fn vf_pci(pf_pci: &str, index: u32) -> Option<String> {
     Some(link.file_name()?.to_string_lossy().into_owned())
 }
 
-/// The kernel driver bound to a PCI device (`igb`, `igbvf`, ...).
-pub fn driver(pci: &str) -> Option<String> {
-    let link = std::fs::read_link(device_dir(pci).join("driver")).ok()?;
+/// The kernel driver bound to a device on `bus` (`igb`, `igbvf`, `virtio_net`...).
+pub fn driver(bus: &str, dev: &str) -> Option<String> {
+    let link = std::fs::read_link(Path::new("/sys/bus").join(bus).join("devices").join(dev).join("driver")).ok()?;
     Some(link.file_name()?.to_string_lossy().into_owned())
 }
 
