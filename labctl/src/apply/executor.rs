@@ -441,7 +441,8 @@ fn claim_nics(
         super::nic::apply(&host, &netns, n, step).map_err(|e| step_error(index, step, e.into()))?;
         tracker.applied(index);
     }
-    Ok(())
+    let claimed: Vec<&Step> = steps.iter().map(|(_, s)| *s).collect();
+    super::nic::await_carriers(&netns, &claimed).map_err(ApplyError::Nic)
 }
 
 fn step_error(index: usize, step: &Step, source: StepError) -> ApplyError {

@@ -136,15 +136,30 @@ fn configure_sriov(host: &Host, pf: &str, vfs: u32, settings: &[VfSettings]) -> 
     let pf_index = live.ifindex;
     in_netns(host.home, |h| async move {
         let now = link::by_index(&h, pf_index).await?.ok_or_else(|| NicError::Missing(pf.to_string()))?;
-        for wanted in settings {
-            let current = now.vfs.iter().find(|v| v.index == wanted.index).cloned().unwrap_or_default();
-            let target = merged(&current, wanted);
-            for change in link::vf_changes(&current, &target) {
-                link::set_vf(&h, pf_index, change).await?;
-            }
-        }
-        Ok(())
+        let targets: Vec<VfState> =
+            settings.iter().map(|wanted| merged(&current_vf(&now, wanted.index), wanted)).collect();
+        set_vfs(&h, &now, &targets).await
     })
+}
+
+/// What the PF reports for VF `index` now.
+fn current_vf(pf: &Live, index: u32) -> VfState {
+    pf.vfs.iter().find(|v| v.index == index).cloned().unwrap_or(VfState { index, ..VfState::default() })
+}
+
+/// Sets on the PF whatever differs between its VFs now and `wanted`.
+async fn set_vfs(h: &rtnetlink::Handle, pf: &Live, wanted: &[VfState]) -> Result<(), NicError> {
+    for vf in wanted {
+        for change in link::vf_changes(&current_vf(pf, vf.index), vf) {
+            link::set_vf(h, pf.ifindex, change).await?;
+        }
+    }
+    Ok(())
+}
+
+/// The device with `identity` in the handle's namespace.
+async fn find_by_identity(h: &rtnetlink::Handle, identity: &Identity, name: &str) -> Result<Live, NicError> {
+    link::dump(h).await?.into_iter().find(|l| identity.matches(l)).ok_or_else(|| NicError::Missing(name.to_string()))
 }
 
 /// `current` with what the lab sets on top.
@@ -246,11 +261,9 @@ fn take(
     })
 }
 
-/// MTU, addresses, up: inside the node, by the device's lab name. Then
-/// waits a while for carrier (autonegotiation, a VF asking its PF), so the
-/// lab's first packets are not lost; a device without one only gets a warning.
+/// MTU, addresses, up: inside the node, by the device's lab name.
 fn configure_in_node(netns: &File, ifname: &str, mtu: Option<u32>, addresses: &[IpNet]) -> Result<(), NicError> {
-    let ifindex = in_netns(netns, |h| async move {
+    in_netns(netns, |h| async move {
         let live = find_by_name(&h, ifname).await?;
         if let Some(mtu) = mtu {
             link::set_mtu(&h, live.ifindex, mtu).await?;
@@ -258,14 +271,38 @@ fn configure_in_node(netns: &File, ifname: &str, mtu: Option<u32>, addresses: &[
         for address in addresses {
             link::add_address(&h, live.ifindex, *address).await?;
         }
-        link::set_up(&h, live.ifindex).await?;
-        Ok(live.ifindex)
+        link::set_up(&h, live.ifindex).await
+    })
+}
+
+/// Waits a while for every claimed device's carrier (autonegotiation, a VF
+/// asking its PF), all at once, so the lab's first packets are not lost; a
+/// device without one after [`CARRIER_LIMIT`] only gets a warning.
+pub fn await_carriers(nodes: &HashMap<&str, &File>, steps: &[&Step]) -> Result<(), NicError> {
+    let mut waiting: Vec<(&str, &str)> = steps
+        .iter()
+        .filter_map(|s| match s {
+            Step::ClaimNic { node, ifname, .. } => Some((node.as_str(), ifname.as_str())),
+            _ => None,
+        })
+        .collect();
+    sysfs::wait_for(CARRIER_LIMIT, || {
+        let mut still = Vec::new();
+        for &(node, ifname) in &waiting {
+            let up =
+                in_netns(
+                    nodes[node],
+                    |h| async move { Ok(link::by_name(&h, ifname).await?.is_some_and(|l| l.carrier)) },
+                )?;
+            if !up {
+                still.push((node, ifname));
+            }
+        }
+        waiting = still;
+        Ok(waiting.is_empty().then_some(()))
     })?;
-    let carrier = sysfs::wait_for(CARRIER_LIMIT, || {
-        in_netns(netns, |h| async move { Ok(link::by_index(&h, ifindex).await?.filter(|l| l.carrier)) })
-    })?;
-    if carrier.is_none() {
-        eprintln!("labctl: {ifname} has no carrier after {CARRIER_LIMIT:?} (no cable? the PF down?)");
+    for (node, ifname) in waiting {
+        eprintln!("labctl: {node}:{ifname} has no carrier after {CARRIER_LIMIT:?} (no cable? its PF down?)");
     }
     Ok(())
 }
@@ -361,16 +398,9 @@ fn restore_nic(host: &Host, nodes: &[&str], saved: &SavedNic) -> Result<bool, Ni
 
 /// The VF's PF-side settings as they were, before the VF moves back.
 fn restore_vf_settings(host: &Host, vf: &SavedVf) -> Result<(), NicError> {
-    let identity = vf.pf_identity.clone();
     in_netns(host.home, |h| async move {
-        let Some(pf) = link::dump(&h).await?.into_iter().find(|l| identity.matches(l)) else {
-            return Err(NicError::Missing(vf.pf.clone()));
-        };
-        let current = pf.vfs.iter().find(|v| v.index == vf.index).cloned().unwrap_or_default();
-        for change in link::vf_changes(&current, &vf.info) {
-            link::set_vf(&h, pf.ifindex, change).await?;
-        }
-        Ok(())
+        let pf = find_by_identity(&h, &vf.pf_identity, &vf.pf).await?;
+        set_vfs(&h, &pf, std::slice::from_ref(&vf.info)).await
     })
 }
 
@@ -429,17 +459,8 @@ fn put_back(home: &File, ifindex: u32, saved: &SavedNic) -> Result<(), NicError>
 /// The PF's VF count, then every VF's settings, as saved.
 fn restore_sriov(host: &Host, saved: &SavedSriov) -> Result<(), NicError> {
     sysfs::set_num_vfs(&saved.pci, saved.numvfs)?;
-    let identity = saved.identity.clone();
     in_netns(host.home, |h| async move {
-        let Some(pf) = link::dump(&h).await?.into_iter().find(|l| identity.matches(l)) else {
-            return Err(NicError::Missing(saved.pf.clone()));
-        };
-        for wanted in &saved.vfs {
-            let current = pf.vfs.iter().find(|v| v.index == wanted.index).cloned().unwrap_or_default();
-            for change in link::vf_changes(&current, wanted) {
-                link::set_vf(&h, pf.ifindex, change).await?;
-            }
-        }
-        Ok(())
+        let pf = find_by_identity(&h, &saved.identity, &saved.pf).await?;
+        set_vfs(&h, &pf, &saved.vfs).await
     })
 }
