@@ -249,8 +249,9 @@ fn take(
         origin_netns: netns_id(host.home),
         vf,
     };
-    claims::acquire(&lock, host.lab)?;
+    // Saved first: a kill -9 right after leaves a record that `down` restores and unlocks.
     saved::save_nic(host.state, n, &record)?;
+    claims::acquire(&lock, host.lab)?;
     // Its own altname equal to its lab name would block the rename.
     let clash = live.altnames.iter().find(|a| *a == ifname).cloned();
     in_netns(host.home, |h| async move {
