@@ -8,7 +8,7 @@ QEMU emulates it, and the kernel's own XFRM ESP.
 Each test prints one line `PASS|FAIL|SKIP <name>: <detail>` to stdout and to
 <out>/results.txt; .ci/vm-lane fails the lane on any FAIL.
 
-usage: vm-guest.py OUT_DIR LABCTL REPO KILL_RUNS
+usage: vm-guest.py OUT_DIR LABCTL REPO KILL_RUNS [ONLY: comma-separated test names]
 """
 
 import json
@@ -21,6 +21,7 @@ import time
 import traceback
 
 OUT, LABCTL, REPO, KILL_RUNS = sys.argv[1], sys.argv[2], sys.argv[3], int(sys.argv[4])
+ONLY = sys.argv[5] if len(sys.argv) > 5 else ""  # the guest does not inherit the host's environment
 LABS = os.path.join(OUT, "labs")
 os.makedirs(LABS, exist_ok=True)
 RESULTS = open(os.path.join(OUT, "results.txt"), "a", buffering=1)
@@ -472,7 +473,7 @@ def main():
         return
     decorate_nic(pfs[1])
     print(f"PFs {pfs}, sriov_totalvfs {[open(f'/sys/class/net/{p}/device/sriov_totalvfs').read().strip() for p in pfs]}", flush=True)
-    only = os.environ.get("VM_LANE_ONLY", "")
+    only = ONLY
     tests = [
         ("sriov-vf-settings", lambda: test_vf_settings(pfs)),
         ("sriov-vf-link-state", lambda: test_optional_setting(pfs, "sriov-vf-link-state", 'link_state = "disable"',
