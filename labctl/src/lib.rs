@@ -40,8 +40,17 @@ pub mod validate;
 /// Reads, validates and plans a lab script: everything `up` does before it
 /// touches the kernel. Needs no privileges.
 pub fn load_and_plan(path: &std::path::Path) -> Result<(script::Script, plan::Plan), script::ScriptError> {
+    load_and_plan_with(path, &script::Params::new())
+}
+
+/// [`load_and_plan`] with `--set` parameters for the script's `param()` calls.
+pub fn load_and_plan_with(
+    path: &std::path::Path,
+    params: &script::Params,
+) -> Result<(script::Script, plan::Plan), script::ScriptError> {
     // Validation runs even when some script calls were wrong: every mistake at once.
-    let script = script::load_with(path, |lab| validate::validate(lab).err().map_or_else(Vec::new, |d| d.0))?;
+    let script =
+        script::load_with(path, params, |lab| validate::validate(lab).err().map_or_else(Vec::new, |d| d.0))?;
     let plan = plan::plan(&script.lab);
     Ok((script, plan))
 }

@@ -14,6 +14,7 @@ use crate::diag::{Diagnostic, Diagnostics, Origin};
 use crate::model::{Lab, Link, Node, NodeKind, BRIDGE_DEVICE};
 
 mod ipsec;
+mod nic;
 mod xdp;
 
 /// Lab names end up in `<lab>-<node>` netns names and state file names.
@@ -47,6 +48,7 @@ pub fn validate(lab: &Lab) -> Result<(), Diagnostics> {
     check_experiments(lab, &mut found);
     ipsec::check(lab, &mut found);
     xdp::check(lab, &mut found);
+    nic::check(lab, &mut found);
     if found.is_empty() {
         return Ok(());
     }
@@ -270,28 +272,31 @@ fn list(addresses: &[IpNet]) -> String {
 
 fn check_unique_addresses(lab: &Lab, found: &mut Vec<Diagnostic>) {
     let mut seen: HashMap<IpAddr, (String, &Origin)> = HashMap::new();
-    for link in &lab.links {
-        for end in &link.ends {
-            for address in &end.addresses {
-                let here = format!("{}:{}", end.node, end.ifname);
-                if let Some((owner, first)) = seen.insert(address.addr(), (here, &link.origin)) {
-                    found.push(error(
-                        &link.origin,
-                        format!(
-                            "address {} is assigned twice (also to {owner} at {})",
-                            address.addr(),
-                            place(first, &link.origin)
-                        ),
-                        "every address in a lab must be unique",
-                    ));
-                }
+    let links = lab
+        .links
+        .iter()
+        .flat_map(|l| l.ends.iter().map(move |e| (e.node.as_str(), e.ifname.as_str(), &e.addresses, &l.origin)));
+    let nics = lab.nics.iter().map(|n| (n.node.as_str(), n.ifname.as_str(), &n.addresses, &n.origin));
+    for (node, ifname, addresses, origin) in links.chain(nics) {
+        for address in addresses {
+            let here = format!("{node}:{ifname}");
+            if let Some((owner, first)) = seen.insert(address.addr(), (here, origin)) {
+                found.push(error(
+                    origin,
+                    format!(
+                        "address {} is assigned twice (also to {owner} at {})",
+                        address.addr(),
+                        place(first, origin)
+                    ),
+                    "every address in a lab must be unique",
+                ));
             }
         }
     }
 }
 
 fn check_routes(lab: &Lab, node: &Node, found: &mut Vec<Diagnostic>) {
-    let connected: Vec<IpNet> = lab.endpoints_of(&node.name).flat_map(|e| e.addresses.iter().copied()).collect();
+    let connected: Vec<IpNet> = lab.addresses_of(&node.name).collect();
     let mut destinations: HashMap<IpNet, &Origin> = HashMap::new();
     for route in &node.routes {
         let (origin, dest, via) = (&route.origin, route.destination, route.via);

@@ -50,6 +50,8 @@ pub enum StepError {
     Xdp(#[from] super::xdp::XdpError),
     #[error(transparent)]
     Settle(#[from] super::settle::SettleError),
+    #[error(transparent)]
+    Nic(#[from] super::nic::NicError),
 }
 
 /// How long one phase of the plan took. Namespaces and links overlap, so
@@ -92,6 +94,7 @@ enum Runner {
 /// The phases that need every device (and address) in place.
 #[derive(Clone, Copy)]
 enum Late {
+    Nics,
     DeviceSysctls,
     Routes,
     Settle,
@@ -103,6 +106,7 @@ fn runner(phase: Phase) -> Runner {
     match phase {
         Phase::Namespaces | Phase::NamespaceSysctls => Runner::Worker,
         Phase::Bridges | Phase::Veths | Phase::Configure => Runner::Stream,
+        Phase::Nics => Runner::Late(Late::Nics),
         Phase::DeviceSysctls => Runner::Late(Late::DeviceSysctls),
         Phase::Routes => Runner::Late(Late::Routes),
         Phase::Settle => Runner::Late(Late::Settle),
@@ -137,6 +141,8 @@ fn worker_step(step: &Step) -> Option<WorkerStep<'_>> {
         | Step::AddAddress { .. }
         | Step::AddRoute { .. }
         | Step::SettleIpv6 { .. }
+        | Step::ClaimNic { .. }
+        | Step::ConfigureSriov { .. }
         | Step::StartIpsec { .. }
         | Step::AttachXdp { .. } => None,
     }
@@ -163,6 +169,8 @@ fn request(step: &Step) -> Option<Request<'_>> {
         | Step::Sysctl { .. }
         | Step::Tune { .. }
         | Step::SettleIpv6 { .. }
+        | Step::ClaimNic { .. }
+        | Step::ConfigureSriov { .. }
         | Step::StartIpsec { .. }
         | Step::AttachXdp { .. } => None,
     }
@@ -246,6 +254,7 @@ pub fn execute(
                     Late::Xdp => attach_xdp(&nodes, steps, &mut tracker)?,
                     Late::Routes => run_concurrently(&nodes, steps, &mut tracker).await?,
                     Late::Settle => settle_ipv6(&nodes, steps, &mut tracker)?,
+                    Late::Nics => claim_nics(&nodes, steps, state, &mut tracker)?,
                 }
                 timings.push(PhaseTiming {
                     phase: *phase,
@@ -526,6 +535,30 @@ fn one_by_one(
         tracker.applied(index);
     }
     Ok(())
+}
+
+/// Host devices (apply/nic/), one by one, from labctl's own namespace.
+fn claim_nics(
+    nodes: &HashMap<String, Node>,
+    steps: &[(usize, &Step)],
+    state: &LabState,
+    tracker: &mut Tracker<'_>,
+) -> Result<(), ApplyError> {
+    let home = super::nic::current_netns().map_err(ApplyError::Nic)?;
+    let host = super::nic::Host { home: &home, state: state.dir(), lab: state.name() };
+    let netns: HashMap<&str, &File> = nodes.iter().map(|(name, node)| (name.as_str(), &node.netns)).collect();
+    for (n, &(index, step)) in steps.iter().enumerate() {
+        if interrupt::interrupted() {
+            return Err(ApplyError::Interrupted);
+        }
+        if tracker.faults.fails(index + 1) {
+            return Err(step_error(index, step, StepError::Injected));
+        }
+        super::nic::apply(&host, &netns, n, step).map_err(|e| step_error(index, step, e.into()))?;
+        tracker.applied(index);
+    }
+    let claimed: Vec<&Step> = steps.iter().map(|(_, s)| *s).collect();
+    super::nic::await_carriers(&netns, &claimed).map_err(ApplyError::Nic)
 }
 
 fn step_error(index: usize, step: &Step, source: StepError) -> ApplyError {

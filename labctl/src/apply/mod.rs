@@ -11,6 +11,7 @@ pub mod host_sysctl;
 mod interrupt;
 pub mod ipsec;
 mod netlink;
+pub mod nic;
 pub mod privileges;
 mod schedule;
 mod settle;
@@ -57,6 +58,12 @@ pub enum ApplyError {
     Xdp(xdp::XdpError),
     #[error(transparent)]
     HostSysctl(#[from] host_sysctl::HostSysctlError),
+    /// Host devices the lab may not take (apply/nic/preflight.rs): nothing was created.
+    #[error("{0}")]
+    Preflight(crate::diag::Diagnostics),
+    /// Reading or restoring host devices (apply/nic/).
+    #[error(transparent)]
+    Nic(#[from] nic::NicError),
 }
 
 impl From<StateError> for ApplyError {
@@ -71,7 +78,7 @@ impl From<StateError> for ApplyError {
 impl ApplyError {
     /// Did it fail before anything was created, because of what the user asked?
     pub fn is_user_error(&self) -> bool {
-        matches!(self, ApplyError::AlreadyRunning(_) | ApplyError::NamespaceTaken(_))
+        matches!(self, ApplyError::AlreadyRunning(_) | ApplyError::NamespaceTaken(_) | ApplyError::Preflight(_))
             || matches!(self, ApplyError::Xdp(e) if e.is_user_error())
     }
 }
@@ -101,6 +108,11 @@ pub fn up(lab: &Lab, script: &Path, plan: &Plan, progress: Progress<'_>) -> Resu
     }
     // Compile and verify XDP programs before anything exists.
     xdp::prepare(plan).map_err(ApplyError::Xdp)?;
+    // Host devices exist and may be taken, before anything changes.
+    let problems = nic::preflight::check(lab)?;
+    if !problems.is_empty() {
+        return Err(ApplyError::Preflight(crate::diag::Diagnostics(problems)));
+    }
     let recorded = Recorded { lab: lab.clone(), script: script.to_path_buf(), pid: std::process::id() };
     let state = LabState::create(&recorded)?;
     interrupt::catch();
@@ -156,7 +168,18 @@ fn remove(state: LabState) -> Result<Removed, ApplyError> {
     let journal = state.journaled()?;
     // Machine-wide values an experiment changed and labctl died before restoring.
     host_sysctl::restore_journaled(state.dir())?;
+    // Host devices go home before their namespaces go (a veth stand-in
+    // would die with its namespace; a NIC would land in the initial one).
+    let namespaces: Vec<&str> = journal
+        .iter()
+        .filter_map(|s| match s {
+            Step::CreateNamespace { netns, .. } => Some(netns.as_str()),
+            _ => None,
+        })
+        .collect();
+    let restored = nic::restore(state.dir(), state.name(), &namespaces);
     let removed = teardown::remove_journaled(&journal)?;
+    restored?;
     state.remove()?;
     Ok(removed)
 }

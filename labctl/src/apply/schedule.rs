@@ -36,6 +36,8 @@ fn needs(step: &Step) -> Vec<Resource> {
         | Step::Tune { .. }
         | Step::AddRoute { .. }
         | Step::SettleIpv6 { .. }
+        | Step::ClaimNic { .. }
+        | Step::ConfigureSriov { .. }
         | Step::StartIpsec { .. }
         | Step::AttachXdp { .. } => vec![],
     }
@@ -54,6 +56,8 @@ pub fn provides(step: &Step) -> Vec<(&str, u32)> {
         | Step::AddAddress { .. }
         | Step::AddRoute { .. }
         | Step::SettleIpv6 { .. }
+        | Step::ClaimNic { .. }
+        | Step::ConfigureSriov { .. }
         | Step::StartIpsec { .. }
         | Step::AttachXdp { .. } => vec![],
     }

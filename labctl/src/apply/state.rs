@@ -83,6 +83,8 @@ impl LabState {
             .flatten()
             .filter(|e| e.path().is_dir())
             .filter_map(|e| e.file_name().into_string().ok())
+            // `.claims` holds the host-wide device locks (apply/nic/claims.rs).
+            .filter(|name| !name.starts_with('.'))
             .collect();
         names.sort();
         names

@@ -67,6 +67,42 @@ fn tracepoints(btf: bool) -> Finding {
     }
 }
 
+/// One finding per NIC: what it is, and whether a lab can claim it whole.
+fn nic_findings() -> Vec<Finding> {
+    let nics = match labctl::apply::nic::inventory::inventory() {
+        Ok(nics) => nics,
+        Err(e) => return vec![finding("NICs", false, format!("cannot list: {e}"))],
+    };
+    if nics.is_empty() {
+        return vec![finding("NICs", false, "none here (only virtual devices); labs can still use veth stand-ins")];
+    }
+    nics.into_iter()
+        .map(|nic| {
+            let link = match (nic.up, nic.carrier) {
+                (false, _) => "down",
+                (true, false) => "up, no carrier",
+                (true, true) => "up, carrier",
+            };
+            let sriov = match nic.sriov {
+                Some((current, total)) => format!("SR-IOV {current}/{total} VFs"),
+                None => "no SR-IOV".to_string(),
+            };
+            let claim = match &nic.unclaimable {
+                None => "claimable".to_string(),
+                Some(why) => format!("not claimable: {why} (macvlan() can share it; force = true takes it)"),
+            };
+            let detail = format!(
+                "{} {}, link {link}, {}/{} rx/tx queues, {sriov}; {claim}",
+                nic.driver.as_deref().unwrap_or("?"),
+                nic.bus,
+                nic.rx_queues,
+                nic.tx_queues
+            );
+            finding(format!("NIC {}", nic.name), nic.unclaimable.is_none(), detail)
+        })
+        .collect()
+}
+
 pub fn run(args: Args) -> Result<(), Failure> {
     let mut findings = Vec::new();
     let root = labctl::apply::privileges::missing().is_empty();
@@ -114,6 +150,8 @@ pub fn run(args: Args) -> Result<(), Failure> {
             }
         }
     }
+
+    findings.extend(nic_findings());
 
     if args.json {
         println!("{}", serde_json::to_string_pretty(&findings).expect("findings serialize"));

@@ -3,7 +3,7 @@
 use std::fmt::Write;
 use std::path::PathBuf;
 
-use labctl::model::{Lab, NodeKind};
+use labctl::model::{Lab, NicClaim, NicSource, NodeKind};
 
 use super::overlays::{self, TunnelRow};
 use super::Failure;
@@ -20,10 +20,12 @@ pub struct Args {
     file: PathBuf,
     #[arg(long, value_enum, default_value = "mermaid")]
     format: Format,
+    #[command(flatten)]
+    set: super::params::SetArgs,
 }
 
 pub fn run(args: Args) -> Result<(), Failure> {
-    let lab = lab_of(&args.file)?;
+    let lab = lab_of(&args.file, &args.set.params())?;
     let text = match args.format {
         Format::Mermaid => mermaid(&lab),
         Format::Dot => dot(&lab),
@@ -34,7 +36,7 @@ pub fn run(args: Args) -> Result<(), Failure> {
 
 /// The lab of a script, or of a running lab named so (`labctl graph part1`:
 /// the lab as it was brought up).
-fn lab_of(arg: &std::path::Path) -> Result<Lab, Failure> {
+fn lab_of(arg: &std::path::Path, params: &labctl::script::Params) -> Result<Lab, Failure> {
     let name = arg.to_string_lossy();
     let is_script = arg.exists() || name.ends_with(".lua") || name.contains('/');
     if !is_script {
@@ -46,12 +48,43 @@ fn lab_of(arg: &std::path::Path) -> Result<Lab, Failure> {
         ))
         .help("give a lab script (labs/part1.lua) or the name of a running lab (see `labctl ls`)"));
     }
-    Ok(labctl::load_and_plan(arg)?.0.lab)
+    Ok(labctl::load_and_plan_with(arg, params)?.0.lab)
 }
 
 /// Addresses of a node, one per line, for its label.
 fn addresses(lab: &Lab, node: &str) -> Vec<String> {
-    lab.endpoints_of(node).flat_map(|e| e.addresses.iter().map(move |a| format!("{}: {a}", e.ifname))).collect()
+    let links = lab.endpoints_of(node).flat_map(|e| e.addresses.iter().map(move |a| format!("{}: {a}", e.ifname)));
+    let nics = lab.nics_of(node).flat_map(|n| n.addresses.iter().map(move |a| format!("{}: {a}", n.ifname)));
+    links.chain(nics).collect()
+}
+
+/// The host devices the lab uses, once each: a NIC (claimed whole or
+/// shared by macvlans) or a PF whose VFs are claimed, with its label.
+fn host_devices(lab: &Lab) -> Vec<(String, String)> {
+    let mut devices: Vec<(String, String)> = Vec::new();
+    for nic in &lab.nics {
+        let host = nic.source.host().to_string();
+        let label = match &nic.source {
+            NicSource::Vf { .. } => {
+                let vfs = lab.sriov.iter().find(|s| s.pf == host).map_or(String::new(), |s| format!(", {} VFs", s.vfs));
+                format!("PF {host}{vfs}")
+            }
+            _ => format!("host NIC {host}"),
+        };
+        if !devices.iter().any(|(h, _)| *h == host) {
+            devices.push((host, label));
+        }
+    }
+    devices
+}
+
+/// The edge label from a node to the host device it uses.
+fn device_edge(nic: &NicClaim) -> String {
+    match &nic.source {
+        NicSource::Whole { .. } => format!("{} (claimed)", nic.ifname),
+        NicSource::Macvlan { mode, .. } => format!("{} (macvlan {mode})", nic.ifname),
+        NicSource::Vf { index, .. } => format!("{} (VF {index})", nic.ifname),
+    }
 }
 
 /// XDP programs of a node, one line per interface: `eth0 xdp: xdp_redirect`.
@@ -97,6 +130,15 @@ fn mermaid(lab: &Lab) -> String {
         let label = tunnel_edge_label(&tunnel, "<br/>");
         let _ = writeln!(out, "  {} -.-|\"{label}\"| {}", id(&tunnel.left), id(&tunnel.right));
     }
+    // Host devices: a parallelogram each, a thick edge to each node using it.
+    let devices = host_devices(lab);
+    let device_id = |host: &str| format!("d{}", devices.iter().position(|(h, _)| h == host).unwrap_or(0));
+    for (host, label) in &devices {
+        let _ = writeln!(out, "  {}[/\"{label}\"/]", device_id(host));
+    }
+    for nic in &lab.nics {
+        let _ = writeln!(out, "  {} ===|\"{}\"| {}", id(&nic.node), device_edge(nic), device_id(nic.source.host()));
+    }
     out
 }
 
@@ -127,6 +169,18 @@ fn dot(lab: &Lab) -> String {
             tunnel.left,
             tunnel.right,
             tunnel_edge_label(&tunnel, "\\n")
+        );
+    }
+    for (host, label) in host_devices(lab) {
+        let _ = writeln!(out, "  \"host:{host}\" [shape=parallelogram, style=bold, label=\"{label}\"];");
+    }
+    for nic in &lab.nics {
+        let _ = writeln!(
+            out,
+            "  \"{}\" -- \"host:{}\" [style=bold, label=\"{}\"];",
+            nic.node,
+            nic.source.host(),
+            device_edge(nic)
         );
     }
     out.push_str("}\n");

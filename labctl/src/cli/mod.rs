@@ -13,6 +13,7 @@ mod graph;
 mod ls;
 mod out;
 mod overlays;
+mod params;
 mod plan;
 mod review;
 mod run;
@@ -195,9 +196,17 @@ impl Failure {
 
     pub fn report(self) -> ExitCode {
         let Failure { status, error, help } = self;
-        match error.downcast_ref::<ScriptError>() {
+        let preflight = match error.downcast_ref::<ApplyError>() {
+            Some(ApplyError::Preflight(diags)) => Some(diags),
+            _ => None,
+        };
+        let diagnostics = match error.downcast_ref::<ScriptError>() {
+            Some(ScriptError::Invalid(diags)) => Some(diags),
+            _ => preflight,
+        };
+        match diagnostics {
             // Diagnostics already read `file:line: error: ...`.
-            Some(ScriptError::Invalid(diags)) => {
+            Some(diags) => {
                 eprintln!("{diags}");
                 let n = diags.0.len();
                 eprintln!("labctl: {n} error{} found; nothing was created", if n == 1 { "" } else { "s" });
@@ -218,7 +227,17 @@ fn chain(error: &anyhow::Error) -> String {
 
 impl From<ScriptError> for Failure {
     fn from(e: ScriptError) -> Self {
-        Failure::bad_input(e)
+        let help = match &e {
+            ScriptError::UnknownParam { .. } => {
+                Some("drop that --set, or read it in the lab with param(\"key\", default)")
+            }
+            _ => None,
+        };
+        let failure = Failure::bad_input(e);
+        match help {
+            Some(help) => failure.help(help),
+            None => failure,
+        }
     }
 }
 

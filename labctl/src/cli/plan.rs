@@ -11,10 +11,12 @@ pub struct Args {
     /// Print the plan as JSON
     #[arg(long)]
     json: bool,
+    #[command(flatten)]
+    set: super::params::SetArgs,
 }
 
 pub fn run(args: Args) -> Result<(), Failure> {
-    let (script, plan) = labctl::load_and_plan(&args.file)?;
+    let (script, plan) = labctl::load_and_plan_with(&args.file, &args.set.params())?;
     if args.json {
         println!("{}", serde_json::to_string_pretty(&plan).expect("plans serialize"));
     } else {
@@ -26,6 +28,9 @@ pub fn run(args: Args) -> Result<(), Failure> {
             lab.links.len(),
             plan.steps.len()
         );
+        for line in super::params::describe(&lab.params) {
+            println!("# {line}");
+        }
         print!("{plan}");
     }
     Ok(())

@@ -21,12 +21,14 @@ pub struct Args {
     /// The run folder [default: runs/<lab>-<UTC time>]
     #[arg(long)]
     out: Option<PathBuf>,
+    #[command(flatten)]
+    set: super::params::SetArgs,
 }
 
 pub fn run(args: Args) -> Result<(), Failure> {
     labctl::apply::check_privileges()?;
     // Everything that can refuse the run does so before the run folder exists.
-    let prepared = session::prepare(&args.file, args.experiment.as_deref())?;
+    let prepared = session::prepare(&args.file, args.experiment.as_deref(), &args.set.params())?;
     out::survive_closed_pipe();
     let stem = args.file.file_stem().map_or_else(|| "lab".into(), |s| s.to_string_lossy().into_owned());
     let stamp = humantime::format_rfc3339_seconds(std::time::SystemTime::now()).to_string().replace(':', "");

@@ -97,8 +97,8 @@ pub struct Prepared {
 
 /// Loads and plans `file`, and refuses (exit 2, with a help line) a lab that
 /// is already up or an experiment name it does not declare.
-pub fn prepare(file: &Path, filter: Option<&str>) -> Result<Prepared, Failure> {
-    let (script, plan) = labctl::load_and_plan(file)?;
+pub fn prepare(file: &Path, filter: Option<&str>, params: &labctl::script::Params) -> Result<Prepared, Failure> {
+    let (script, plan) = labctl::load_and_plan_with(file, params)?;
     let name = &script.lab.name;
     if apply::state::LabState::open(name).is_some() {
         return Err(apply::ApplyError::AlreadyRunning(name.clone()).into());

@@ -95,6 +95,9 @@ pub fn run(args: Args) -> Result<(), Failure> {
     if let Some(d) = &lab.description {
         say!("  {d}");
     }
+    for line in super::params::describe(&lab.params) {
+        say!("  {line}");
+    }
     if state == "incomplete" {
         print_incomplete(&shown);
         return Ok(());

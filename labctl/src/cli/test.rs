@@ -33,6 +33,8 @@ pub struct Args {
     /// Also write the results as JUnit XML to this file
     #[arg(long)]
     junit: Option<PathBuf>,
+    #[command(flatten)]
+    set: super::params::SetArgs,
 }
 
 /// One thing that went wrong, located in the lab script.
@@ -88,7 +90,7 @@ pub fn run(args: Args) -> Result<(), Failure> {
             suite_cases.push(junit_case(result, &problems));
         };
         say!("{}", paint(&format!("lab {}", file.display()), "1", color));
-        let outcome: LabOutcome = match session::prepare(file, None) {
+        let outcome: LabOutcome = match session::prepare(file, None, &args.set.params()) {
             Ok(prepared) => prepared.only(args.experiment.as_deref()).run(None, &mut report),
             Err(failure) => {
                 let text = failure.text();

@@ -20,10 +20,12 @@ pub struct Args {
     /// Print when each phase of the build was done (to stderr)
     #[arg(long)]
     timings: bool,
+    #[command(flatten)]
+    set: super::params::SetArgs,
 }
 
 pub fn run(args: Args) -> Result<(), Failure> {
-    let (script, plan) = labctl::load_and_plan(&args.file)?;
+    let (script, plan) = labctl::load_and_plan_with(&args.file, &args.set.params())?;
     let lab = &script.lab;
     labctl::apply::check_privileges()?;
 
@@ -74,6 +76,7 @@ fn phase_name(phase: Phase) -> &'static str {
         Phase::Veths => "veth links",
         Phase::Configure => "addresses, links up",
         Phase::DeviceSysctls => "interface sysctls, tune",
+        Phase::Nics => "host NICs and VFs",
         Phase::Routes => "routes",
         Phase::Settle => "ipv6 settling (DAD, MLD)",
         Phase::Xdp => "xdp programs",

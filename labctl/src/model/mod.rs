@@ -7,6 +7,7 @@
 pub mod ipsec;
 pub mod layout;
 mod mac;
+pub mod nic;
 pub mod xdp;
 
 use std::net::IpAddr;
@@ -18,6 +19,7 @@ use serde::{Deserialize, Serialize};
 use crate::diag::Origin;
 pub use ipsec::{Backend, Cipher, Ipsec, IpsecMode};
 pub use mac::MacAddr;
+pub use nic::{MacvlanMode, NicClaim, NicSource, Param, Sriov, VfLinkState, VfSettings};
 pub use xdp::{Xdp, XdpMode, XdpObject};
 
 /// Name of the bridge device inside a bridge node's namespace.
@@ -38,6 +40,15 @@ pub struct Lab {
     /// XDP programs attached at `up`: `xdp("r1:eth0", { ... })` (model/xdp.rs).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub xdp: Vec<Xdp>,
+    /// Parameters the script read with `param()` (model/nic.rs).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub params: Vec<Param>,
+    /// Host devices claimed into nodes, macvlans and VFs (model/nic.rs).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub nics: Vec<NicClaim>,
+    /// PFs whose VFs the lab creates and sets.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub sriov: Vec<Sriov>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -139,6 +150,17 @@ impl Lab {
     /// The network namespace name of a node: `<lab>-<node>`.
     pub fn netns_name(&self, node: &str) -> String {
         netns_name(&self.name, node)
+    }
+
+    /// Devices claimed into `node` (whole NICs, macvlans, VFs), in declaration order.
+    pub fn nics_of<'a>(&'a self, node: &'a str) -> impl Iterator<Item = &'a NicClaim> + 'a {
+        self.nics.iter().filter(move |n| n.node == node)
+    }
+
+    /// Every address of `node`: on its link ends, then on its claimed devices.
+    pub fn addresses_of<'a>(&'a self, node: &'a str) -> impl Iterator<Item = IpNet> + 'a {
+        let links = self.endpoints_of(node).flat_map(|e| e.addresses.iter().copied());
+        links.chain(self.nics_of(node).flat_map(|n| n.addresses.iter().copied()))
     }
 
     /// Every link end that sits in `node`, in declaration order.

@@ -64,7 +64,7 @@ pub fn plan(lab: &Lab) -> Plan {
     let mut ipv6_nodes = Vec::new();
     for node in &lab.nodes {
         steps.push(Step::CreateNamespace { node: node.name.clone(), netns: lab.netns_name(&node.name) });
-        let ipv6 = lab.endpoints_of(&node.name).flat_map(|e| &e.addresses).any(|a| matches!(a, IpNet::V6(_)));
+        let ipv6 = lab.addresses_of(&node.name).any(|a| matches!(a, IpNet::V6(_)));
         steps.push(Step::NodeDefaults { node: node.name.clone(), ipv6 });
         if ipv6 {
             ipv6_nodes.push(node.name.clone());
@@ -138,6 +138,7 @@ pub fn plan(lab: &Lab) -> Plan {
         }
     }
     steps.extend(ipv6_nodes.into_iter().map(|node| Step::SettleIpv6 { node }));
+    steps.extend(super::nic::steps(lab));
     steps.extend(super::ipsec::steps(lab));
     steps.extend(super::xdp::steps(lab, &ifindex_of));
     steps.sort_by_key(Step::phase); // stable: keeps declaration order within a phase

@@ -64,6 +64,10 @@ impl fmt::Display for Step {
             Step::AttachXdp { device, object, program, mode, pins, share_maps, .. } => {
                 super::xdp::describe(f, device, object, program, *mode, pins, share_maps)
             }
+            Step::ConfigureSriov { pf, vfs, settings } => super::nic::describe_sriov(f, pf, *vfs, settings),
+            Step::ClaimNic { node, ifname, source, mtu, addresses } => {
+                super::nic::describe_claim(f, node, ifname, source, *mtu, addresses)
+            }
         }
     }
 }

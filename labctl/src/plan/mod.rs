@@ -8,6 +8,7 @@
 mod build;
 mod display;
 mod ipsec;
+mod nic;
 mod xdp;
 
 use std::net::IpAddr;
@@ -119,6 +120,25 @@ pub enum Step {
         #[serde(default, skip_serializing_if = "Vec::is_empty")]
         share_maps: Vec<String>,
     },
+    /// SR-IOV on a PF in labctl's own namespace (apply/nic/sriov.rs): its
+    /// VF count (through 0 when it changes), then each VF's PF-side
+    /// settings. The PF's count and VF settings are saved first and put back by teardown.
+    ConfigureSriov {
+        pf: String,
+        vfs: u32,
+        settings: Vec<crate::model::VfSettings>,
+    },
+    /// A host device into a node (apply/nic/): a whole NIC or a VF netdev
+    /// moved and renamed (what it was is saved first, and put back by
+    /// teardown), or a macvlan on a host NIC created there; then its MTU,
+    /// addresses and up. Its ifindex in the node is the kernel's choice.
+    ClaimNic {
+        node: String,
+        ifname: String,
+        source: crate::model::NicSource,
+        mtu: Option<u32>,
+        addresses: Vec<IpNet>,
+    },
 }
 
 /// Steps of one phase depend only on steps of earlier phases, so apply may
@@ -129,6 +149,9 @@ pub enum Phase {
     NamespaceSysctls,
     Bridges,
     Veths,
+    /// Host devices: SR-IOV first, then claims (plan/nic.rs); after every
+    /// namespace and veth, before device sysctls and routes, which may name them.
+    Nics,
     DeviceSysctls,
     Configure,
     Routes,
@@ -156,6 +179,7 @@ impl Step {
             Step::SettleIpv6 { .. } => Phase::Settle,
             Step::StartIpsec { .. } => Phase::Ipsec,
             Step::AttachXdp { .. } => Phase::Xdp,
+            Step::ConfigureSriov { .. } | Step::ClaimNic { .. } => Phase::Nics,
         }
     }
 
@@ -167,7 +191,10 @@ impl Step {
             | Step::Sysctl { node, .. }
             | Step::AddRoute { node, .. }
             | Step::SettleIpv6 { node }
-            | Step::StartIpsec { node, .. } => node,
+            | Step::StartIpsec { node, .. }
+            | Step::ClaimNic { node, .. } => node,
+            // In labctl's own namespace, which is no node's.
+            Step::ConfigureSriov { .. } => "",
             Step::CreateBridge { device, .. }
             | Step::CreateVeth { device, .. }
             | Step::Tune { device, .. }

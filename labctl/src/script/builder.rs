@@ -18,10 +18,12 @@ pub(super) struct Builder {
     /// User files evaluated so far (the lab file first, then required
     /// modules), in load order: the order diagnostics are sorted in.
     pub files: Vec<PathBuf>,
+    /// `--set key=value` from the command line, read by `param()`.
+    pub params_given: super::Params,
 }
 
 impl Builder {
-    pub fn new(path: &Path) -> Self {
+    pub fn new(path: &Path, params_given: super::Params) -> Self {
         let stem = path.file_stem().map(|s| s.to_string_lossy().into_owned()).unwrap_or_default();
         Builder {
             lab: Lab {
@@ -33,10 +35,14 @@ impl Builder {
                 experiments: Vec::new(),
                 ipsec: Vec::new(),
                 xdp: Vec::new(),
+                params: Vec::new(),
+                nics: Vec::new(),
+                sriov: Vec::new(),
             },
             lab_call: None,
             diagnostics: Vec::new(),
             files: vec![path.to_path_buf()],
+            params_given,
         }
     }
 
@@ -61,7 +67,13 @@ impl Builder {
     /// The next `ethN` free on `node`: N starts at the number of link ends
     /// the node already has and skips names already taken.
     pub fn next_ifname(&self, node: &str, also_taken: Option<&str>) -> String {
-        let taken: HashSet<&str> = self.lab.endpoints_of(node).map(|e| e.ifname.as_str()).chain(also_taken).collect();
+        let taken: HashSet<&str> = self
+            .lab
+            .endpoints_of(node)
+            .map(|e| e.ifname.as_str())
+            .chain(self.lab.nics_of(node).map(|n| n.ifname.as_str()))
+            .chain(also_taken)
+            .collect();
         let first = self.lab.endpoints_of(node).count();
         (first..).map(|n| format!("eth{n}")).find(|name| !taken.contains(name.as_str())).expect("unbounded range")
     }

@@ -15,12 +15,15 @@ mod ipsec;
 mod limits;
 mod link;
 mod origin;
+mod nic;
+mod param;
 mod require;
 mod sandbox;
 mod tune;
 mod vocabulary;
 pub(crate) mod xdp;
 
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 use mlua::chunk::ChunkMode;
@@ -48,6 +51,9 @@ pub struct Script {
     pub declares_a_lab: bool,
 }
 
+/// `--set key=value` pairs, read by `param()` in the script.
+pub type Params = BTreeMap<String, String>;
+
 #[derive(Debug, thiserror::Error)]
 pub enum ScriptError {
     #[error("cannot read {path}: {source}")]
@@ -55,28 +61,44 @@ pub enum ScriptError {
     /// Problems in the script, each with file:line.
     #[error("{0}")]
     Invalid(Diagnostics),
+    /// `--set` named a parameter the script never reads.
+    #[error("--set {key}: {file} has no parameter {key:?} ({})", known_params(.known))]
+    UnknownParam { key: String, file: PathBuf, known: Vec<String> },
+}
+
+fn known_params(known: &[String]) -> String {
+    if known.is_empty() {
+        "it reads none with param()".to_string()
+    } else {
+        format!("its parameters: {}", known.join(", "))
+    }
 }
 
 /// Reads and evaluates the lab file at `path`. Diagnostics name the file as
 /// `path` is written, so pass the path the user gave.
 pub fn load(path: &Path) -> Result<Script, ScriptError> {
-    load_with(path, |_| Vec::new())
+    load_with(path, &Params::new(), |_| Vec::new())
+}
+
+/// [`load`] with `--set` parameters (a key the script never reads is an
+/// error), and `later_checks` (validation) run on the lab as the script
+/// declared it even when some calls were wrong, so the user gets every
+/// mistake in one round. Only a script that stopped half way (a Lua error)
+/// skips them, and its error says that more checks follow.
+pub fn load_with(
+    path: &Path,
+    params: &Params,
+    later_checks: impl FnOnce(&Lab) -> Vec<Diagnostic>,
+) -> Result<Script, ScriptError> {
+    let source = std::fs::read_to_string(path).map_err(|source| ScriptError::Read { path: path.into(), source })?;
+    evaluate_with(path, &source, params, &|_| Ok(()), later_checks)
 }
 
 /// [`load`] with more vocabulary than a lab's (an exercise's `exercise {}`
 /// and `check()`), registered before the file runs.
 pub fn load_extended(path: &Path, extend: Extension<'_>) -> Result<Script, ScriptError> {
     let source = std::fs::read_to_string(path).map_err(|source| ScriptError::Read { path: path.into(), source })?;
-    evaluate_with(path, &source, extend, |_| Vec::new())
-}
-
-/// Like [`load`], and `later_checks` (validation) runs on the lab as the
-/// script declared it even when some calls were wrong, so the user gets
-/// every mistake in one round. Only a script that stopped half way (a Lua
-/// error) skips them, and its error says that more checks follow.
-pub fn load_with(path: &Path, later_checks: impl FnOnce(&Lab) -> Vec<Diagnostic>) -> Result<Script, ScriptError> {
-    let source = std::fs::read_to_string(path).map_err(|source| ScriptError::Read { path: path.into(), source })?;
-    evaluate_with(path, &source, &|_| Ok(()), later_checks)
+    evaluate_with(path, &source, &Params::new(), extend, |_| Vec::new())
 }
 
 /// Said on the error that stopped a script: what it kept from running.
@@ -90,12 +112,13 @@ fn evaluate(
     source: &str,
     later_checks: impl FnOnce(&Lab) -> Vec<Diagnostic>,
 ) -> Result<Script, ScriptError> {
-    evaluate_with(path, source, &|_| Ok(()), later_checks)
+    evaluate_with(path, source, &Params::new(), &|_| Ok(()), later_checks)
 }
 
 fn evaluate_with(
     path: &Path,
     source: &str,
+    params: &Params,
     extend: Extension<'_>,
     later_checks: impl FnOnce(&Lab) -> Vec<Diagnostic>,
 ) -> Result<Script, ScriptError> {
@@ -107,7 +130,7 @@ fn evaluate_with(
         )]))
     };
     let (lua, watchdog) = sandbox::new().map_err(lua_setup)?;
-    lua.set_app_data(Builder::new(path));
+    lua.set_app_data(Builder::new(path, params.clone()));
     register_vocabulary(&lua).map_err(lua_setup)?;
     require::register(&lua, path).map_err(lua_setup)?;
     extend(&lua).map_err(lua_setup)?;
@@ -133,6 +156,10 @@ fn evaluate_with(
     }
     if !builder.diagnostics.is_empty() {
         return Err(ScriptError::Invalid(Diagnostics(builder.sorted_diagnostics())));
+    }
+    if let Some(key) = params.keys().find(|k| !builder.lab.params.iter().any(|p| &p.name == *k)) {
+        let known = builder.lab.params.iter().map(|p| p.name.clone()).collect();
+        return Err(ScriptError::UnknownParam { key: key.clone(), file: path.into(), known });
     }
     lua.set_app_data(UserFiles(builder.files));
     lua.set_app_data(watchdog);
@@ -164,6 +191,8 @@ fn register_vocabulary(lua: &mlua::Lua) -> mlua::Result<()> {
     globals.set("ipsec", lua.create_function(ipsec::ipsec)?)?;
     globals.set("xdp", lua.create_function(xdp::xdp)?)?;
     globals.set("experiment", lua.create_function(vocabulary::experiment)?)?;
+    globals.set("param", lua.create_function(param::param)?)?;
+    globals.set("sriov", lua.create_function(nic::sriov)?)?;
     lua.set_named_registry_value(vocabulary::EXPERIMENTS, lua.create_table()?)
 }
 

@@ -1,3 +1,4 @@
+use crate::model::NicSource;
 use std::net::IpAddr;
 
 use super::*;
@@ -186,4 +187,90 @@ experiment("declares", function() return require("declares") end)
     let error = script.experiment("declares").unwrap().call::<mlua::Value>(()).unwrap_err().to_string();
     assert!(error.contains("the lab can only be declared while its file is read"), "{error}");
     assert!(error.contains("inside an experiment, require only modules that define functions"), "{error}");
+}
+
+fn eval_with(source: &str, params: &[(&str, &str)]) -> Result<Script, ScriptError> {
+    let params = params.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
+    evaluate_with(Path::new("labs/t.lua"), source, &params, &|_| Ok(()), |_| Vec::new())
+}
+
+#[test]
+fn params_take_the_set_value_in_the_default_s_type_and_are_recorded() {
+    let source = r#"
+local nic = param("nic", "veth")
+local vfs = param("vfs", 2)
+local fast = param("fast", false)
+local h1 = node("h1")
+h1:sysctl("net.core.somaxconn", vfs * 2)
+assert(type(fast) == "boolean")
+lab { description = nic }
+"#;
+    let script =
+        eval_with(source, &[("nic", "enp3s0"), ("vfs", "4"), ("fast", "true")]).unwrap_or_else(|e| panic!("{e}"));
+    let lab = &script.lab;
+    assert_eq!(lab.description.as_deref(), Some("enp3s0"));
+    assert_eq!(lab.nodes[0].sysctls[0].value, "8", "vfs read as a number");
+    let shown: Vec<(&str, &str, &str, bool)> =
+        lab.params.iter().map(|p| (p.name.as_str(), p.default.as_str(), p.value.as_str(), p.set)).collect();
+    assert_eq!(shown, [("nic", "veth", "enp3s0", true), ("vfs", "2", "4", true), ("fast", "false", "true", true)]);
+    assert_eq!(lab.params[1].origin.line, 3);
+
+    let defaults = eval_with(source, &[]).unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(defaults.lab.description.as_deref(), Some("veth"));
+    assert!(defaults.lab.params.iter().all(|p| !p.set && p.value == p.default));
+}
+
+#[test]
+fn a_set_the_script_never_reads_or_of_the_wrong_type_is_an_error() {
+    let source = "local nic = param(\"nic\", \"veth\")\nlocal n = param(\"vfs\", 2)\nnode(\"h1\")\n";
+    match eval_with(source, &[("nics", "x")]) {
+        Err(ScriptError::UnknownParam { key, known, .. }) => {
+            assert_eq!((key.as_str(), known), ("nics", vec!["nic".to_string(), "vfs".to_string()]))
+        }
+        other => panic!("expected UnknownParam, got {:?}", other.map(|s| s.lab)),
+    }
+    match eval_with(source, &[("vfs", "two")]) {
+        Err(ScriptError::Invalid(d)) => {
+            assert_eq!(d.0[0].origin.line, 2);
+            assert!(d.0[0].message.contains("takes a whole number"), "{}", d.0[0].message);
+        }
+        other => panic!("expected a diagnostic, got {:?}", other.map(|s| s.lab)),
+    }
+}
+
+#[test]
+fn nic_macvlan_vf_and_sriov_record_the_model() {
+    let script = eval(
+        r#"
+local r1, h1 = node("r1"), node("h1")
+link(r1, h1)
+r1:nic("enp3s0", { name = "wan0", "198.18.9.1/24", mtu = 1500, force = true })
+r1:macvlan("enp5s0", { mode = "vepa" })
+sriov("enp4s0", { vfs = 2, vf = { [1] = { mac = "02:00:00:00:00:01", vlan = 10, qos = 2, spoofchk = false, trust = true, link_state = "enable", max_tx_rate = 100 } } })
+h1:vf("enp4s0", 1, { "198.18.8.2/24" })
+"#,
+    );
+    let lab = &script.lab;
+    let nics: Vec<(&str, &str, &NicSource)> =
+        lab.nics.iter().map(|n| (n.node.as_str(), n.ifname.as_str(), &n.source)).collect();
+    assert_eq!(
+        nics,
+        [
+            ("r1", "wan0", &NicSource::Whole { host: "enp3s0".into() }),
+            ("r1", "eth1", &NicSource::Macvlan { host: "enp5s0".into(), mode: crate::model::MacvlanMode::Vepa }),
+            ("h1", "eth1", &NicSource::Vf { pf: "enp4s0".into(), index: 1 }),
+        ],
+        "unnamed devices take the next free ethN"
+    );
+    assert!(lab.nics[0].force);
+    assert_eq!((lab.nics[0].mtu, lab.nics[0].origin.line), (Some(1500), 4));
+    let vf = &lab.sriov[0].settings[0];
+    assert_eq!(
+        (lab.sriov[0].vfs, vf.index, vf.vlan, vf.qos, vf.spoofchk, vf.trust),
+        (2, 1, Some(10), Some(2), Some(false), Some(true))
+    );
+    assert_eq!(
+        (vf.link_state, vf.max_tx_rate, vf.min_tx_rate),
+        (Some(crate::model::VfLinkState::Enable), Some(100), None)
+    );
 }

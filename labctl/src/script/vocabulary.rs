@@ -200,6 +200,17 @@ impl UserData for NodeHandle {
             }
             Ok(this)
         });
+        for method in [super::nic::Method::Nic, super::nic::Method::Macvlan, super::nic::Method::Vf] {
+            methods.add_function(
+                method.name(),
+                move |lua, (this, host, second, third): (Value, Value, Value, Value)| {
+                    if let Some(index) = method_target(lua, method.name(), &this, method.example())? {
+                        super::nic::claim(lua, index, method, &host, second, third)?;
+                    }
+                    Ok(this)
+                },
+            );
+        }
         methods.add_meta_method(MetaMethod::ToString, |_, this, ()| Ok(format!("node {:?}", this.name)));
     }
 }
