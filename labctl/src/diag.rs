@@ -74,6 +74,17 @@ impl fmt::Display for Diagnostic {
     }
 }
 
+/// The candidate nearest to `wanted`, if it is near enough to be a typo of
+/// it: for "did you mean ...?" help lines.
+pub fn closest<'a>(wanted: &str, candidates: impl IntoIterator<Item = &'a str>) -> Option<&'a str> {
+    candidates
+        .into_iter()
+        .map(|c| (strsim::damerau_levenshtein(wanted, c), c))
+        .filter(|(distance, c)| *distance <= 2.max(c.len() / 3))
+        .min()
+        .map(|(_, c)| c)
+}
+
 /// All problems found in one script, in file order. Never empty.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub struct Diagnostics(pub Vec<Diagnostic>);
@@ -87,5 +98,18 @@ impl fmt::Display for Diagnostics {
             write!(f, "{d}")?;
         }
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::closest;
+
+    #[test]
+    fn suggests_a_near_name_only() {
+        let names = ["one-ping", "drops", "softirq"];
+        assert_eq!(closest("one-pign", names), Some("one-ping"));
+        assert_eq!(closest("drop", names), Some("drops"));
+        assert_eq!(closest("nosuch", names), None);
     }
 }

@@ -1,5 +1,6 @@
-//! Ctrl-C (SIGINT) and SIGTERM during `up`: noted, so apply stops between
-//! steps and rolls back instead of leaving half a lab.
+//! Ctrl-C (SIGINT), SIGTERM and SIGHUP (the terminal went away) during
+//! `up`, `run` or `test`: noted, so apply stops between steps and rolls
+//! back, and a run tears its lab down, instead of leaving half a lab.
 
 use std::sync::atomic::{AtomicBool, Ordering};
 
@@ -13,7 +14,7 @@ extern "C" fn note(_: nix::libc::c_int) {
 
 pub fn catch() {
     let action = SigAction::new(SigHandler::Handler(note), SaFlags::SA_RESTART, SigSet::empty());
-    for signal in [Signal::SIGINT, Signal::SIGTERM] {
+    for signal in [Signal::SIGINT, Signal::SIGTERM, Signal::SIGHUP] {
         // SAFETY: the handler only stores to an atomic.
         let _ = unsafe { sigaction(signal, &action) };
     }

@@ -36,10 +36,11 @@ Exit status:
   0  success
   1  the kernel refused a step, an experiment or command failed
      (anything created was rolled back)
-  2  bad input: an error in the lab script or the command line, or a lab or
-     namespace name already in use; nothing was created
+  2  bad input: an error in the lab script or the command line (an experiment
+     name the lab does not declare, too), or a lab or namespace name already
+     in use (also for run and test); nothing was created, no run folder either
   3  missing privileges: run as root (or with CAP_NET_ADMIN and CAP_SYS_ADMIN)
-  130 interrupted (Ctrl-C); the lab was torn down
+  130 interrupted (Ctrl-C) during up, run or test; the lab was torn down
   `labctl test` exits 1 when any experiment fails or any snapshot differs.
   `labctl exec` and `labctl shell` exit with the status of the command they ran.";
 
@@ -63,11 +64,12 @@ enum Command {
     Down(down::Args),
     /// List running labs
     Ls(ls::Args),
-    /// Show a running lab: nodes, interfaces, addresses, routes, XDP programs, IPsec tunnels and state
+    /// Show a running lab as the kernel has it (interfaces, addresses, state, routes, neighbours, XDP
+    /// programs, IPsec tunnels) and every drift from its script (reading the kernel needs root)
     Show(show::Args),
     /// Run a command inside a node of a running lab (needs root)
     Exec(exec::ExecArgs),
-    /// Open an interactive shell inside a node (needs root)
+    /// Open an interactive shell inside a node; its prompt starts with (lab:node) (needs root)
     Shell(exec::ShellArgs),
     /// Send a UDP packet load from one node to another of a running lab (needs root)
     Blast(blast::Args),

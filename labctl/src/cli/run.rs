@@ -16,7 +16,7 @@ use super::{Failure, EXIT_FAILURE};
 pub struct Args {
     /// The lab script
     file: PathBuf,
-    /// Run only this experiment
+    /// Run only this experiment (exit 2, with the lab's experiments, if it has none of that name)
     experiment: Option<String>,
     /// The run folder [default: runs/<lab>-<UTC time>]
     #[arg(long)]

@@ -116,22 +116,12 @@ pub fn unknown_experiment(wanted: &str, labs: &[(&Path, &Script)]) -> Failure {
     let names: Vec<&str> = labs.iter().flat_map(|(_, s)| s.lab.experiments.iter().map(|e| e.name.as_str())).collect();
     let files: Vec<String> = labs.iter().map(|(f, _)| f.display().to_string()).collect();
     let error = anyhow!("no experiment named {wanted:?} in {}", files.join(", "));
-    let help = match (closest(wanted, &names), names.is_empty()) {
+    let help = match (labctl::diag::closest(wanted, names.iter().copied()), names.is_empty()) {
         (_, true) => "the lab declares no experiments".to_string(),
         (Some(near), _) => format!("did you mean {near:?}? experiments: {}", names.join(", ")),
         (None, _) => format!("experiments: {}", names.join(", ")),
     };
     Failure::bad_input(error).help(help)
-}
-
-/// The name nearest to `wanted`, if it is near enough to be a typo.
-pub fn closest<'a>(wanted: &str, names: &[&'a str]) -> Option<&'a str> {
-    names
-        .iter()
-        .map(|n| (strsim::damerau_levenshtein(wanted, n), *n))
-        .filter(|(d, n)| *d <= 2.max(n.len() / 3))
-        .min()
-        .map(|(_, n)| n)
 }
 
 impl Prepared {
@@ -191,18 +181,5 @@ impl Drop for Built {
         if let Err(e) = apply::down(&self.0) {
             eprintln!("labctl: could not remove lab {}: {e}; run `labctl down {}`", self.0, self.0);
         }
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::closest;
-
-    #[test]
-    fn suggests_a_near_name_only() {
-        let names = ["one-ping", "drops", "softirq"];
-        assert_eq!(closest("one-pign", &names), Some("one-ping"));
-        assert_eq!(closest("drop", &names), Some("drops"));
-        assert_eq!(closest("nosuch", &names), None);
     }
 }

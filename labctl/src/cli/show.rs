@@ -19,6 +19,7 @@ use super::{lab_name_from, running_lab, table, Failure};
 pub struct Args {
     /// The lab's name, or its script
     lab: String,
+    /// Print the declaration, the kernel's side and the drift as JSON
     #[arg(long)]
     json: bool,
 }

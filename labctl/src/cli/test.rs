@@ -21,13 +21,14 @@ pub struct Args {
     /// Lab scripts, or folders of them (searched for *.lua; helper modules, which declare no lab or node, are skipped)
     #[arg(default_value = "labs")]
     paths: Vec<PathBuf>,
-    /// Run only the experiment with this name
+    /// Run only the experiment with this name (exit 2 if no lab declares it)
     #[arg(short, long)]
     experiment: Option<String>,
     /// Accept new and changed snapshots instead of failing on them
     #[arg(long)]
     accept: bool,
-    /// Where snapshots live [default: the nearest `snapshots/` folder above the lab]
+    /// Where snapshots live [default: the nearest `snapshots/` folder in the lab's folder or above,
+    /// or at the top of its git repository]
     #[arg(long)]
     snapshots: Option<PathBuf>,
     /// Also write the results as JUnit XML to this file

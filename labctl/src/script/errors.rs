@@ -103,17 +103,10 @@ fn default_help(error: &mlua::Error, text: &str, methods: Methods) -> Option<Str
 /// "attempt to call a nil value (method 'pign')".
 fn method_help(text: &str, methods: Methods) -> String {
     let wanted = text.split("(method '").nth(1).and_then(|rest| rest.split('\'').next()).unwrap_or_default();
-    let nearest = methods
-        .iter()
-        .flat_map(|(owner, names)| names.iter().map(move |n| (strsim::damerau_levenshtein(wanted, n), *n, *owner)))
-        .filter(|(distance, name, _)| *distance <= 2.max(name.len() / 3))
-        .min();
     let has = |owner: &str, names: &[&str]| format!("{owner} has the methods {}", names.join(", "));
-    match nearest {
-        Some((_, name, owner)) => {
-            let names = methods.iter().find(|(o, _)| *o == owner).map_or(&[][..], |(_, n)| *n);
-            format!("did you mean {name:?}? {}", has(owner, names))
-        }
+    let nearest = crate::diag::closest(wanted, methods.iter().flat_map(|(_, names)| names.iter().copied()));
+    match nearest.and_then(|name| methods.iter().find(|(_, names)| names.contains(&name)).map(|m| (name, m))) {
+        Some((name, (owner, names))) => format!("did you mean {name:?}? {}", has(owner, names)),
         None => methods.iter().map(|(o, n)| has(o, n)).collect::<Vec<_>>().join("; "),
     }
 }
