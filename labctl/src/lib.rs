@@ -26,6 +26,7 @@ pub mod experiment;
 pub mod model;
 pub mod observe;
 pub mod plan;
+pub mod sandbox;
 pub mod script;
 pub mod snapshot;
 pub mod traffic;
@@ -34,7 +35,20 @@ pub mod validate;
 /// Reads, validates and plans a lab script: everything `up` does before it
 /// touches the kernel. Needs no privileges.
 pub fn load_and_plan(path: &std::path::Path) -> Result<(script::Script, plan::Plan), script::ScriptError> {
-    let script = script::load(path)?;
+    load_and_plan_as(path, None)
+}
+
+/// `load_and_plan` with the lab renamed to `name` when given (`up --name`):
+/// namespaces, MACs and state follow the name, so one file can be up twice.
+/// The caller checks the name (`validate::check_lab_name`).
+pub fn load_and_plan_as(
+    path: &std::path::Path,
+    name: Option<&str>,
+) -> Result<(script::Script, plan::Plan), script::ScriptError> {
+    let mut script = script::load(path)?;
+    if let Some(name) = name {
+        script.lab.name = name.to_string();
+    }
     validate::validate(&script.lab).map_err(script::ScriptError::Invalid)?;
     let plan = plan::plan(&script.lab);
     Ok((script, plan))

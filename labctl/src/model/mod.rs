@@ -37,6 +37,10 @@ pub struct Lab {
     /// XDP programs attached at `up`: `xdp("r1:eth0", { ... })` (model/xdp.rs).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub xdp: Vec<Xdp>,
+    /// `lab { exclusive = true }`: `labctl test` runs this lab while no other
+    /// lab runs (it changes something machine-wide, or measures the machine).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub exclusive: bool,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]

@@ -35,6 +35,7 @@ impl Builder {
                 experiments: Vec::new(),
                 ipsec: Vec::new(),
                 xdp: Vec::new(),
+                exclusive: false,
             },
             lab_call: None,
             diagnostics: Vec::new(),

@@ -91,6 +91,11 @@ impl Script {
         experiments.get::<Option<mlua::Function>>(name).ok().flatten()
     }
 
+    /// The user files the lab was read from: the lab file, then the modules it required.
+    pub fn files(&self) -> Vec<PathBuf> {
+        self.lua.app_data_ref::<UserFiles>().map(|f| f.0.clone()).unwrap_or_default()
+    }
+
     /// A Lua error raised later (in an experiment) as a diagnostic, located
     /// like errors met while reading the file; `fallback` when it has no place.
     pub fn diagnostic(&self, error: &mlua::Error, fallback: Origin) -> Diagnostic {
