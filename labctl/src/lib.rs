@@ -48,9 +48,30 @@ pub fn load_and_plan_with(
     path: &std::path::Path,
     params: &script::Params,
 ) -> Result<(script::Script, plan::Plan), script::ScriptError> {
+    load_and_plan_named(path, params, None)
+}
+
+/// [`load_and_plan_with`], the lab renamed to `name` when given (`up
+/// --name`): namespaces, MACs and state follow the name, so one file can be
+/// up twice. The caller checks the name (`validate::check_lab_name`).
+pub fn load_and_plan_named(
+    path: &std::path::Path,
+    params: &script::Params,
+    name: Option<&str>,
+) -> Result<(script::Script, plan::Plan), script::ScriptError> {
     // Validation runs even when some script calls were wrong: every mistake at once.
-    let script =
-        script::load_with(path, params, |lab| validate::validate(lab).err().map_or_else(Vec::new, |d| d.0))?;
+    let rename = |lab: &mut model::Lab| {
+        if let Some(name) = name {
+            lab.name = name.to_string();
+        }
+    };
+    let script = script::load_with(path, params, |lab| {
+        let mut lab = lab.clone();
+        rename(&mut lab);
+        validate::validate(&lab).err().map_or_else(Vec::new, |d| d.0)
+    })?;
+    let mut script = script;
+    rename(&mut script.lab);
     let plan = plan::plan(&script.lab);
     Ok((script, plan))
 }

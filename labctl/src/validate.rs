@@ -88,7 +88,7 @@ fn check_tunings(lab: &Lab, node: &Node, found: &mut Vec<Diagnostic>) {
 }
 
 /// Lab names: what the script stage checks `lab { name = ... }` with too.
-pub(crate) fn check_lab_name(name: &str) -> Result<(), (String, String)> {
+pub fn check_lab_name(name: &str) -> Result<(), (String, String)> {
     let lower = |c: char| c.is_ascii_lowercase() || c.is_ascii_digit();
     if name.starts_with(lower) && name.len() <= MAX_LAB_NAME && name.chars().all(|c| lower(c) || c == '-' || c == '_') {
         return Ok(());

@@ -13,6 +13,11 @@ impl SetArgs {
     pub fn params(&self) -> Params {
         self.set.iter().cloned().collect()
     }
+
+    /// The same `--set` arguments again, for a child labctl.
+    pub fn to_args(&self) -> Vec<String> {
+        self.set.iter().flat_map(|(k, v)| ["--set".to_string(), format!("{k}={v}")]).collect()
+    }
 }
 
 fn parse_pair(text: &str) -> Result<(String, String), String> {

@@ -6,8 +6,8 @@ use std::collections::BTreeMap;
 
 use labctl::apply::{ipsec, state::LabState};
 use labctl::model::Lab;
-use labctl::sys::netns;
 use labctl::observe::{counters, interfaces};
+use labctl::sys::netns;
 use serde::Serialize;
 
 use super::drift::{self, Actual, Drift};

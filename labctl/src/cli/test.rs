@@ -1,9 +1,11 @@
 //! `labctl test PATHS...`: build each lab, run its experiments, compare every
 //! snapshot with the committed one, tear the lab down; exit 1 on any
-//! difference. In GitHub Actions failures also become annotations.
+//! difference. In GitHub Actions failures also become annotations and a job
+//! summary. Labs run `-j N` at a time, each in a sandbox (cli/parallel.rs).
 
 use std::io::IsTerminal;
 use std::path::{Path, PathBuf};
+use std::time::Duration;
 
 use anyhow::anyhow;
 use labctl::diag::Origin;
@@ -14,138 +16,326 @@ use quick_junit::{NonSuccessKind, Report, TestCase, TestCaseStatus, TestSuite};
 
 use super::out::{self, say};
 use super::session::{self, LabOutcome};
-use super::{Failure, EXIT_FAILURE};
+use super::shard::{self, Durations, Shard};
+use super::{parallel, summary, Failure, EXIT_BAD_INPUT, EXIT_FAILURE};
 
 #[derive(Debug, clap::Args)]
 pub struct Args {
     /// Lab scripts, or folders of them (searched for *.lua; helper modules, which declare no lab or node, are skipped)
     #[arg(default_value = "labs")]
-    paths: Vec<PathBuf>,
+    pub(super) paths: Vec<PathBuf>,
     /// Run only the experiment with this name (exit 2 if no lab declares it)
     #[arg(short, long)]
-    experiment: Option<String>,
+    pub(super) experiment: Option<String>,
     /// Accept new and changed snapshots instead of failing on them
     #[arg(long)]
-    accept: bool,
+    pub(super) accept: bool,
     /// Where snapshots live [default: the nearest `snapshots/` folder in the lab's folder or above,
     /// or at the top of its git repository]
     #[arg(long)]
-    snapshots: Option<PathBuf>,
+    pub(super) snapshots: Option<PathBuf>,
     /// Also write the results as JUnit XML to this file
     #[arg(long)]
     junit: Option<PathBuf>,
     #[command(flatten)]
-    set: super::params::SetArgs,
+    pub(super) set: super::params::SetArgs,
+    /// Labs to run at the same time, each in its own throwaway network and
+    /// mount namespace; labs declared `lab { exclusive = true }` or using
+    /// `x:host_sysctl` still run alone [default: the number of CPUs]
+    #[arg(short = 'j', long, value_name = "N")]
+    jobs: Option<usize>,
+    /// Run only share K of N of the labs (e.g. 2/3): N jobs with the same
+    /// paths together run every lab exactly once
+    #[arg(long, value_name = "K/N")]
+    shard: Option<Shard>,
+    /// Record how long each lab took in FILE (JSON), and balance --shard by
+    /// it; every job of a matrix must see the same file
+    #[arg(long, value_name = "FILE")]
+    durations: Option<PathBuf>,
+    /// Print the labs and their experiments (after --shard) and run nothing (no root)
+    #[arg(long)]
+    list: bool,
+    /// Keep each experiment's artefacts (pcapng captures, SVG charts,
+    /// snapshots as text) under DIR/<lab>/<experiment>/
+    #[arg(long, value_name = "DIR")]
+    pub(super) out: Option<PathBuf>,
+    /// Write the records of this run as JSON to FILE (used by the parent of
+    /// a parallel run; no totals are printed)
+    #[arg(long, hide = true)]
+    pub(super) records: Option<PathBuf>,
 }
 
 /// One thing that went wrong, located in the lab script.
-struct Problem {
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
+pub(super) struct Problem {
     origin: Origin,
     title: String,
     detail: String,
+    /// The plain diff of a changed snapshot, for the job summary.
+    diff: Option<String>,
+}
+
+/// One experiment of one lab (or `setup`, a lab that could not be built):
+/// what JUnit, the job summary and the totals are made from.
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
+pub(super) struct Record {
+    lab: String,
+    experiment: String,
+    seconds: f64,
+    assertions: usize,
+    problems: Vec<Problem>,
+}
+
+impl Record {
+    fn passed(&self) -> bool {
+        self.problems.is_empty()
+    }
+}
+
+/// One lab's run: its records in the order they ran, and how it ended.
+#[derive(Debug, Default, serde::Serialize, serde::Deserialize)]
+pub(super) struct LabRun {
+    pub(super) file: PathBuf,
+    pub(super) records: Vec<Record>,
+    pub(super) interrupted: bool,
+    pub(super) seconds: f64,
+    /// The exit status its setup failure means (2: a mistake in the lab).
+    status: u8,
+    /// Refused as bad input before anything was built: the error and help.
+    refused: Option<String>,
+    /// Snapshot folders holding new or changed snapshots of this lab.
+    pending_roots: Vec<PathBuf>,
+}
+
+impl LabRun {
+    /// A lab whose run ended without records of its own (a crashed child).
+    pub(super) fn broken(file: &Path, why: String) -> LabRun {
+        let problem = Problem { origin: Origin::new(file, 1), title: why, detail: String::new(), diff: None };
+        let record = Record {
+            lab: file.display().to_string(),
+            experiment: "setup".into(),
+            seconds: 0.0,
+            assertions: 0,
+            problems: vec![problem],
+        };
+        LabRun { file: file.to_path_buf(), records: vec![record], status: EXIT_FAILURE, ..LabRun::default() }
+    }
 }
 
 pub fn run(args: Args) -> Result<(), Failure> {
+    let mut files = session::lab_files(&args.paths)?;
+    if let Some(shard) = args.shard {
+        let file = args.durations.clone().unwrap_or_default();
+        let durations = Durations::load(&file).map_err(|e| Failure::bad_input(anyhow!(e)))?;
+        files = shard::select(&files, shard, &durations, &file);
+    }
+    if args.list {
+        return list(&files);
+    }
     labctl::apply::check_privileges()?;
-    let files = session::lab_files(&args.paths)?;
     if let Some(wanted) = &args.experiment {
         check_some_lab_has(wanted, &files)?;
     }
     out::survive_closed_pipe();
-    let color = std::io::stdout().is_terminal();
-    let github = std::env::var("GITHUB_ACTIONS").is_ok_and(|v| v == "true");
-    let (mut passed, mut failed) = (0usize, 0usize);
-    let mut junit = Report::new("labctl");
-    let mut interrupted = false;
-    // A lab refused as bad input (already up, script errors): exit 2, with its help.
-    let mut refused: Option<Failure> = None;
-    let mut pending_roots: Vec<PathBuf> = Vec::new();
-    // A lab that could not be built for a mistake in it makes the run exit 2, as `up` would.
-    let mut status = EXIT_FAILURE;
+    let jobs = args.jobs.unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()));
+    if jobs == 0 {
+        return Err(Failure::bad_input(anyhow!("-j 0 runs nothing")).help("give -j 1 or more (labs at the same time)"));
+    }
+    let runs = if jobs > 1 && files.len() > 1 && args.records.is_none() {
+        parallel::run_all(&files, &args, jobs)?
+    } else {
+        sequential(&files, &args)
+    };
+    finish(&args, &runs)
+}
 
-    for file in &files {
-        let root = args.snapshots.clone().unwrap_or_else(|| snapshot_root(file.parent().unwrap_or(Path::new("."))));
-        let store = Store::new(&root);
-        let source = relative_to(file, root.parent().unwrap_or(Path::new(".")));
-        let mut suite_cases = Vec::new();
-        let mut pending = 0usize;
-        let mut report = |script: &Script, result: &ExperimentResult| {
-            let (problems, new_or_changed) = judge(&store, script, result, &source, args.accept);
-            pending += new_or_changed;
-            let mark = if problems.is_empty() { paint("ok", "32", color) } else { paint("FAILED", "31", color) };
-            say!("  {:<28} {mark} ({} snapshots, {:.1?})", result.name, result.taken.len(), result.duration);
-            for p in &problems {
-                say!("    {}: {}", p.origin, p.title);
-                for line in p.detail.lines() {
-                    say!("      {line}");
-                }
-                if github {
-                    annotate(p);
-                }
-            }
-            if problems.is_empty() {
-                passed += 1;
-            } else {
-                failed += 1;
-            }
-            suite_cases.push(junit_case(result, &problems));
-        };
-        say!("{}", paint(&format!("lab {}", file.display()), "1", color));
-        let outcome: LabOutcome = match session::prepare(file, None, &args.set.params()) {
-            Ok(prepared) => prepared.only(args.experiment.as_deref()).run(None, &mut report),
-            Err(failure) => {
-                let text = failure.text();
-                if failure.status == super::EXIT_BAD_INPUT {
-                    refused.get_or_insert(failure);
-                }
-                LabOutcome::refused(text)
-            }
-        };
-        if pending > 0 {
-            pending_roots.push(root.clone());
-        }
-        if let Some(error) = &outcome.setup_error {
-            failed += 1;
-            status = status.max(outcome.setup_status);
-            say!("  {}", paint("FAILED", "31", color));
-            for line in error.lines() {
-                say!("    {line}");
-            }
-            if github {
-                let origin = first_location(error).unwrap_or_else(|| Origin::new(file, 1));
-                annotate(&Problem { origin, title: "lab could not be built".into(), detail: error.clone() });
-            }
-            suite_cases.push(TestCase::new("setup", failure_status("lab could not be built", error)));
-        } else if outcome.results.is_empty() {
-            say!("  (no experiments; the lab came up and went down in {:.1?})", outcome.up_time);
-        }
-        let name = outcome.script.as_ref().map_or_else(|| file.display().to_string(), |s| s.lab.name.clone());
-        let mut suite = TestSuite::new(name);
-        suite.add_test_cases(suite_cases);
-        junit.add_test_suite(suite);
-        if outcome.interrupted {
-            interrupted = true;
+/// The labs one after another in this process, each printed as it runs.
+fn sequential(files: &[PathBuf], args: &Args) -> Vec<LabRun> {
+    let mut runs = Vec::new();
+    for file in files {
+        // A parallel run's parent holds the turn for its children.
+        let _turn = args.records.is_none().then(|| parallel::HostTurn::take(parallel::must_run_alone(file)));
+        let run = run_lab(file, args);
+        let stop = run.interrupted;
+        runs.push(run);
+        if stop {
             break;
         }
     }
+    runs
+}
 
-    if let Some(path) = &args.junit {
-        let xml = junit.to_string().map_err(|e| Failure::new(EXIT_FAILURE, anyhow!("cannot write JUnit XML: {e}")))?;
-        std::fs::write(path, xml)
-            .map_err(|e| Failure::new(EXIT_FAILURE, anyhow!("cannot write {}: {e}", path.display())))?;
-    }
-    say!("test: {passed} passed, {failed} failed");
-    if interrupted {
-        return Err(Failure::new(super::EXIT_INTERRUPTED, anyhow!("interrupted; the lab was torn down")));
-    }
-    if let Some(failure) = refused {
-        return Err(failure);
-    }
-    if failed > 0 {
-        let review = review_hint(&pending_roots);
-        return Err(Failure::new(status, anyhow!("{failed} failed{review}")));
+/// `--list`: each lab and its experiments; loading needs no root.
+fn list(files: &[PathBuf]) -> Result<(), Failure> {
+    for file in files {
+        let script = labctl::script::load(file)?;
+        println!("{} ({})", file.display(), script.lab.name);
+        for exp in &script.lab.experiments {
+            println!("  {}", exp.name);
+        }
     }
     Ok(())
+}
+
+/// One lab: build it, run its experiments, judge each result, tear it down.
+pub(super) fn run_lab(file: &Path, args: &Args) -> LabRun {
+    let started = std::time::Instant::now();
+    let color = std::io::stdout().is_terminal();
+    let github = std::env::var("GITHUB_ACTIONS").is_ok_and(|v| v == "true");
+    let root = args.snapshots.clone().unwrap_or_else(|| snapshot_root(file.parent().unwrap_or(Path::new("."))));
+    let store = Store::new(&root);
+    let source = relative_to(file, root.parent().unwrap_or(Path::new(".")));
+    let mut records = Vec::new();
+    let mut pending = 0usize;
+    let mut report = |script: &Script, result: &ExperimentResult| {
+        let (problems, new_or_changed) = judge(&store, script, result, &source, args.accept);
+        pending += new_or_changed;
+        let mark = if problems.is_empty() { paint("ok", "32", color) } else { paint("FAILED", "31", color) };
+        say!("  {:<28} {mark} ({} snapshots, {:.1?})", result.name, result.taken.len(), result.duration);
+        print_problems(&problems, github);
+        records.push(Record {
+            lab: script.lab.name.clone(),
+            experiment: result.name.clone(),
+            seconds: result.duration.as_secs_f64(),
+            assertions: result.taken.len(),
+            problems,
+        });
+    };
+    say!("{}", paint(&format!("lab {}", file.display()), "1", color));
+    let artifacts = args.out.as_ref().map(|out| out.join(file.file_stem().unwrap_or_default()));
+    let mut refused = None;
+    let outcome: LabOutcome = match session::prepare(file, None, &args.set.params()) {
+        Ok(prepared) => prepared.only(args.experiment.as_deref()).run(artifacts.as_deref(), &mut report),
+        Err(failure) => {
+            let text = failure.text();
+            if failure.status == EXIT_BAD_INPUT {
+                refused = Some(text.clone());
+            }
+            LabOutcome::refused(text)
+        }
+    };
+    let lab = outcome.script.as_ref().map_or_else(|| file.display().to_string(), |s| s.lab.name.clone());
+    let mut status = EXIT_FAILURE;
+    if let Some(error) = &outcome.setup_error {
+        status = outcome.setup_status;
+        say!("  {}", paint("FAILED", "31", color));
+        for line in error.lines() {
+            say!("    {line}");
+        }
+        let origin = first_location(error).unwrap_or_else(|| Origin::new(file, 1));
+        let problem = Problem { origin, title: "lab could not be built".into(), detail: error.clone(), diff: None };
+        if github {
+            annotate(&problem);
+        }
+        records.push(Record { lab, experiment: "setup".into(), seconds: 0.0, assertions: 0, problems: vec![problem] });
+    } else if outcome.results.is_empty() {
+        say!("  (no experiments; the lab came up and went down in {:.1?})", outcome.up_time);
+    }
+    LabRun {
+        file: file.to_path_buf(),
+        records,
+        interrupted: outcome.interrupted,
+        seconds: started.elapsed().as_secs_f64(),
+        status,
+        refused,
+        pending_roots: if pending > 0 { vec![root] } else { vec![] },
+    }
+}
+
+fn print_problems(problems: &[Problem], github: bool) {
+    for p in problems {
+        say!("    {}: {}", p.origin, p.title);
+        for line in p.detail.lines() {
+            say!("      {line}");
+        }
+        if github {
+            annotate(p);
+        }
+    }
+}
+
+/// What every run ends with, sequential or parallel: JUnit, the job
+/// summary, recorded durations, the totals and the exit status.
+fn finish(args: &Args, runs: &[LabRun]) -> Result<(), Failure> {
+    if let Some(path) = &args.records {
+        let json = serde_json::to_string(runs).expect("records serialize");
+        std::fs::write(path, json)
+            .map_err(|e| Failure::new(EXIT_FAILURE, anyhow!("cannot write {}: {e}", path.display())))?;
+    } else {
+        write_reports(args, runs)?;
+    }
+    let records = runs.iter().flat_map(|r| &r.records);
+    let failed = records.clone().filter(|r| !r.passed()).count();
+    let passed = records.count() - failed;
+    if args.records.is_none() {
+        say!("test: {passed} passed, {failed} failed");
+    }
+    if runs.iter().any(|r| r.interrupted) {
+        return Err(Failure::new(super::EXIT_INTERRUPTED, anyhow!("interrupted; the lab was torn down")));
+    }
+    if let Some(text) = runs.iter().find_map(|r| r.refused.clone()) {
+        return Err(Failure::bad_input(anyhow!(text)));
+    }
+    if failed > 0 {
+        let roots: Vec<PathBuf> = runs.iter().flat_map(|r| r.pending_roots.clone()).collect();
+        let review = if args.accept { String::new() } else { review_hint(&roots) };
+        let status = runs.iter().filter(|r| r.records.iter().any(|c| !c.passed())).map(|r| r.status).max();
+        return Err(Failure::new(status.unwrap_or(EXIT_FAILURE), anyhow!("{failed} failed{review}")));
+    }
+    Ok(())
+}
+
+/// JUnit (`--junit`), the GitHub job summary (`$GITHUB_STEP_SUMMARY`) and
+/// the durations file (`--durations`).
+fn write_reports(args: &Args, runs: &[LabRun]) -> Result<(), Failure> {
+    let cannot = |path: &Path, e: &dyn std::fmt::Display| {
+        Failure::new(EXIT_FAILURE, anyhow!("cannot write {}: {e}", path.display()))
+    };
+    if let Some(path) = &args.junit {
+        let xml = junit(runs).to_string().map_err(|e| cannot(path, &e))?;
+        std::fs::write(path, xml).map_err(|e| cannot(path, &e))?;
+    }
+    if let Some(path) = std::env::var_os("GITHUB_STEP_SUMMARY").filter(|p| !p.is_empty()) {
+        let path = PathBuf::from(path);
+        summary::append(&path, &summary_rows(runs)).map_err(|e| cannot(&path, &e))?;
+    }
+    if let Some(path) = &args.durations {
+        let took: Vec<(PathBuf, Duration)> = runs
+            .iter()
+            .filter(|r| !r.interrupted)
+            .map(|r| (r.file.clone(), Duration::from_secs_f64(r.seconds)))
+            .collect();
+        let old = Durations::load(path).unwrap_or_default();
+        old.save(path, &took).map_err(|e| cannot(path, &e))?;
+    }
+    Ok(())
+}
+
+fn junit(runs: &[LabRun]) -> Report {
+    let mut report = Report::new("labctl");
+    for run in runs {
+        let name = run.records.first().map_or_else(|| run.file.display().to_string(), |r| r.lab.clone());
+        let mut suite = TestSuite::new(name);
+        suite.add_test_cases(run.records.iter().map(junit_case));
+        report.add_test_suite(suite);
+    }
+    report
+}
+
+fn summary_rows(runs: &[LabRun]) -> Vec<summary::Row> {
+    let rows = runs.iter().flat_map(|run| &run.records);
+    rows.map(|r| summary::Row {
+        lab: r.lab.clone(),
+        experiment: r.experiment.clone(),
+        passed: r.passed(),
+        time: Duration::from_secs_f64(r.seconds),
+        problems: r
+            .problems
+            .iter()
+            .map(|p| summary::Entry { location: p.origin.to_string(), title: p.title.clone(), diff: p.diff.clone() })
+            .collect(),
+    })
+    .collect()
 }
 
 /// `test -e NAME` with a name no lab declares is bad input: nothing runs.
@@ -204,10 +394,16 @@ fn judge(
             origin: error.origin.clone(),
             title: format!("experiment {:?} stopped: {}", result.name, error.message),
             detail: error.help.clone().map(|h| format!("help: {h}")).unwrap_or_default(),
+            diff: None,
         });
     }
     for e in &result.failed {
-        problems.push(Problem { origin: e.origin.clone(), title: e.message.clone(), detail: String::new() });
+        problems.push(Problem {
+            origin: e.origin.clone(),
+            title: e.message.clone(),
+            detail: String::new(),
+            diff: None,
+        });
     }
     for taken in &result.taken {
         let file = SnapshotFile {
@@ -227,6 +423,7 @@ fn judge(
                         origin: taken.origin.clone(),
                         title: format!("cannot accept snapshot: {e}"),
                         detail: String::new(),
+                        diff: None,
                     });
                 } else if outcome == Outcome::New {
                     say!("    accepted new snapshot {}", path.display());
@@ -243,6 +440,7 @@ fn judge(
                         "{}\n(accept it with `labctl test --accept`, or review it with the command named at the end)",
                         indent_all(&file.normalized())
                     ),
+                    diff: Some(indent_all(&file.normalized())),
                 })
             }
             Ok(Outcome::Changed { old }) => {
@@ -260,11 +458,15 @@ fn judge(
                         path.display(),
                         diff::render(&old, &new, std::io::stdout().is_terminal())
                     ),
+                    diff: Some(diff::render(&old, &new, false)),
                 })
             }
-            Err(e) => {
-                problems.push(Problem { origin: taken.origin.clone(), title: e.to_string(), detail: String::new() })
-            }
+            Err(e) => problems.push(Problem {
+                origin: taken.origin.clone(),
+                title: e.to_string(),
+                detail: String::new(),
+                diff: None,
+            }),
         }
     }
     (problems, pending)
@@ -289,15 +491,20 @@ fn annotate(p: &Problem) {
     say!("::error file={},line={}::{}", p.origin.file.display(), p.origin.line.max(1), escape(&message));
 }
 
-fn junit_case(result: &ExperimentResult, problems: &[Problem]) -> TestCase {
-    let status = if problems.is_empty() {
+fn junit_case(record: &Record) -> TestCase {
+    let problems = &record.problems;
+    let status = if record.passed() {
         TestCaseStatus::success()
+    } else if record.experiment == "setup" {
+        failure_status(&problems[0].title, &problems[0].detail)
     } else {
         let text: Vec<String> = problems.iter().map(|p| format!("{}: {}\n{}", p.origin, p.title, p.detail)).collect();
         failure_status(&problems[0].title, &text.join("\n"))
     };
-    let mut case = TestCase::new(result.name.clone(), status);
-    case.set_time(result.duration).set_assertions(result.taken.len());
+    let mut case = TestCase::new(record.experiment.clone(), status);
+    if record.experiment != "setup" {
+        case.set_time(Duration::from_secs_f64(record.seconds)).set_assertions(record.assertions);
+    }
     case
 }
 

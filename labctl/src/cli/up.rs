@@ -22,10 +22,20 @@ pub struct Args {
     timings: bool,
     #[command(flatten)]
     set: super::params::SetArgs,
+    /// Bring the lab up under this name instead of its own (its namespaces
+    /// are `<name>-<node>`), e.g. to run the same file twice
+    #[arg(long)]
+    name: Option<String>,
 }
 
 pub fn run(args: Args) -> Result<(), Failure> {
-    let (script, plan) = labctl::load_and_plan_with(&args.file, &args.set.params())?;
+    if let Some(name) = &args.name {
+        labctl::validate::check_lab_name(name).map_err(|(message, _)| {
+            Failure::bad_input(anyhow::anyhow!("--name: {message}"))
+                .help("lowercase letters, digits, - and _, starting with a letter or digit, e.g. --name part1-b")
+        })?;
+    }
+    let (script, plan) = labctl::load_and_plan_named(&args.file, &args.set.params(), args.name.as_deref())?;
     let lab = &script.lab;
     labctl::apply::check_privileges()?;
 

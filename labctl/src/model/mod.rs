@@ -49,6 +49,10 @@ pub struct Lab {
     /// PFs whose VFs the lab creates and sets.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub sriov: Vec<Sriov>,
+    /// `lab { exclusive = true }`: `labctl test` runs this lab while no other
+    /// lab runs (it changes something machine-wide, or measures the machine).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub exclusive: bool,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]

@@ -101,4 +101,3 @@ impl CompileOptions {
         self.include.is_empty() && self.defines.is_empty()
     }
 }
-

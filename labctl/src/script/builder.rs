@@ -38,6 +38,7 @@ impl Builder {
                 params: Vec::new(),
                 nics: Vec::new(),
                 sriov: Vec::new(),
+                exclusive: false,
             },
             lab_call: None,
             diagnostics: Vec::new(),

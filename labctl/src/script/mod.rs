@@ -14,8 +14,8 @@ mod extend;
 mod ipsec;
 mod limits;
 mod link;
-mod origin;
 mod nic;
+mod origin;
 mod param;
 mod require;
 mod sandbox;
@@ -33,9 +33,9 @@ use crate::diag::{Diagnostic, Diagnostics, Origin};
 use crate::model::Lab;
 use builder::Builder;
 pub use errors::error_at;
-pub use origin::caller_origin;
 pub use errors::Methods;
 pub use extend::{include, report, Extension};
+pub use origin::caller_origin;
 
 /// The user files a script was read from (the lab file, then required
 /// modules), kept in the Lua state to locate later errors.
@@ -201,6 +201,11 @@ impl Script {
     pub fn experiment(&self, name: &str) -> Option<mlua::Function> {
         let experiments: Table = self.lua.named_registry_value(vocabulary::EXPERIMENTS).ok()?;
         experiments.get::<Option<mlua::Function>>(name).ok().flatten()
+    }
+
+    /// The user files the lab was read from: the lab file, then the modules it required.
+    pub fn files(&self) -> Vec<PathBuf> {
+        self.lua.app_data_ref::<UserFiles>().map(|f| f.0.clone()).unwrap_or_default()
     }
 
     /// A Lua error raised later (in an experiment) as a diagnostic, located

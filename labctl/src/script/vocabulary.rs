@@ -28,9 +28,9 @@ fn report(lua: &Lua, origin: Origin, message: impl Into<String>, help: impl Into
     builder::with(lua, |b| b.report(origin, message, help))
 }
 
-/// `lab { name = "part1", description = "..." }`
+/// `lab { name = "part1", description = "...", exclusive = true }`
 pub(super) fn lab(lua: &Lua, spec: Value) -> mlua::Result<()> {
-    const VALID: &[&str] = &["name", "description"];
+    const VALID: &[&str] = &["name", "description", "exclusive"];
     let origin = builder::origin(lua)?;
     let Value::Table(spec) = spec else {
         return report(
@@ -72,9 +72,19 @@ pub(super) fn lab(lua: &Lua, spec: Value) -> mlua::Result<()> {
         Value::String(text) => builder::with(lua, |b| b.lab.description = Some(text.to_string_lossy()))?,
         other => report(
             lua,
-            origin,
+            origin.clone(),
             format!("lab(): description must be a string, got {}", show(&other)),
             r#"write lab { description = "two hosts and a router" }"#,
+        )?,
+    }
+    match spec.get::<Value>("exclusive")? {
+        Value::Nil => {}
+        Value::Boolean(alone) => builder::with(lua, |b| b.lab.exclusive = alone)?,
+        other => report(
+            lua,
+            origin,
+            format!("lab(): exclusive must be true or false, got {}", show(&other)),
+            "write lab { exclusive = true } for a lab `labctl test` must run while no other lab runs",
         )?,
     }
     Ok(())

@@ -1,0 +1,192 @@
+//! `labctl test -j N`: several labs at once, each run by a child labctl in
+//! its own sandbox (labctl::sandbox), so labs with the same lab and node
+//! names never meet. Each child's output is kept and printed whole, in the
+//! order of the lab list; its records come back as JSON and the parent
+//! reports them exactly as a sequential run would.
+//!
+//! Labs that must run alone (`lab { exclusive = true }`, or using
+//! `x:host_sysctl`, which changes what every lab on the machine sees) run
+//! after the others, one at a time. A lock under /run/lock (the machine's,
+//! also seen from sandboxes) holds them off other `labctl test` runs too:
+//! ordinary labs share it, a lab that runs alone takes it whole.
+
+use std::collections::{BTreeMap, VecDeque};
+use std::fs::File;
+use std::io::Read;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::sync::{mpsc, Mutex};
+use std::time::{Duration, Instant};
+
+use anyhow::anyhow;
+use nix::fcntl::{Flock, FlockArg};
+use nix::sys::signal::{kill, Signal};
+use nix::unistd::Pid;
+
+use super::test::{Args, LabRun};
+use super::{Failure, EXIT_FAILURE};
+
+const HOST_LOCK: &str = "/run/lock/labctl-test.lock";
+
+/// Whether `file`'s lab must run while no other lab runs. A file that does
+/// not load runs with the others (and fails there, with its errors).
+pub fn must_run_alone(file: &Path) -> bool {
+    let Ok(script) = labctl::script::load(file) else { return false };
+    script.lab.exclusive
+        || script.files().iter().any(|f| std::fs::read_to_string(f).is_ok_and(|text| text.contains("host_sysctl")))
+}
+
+/// This run's share of the machine: held while its labs run.
+pub struct HostTurn(#[allow(dead_code)] Option<Flock<File>>);
+
+impl HostTurn {
+    /// Waits until no other lab runs (`alone`), or until no lab that must
+    /// run alone does. Without /run/lock there is nothing to coordinate with.
+    pub fn take(alone: bool) -> HostTurn {
+        let _ = std::fs::create_dir_all("/run/lock");
+        let Ok(file) = File::options().create(true).truncate(false).write(true).open(HOST_LOCK) else {
+            return HostTurn(None);
+        };
+        let arg = if alone { FlockArg::LockExclusive } else { FlockArg::LockShared };
+        HostTurn(Flock::lock(file, arg).ok())
+    }
+}
+
+/// Runs `files` with up to `jobs` at once, the labs that must run alone
+/// last; returns their runs in the order of `files`, printing each lab's
+/// output as soon as the labs before it are printed.
+pub fn run_all(files: &[PathBuf], args: &Args, jobs: usize) -> Result<Vec<LabRun>, Failure> {
+    labctl::apply::catch_interrupts();
+    let exe = std::env::current_exe().map_err(|e| Failure::new(EXIT_FAILURE, anyhow!("cannot find labctl: {e}")))?;
+    let scratch = std::env::temp_dir().join(format!("labctl-test-{}", std::process::id()));
+    std::fs::create_dir_all(&scratch)
+        .map_err(|e| Failure::new(EXIT_FAILURE, anyhow!("cannot create {}: {e}", scratch.display())))?;
+    let (alone, together): (Vec<usize>, Vec<usize>) = (0..files.len()).partition(|&i| must_run_alone(&files[i]));
+
+    let (done, finished) = mpsc::channel::<(usize, String, LabRun)>();
+    let runs = std::thread::scope(|scope| {
+        scope.spawn(|| {
+            let child = |i: usize| run_child(&exe, &scratch, &files[i], args, i);
+            let turn = HostTurn::take(false);
+            let queue = Mutex::new(VecDeque::from(together));
+            std::thread::scope(|workers| {
+                for _ in 0..jobs {
+                    workers.spawn(|| {
+                        while let Some(i) = next(&queue) {
+                            let (output, run) = child(i);
+                            let _ = done.send((i, output, run));
+                        }
+                    });
+                }
+            });
+            drop(turn);
+            for i in alone {
+                if labctl::apply::interrupted() {
+                    break;
+                }
+                let _turn = HostTurn::take(true);
+                let (output, run) = child(i);
+                let _ = done.send((i, output, run));
+            }
+            drop(done);
+        });
+        print_in_order(files.len(), finished)
+    });
+    let _ = std::fs::remove_dir_all(&scratch);
+    Ok(runs)
+}
+
+fn next(queue: &Mutex<VecDeque<usize>>) -> Option<usize> {
+    if labctl::apply::interrupted() {
+        return None;
+    }
+    queue.lock().expect("queue lock").pop_front()
+}
+
+/// Prints each lab's output once every lab before it is printed; the runs
+/// come back in list order (labs never started after Ctrl-C are left out).
+fn print_in_order(count: usize, finished: mpsc::Receiver<(usize, String, LabRun)>) -> Vec<LabRun> {
+    let mut waiting = BTreeMap::new();
+    let mut runs = Vec::new();
+    let mut next = 0;
+    for (i, output, run) in finished {
+        waiting.insert(i, (output, run));
+        while let Some((output, run)) = waiting.remove(&next) {
+            print!("{output}");
+            runs.push(run);
+            next += 1;
+        }
+    }
+    // After an interrupt some labs never ran: print what did, in order.
+    for (_, (output, run)) in std::mem::take(&mut waiting) {
+        print!("{output}");
+        runs.push(run);
+    }
+    debug_assert!(runs.len() <= count);
+    runs
+}
+
+/// One lab in a child labctl in a sandbox: its output (stdout and stderr,
+/// interleaved as written) and its run.
+fn run_child(exe: &Path, scratch: &Path, file: &Path, args: &Args, index: usize) -> (String, LabRun) {
+    let records = scratch.join(format!("{index}.json"));
+    let mut command = Command::new(exe);
+    command.arg("test").arg(file).args(["-j", "1"]).arg("--records").arg(&records);
+    if let Some(e) = &args.experiment {
+        command.arg("--experiment").arg(e);
+    }
+    if args.accept {
+        command.arg("--accept");
+    }
+    if let Some(s) = &args.snapshots {
+        command.arg("--snapshots").arg(s);
+    }
+    if let Some(out) = &args.out {
+        command.arg("--out").arg(out);
+    }
+    command.args(args.set.to_args());
+    if let Err(e) = labctl::sys::sandbox::isolate(&mut command) {
+        return (String::new(), LabRun::broken(file, format!("cannot make a sandbox for this lab: {e}")));
+    }
+    let started = Instant::now();
+    let (output, status) = match capture(command) {
+        Ok(done) => done,
+        Err(e) => return (String::new(), LabRun::broken(file, format!("cannot start labctl for this lab: {e}"))),
+    };
+    let run = std::fs::read_to_string(&records)
+        .ok()
+        .and_then(|json| serde_json::from_str::<Vec<LabRun>>(&json).ok())
+        .and_then(|mut runs| runs.pop());
+    let mut run = run.unwrap_or_else(|| {
+        LabRun::broken(file, format!("labctl ended without results ({status}); its output is above"))
+    });
+    run.seconds = started.elapsed().as_secs_f64();
+    (output, run)
+}
+
+/// Runs `command` to its end with stdout and stderr into one pipe, passing
+/// an interrupt on to it (a Ctrl-C at a terminal reaches it by itself).
+fn capture(mut command: Command) -> std::io::Result<(String, std::process::ExitStatus)> {
+    let (mut reader, writer) = std::io::pipe()?;
+    command.stdin(Stdio::null()).stdout(writer.try_clone()?).stderr(writer);
+    let mut child = command.spawn()?;
+    // Close the parent's copies of the write end, or the reader never ends.
+    drop(command);
+    let reading = std::thread::spawn(move || {
+        let mut text = Vec::new();
+        let _ = reader.read_to_end(&mut text);
+        String::from_utf8_lossy(&text).into_owned()
+    });
+    let mut told = false;
+    let status = loop {
+        if let Some(status) = child.try_wait()? {
+            break status;
+        }
+        if labctl::apply::interrupted() && !told {
+            let _ = kill(Pid::from_raw(child.id() as i32), Signal::SIGINT);
+            told = true;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    Ok((reading.join().unwrap_or_default(), status))
+}
