@@ -23,8 +23,17 @@ use nix::fcntl::{Flock, FlockArg};
 use nix::sys::signal::{kill, Signal};
 use nix::unistd::Pid;
 
-use super::test::{Args, LabRun};
 use super::{Failure, EXIT_FAILURE};
+
+/// What a child labctl left of one lab: its output, its records file's
+/// text (None if it wrote none) and how long it took.
+pub struct ChildRun {
+    pub file: PathBuf,
+    pub output: String,
+    pub records: Option<String>,
+    pub status: std::process::ExitStatus,
+    pub seconds: f64,
+}
 
 const HOST_LOCK: &str = "/run/lock/labctl-test.lock";
 
@@ -52,10 +61,11 @@ impl HostTurn {
     }
 }
 
-/// Runs `files` with up to `jobs` at once, the labs that must run alone
-/// last; returns their runs in the order of `files`, printing each lab's
-/// output as soon as the labs before it are printed.
-pub fn run_all(files: &[PathBuf], args: &Args, jobs: usize) -> Result<Vec<LabRun>, Failure> {
+/// Runs `files` with up to `jobs` at once, each as `labctl test <file> -j 1
+/// --records <tmp> <child_args>`, the labs that must run alone last;
+/// returns their runs in the order of `files`, printing each lab's output
+/// as soon as the labs before it are printed.
+pub fn run_all(files: &[PathBuf], child_args: &[std::ffi::OsString], jobs: usize) -> Result<Vec<ChildRun>, Failure> {
     labctl::apply::catch_interrupts();
     let exe = std::env::current_exe().map_err(|e| Failure::new(EXIT_FAILURE, anyhow!("cannot find labctl: {e}")))?;
     let scratch = std::env::temp_dir().join(format!("labctl-test-{}", std::process::id()));
@@ -63,18 +73,17 @@ pub fn run_all(files: &[PathBuf], args: &Args, jobs: usize) -> Result<Vec<LabRun
         .map_err(|e| Failure::new(EXIT_FAILURE, anyhow!("cannot create {}: {e}", scratch.display())))?;
     let (alone, together): (Vec<usize>, Vec<usize>) = (0..files.len()).partition(|&i| must_run_alone(&files[i]));
 
-    let (done, finished) = mpsc::channel::<(usize, String, LabRun)>();
+    let (done, finished) = mpsc::channel::<(usize, ChildRun)>();
     let runs = std::thread::scope(|scope| {
         scope.spawn(|| {
-            let child = |i: usize| run_child(&exe, &scratch, &files[i], args, i);
+            let child = |i: usize| run_child(&exe, &scratch, &files[i], child_args, i);
             let turn = HostTurn::take(false);
             let queue = Mutex::new(VecDeque::from(together));
             std::thread::scope(|workers| {
                 for _ in 0..jobs {
                     workers.spawn(|| {
                         while let Some(i) = next(&queue) {
-                            let (output, run) = child(i);
-                            let _ = done.send((i, output, run));
+                            let _ = done.send((i, child(i)));
                         }
                     });
                 }
@@ -85,8 +94,7 @@ pub fn run_all(files: &[PathBuf], args: &Args, jobs: usize) -> Result<Vec<LabRun
                     break;
                 }
                 let _turn = HostTurn::take(true);
-                let (output, run) = child(i);
-                let _ = done.send((i, output, run));
+                let _ = done.send((i, child(i)));
             }
             drop(done);
         });
@@ -105,63 +113,50 @@ fn next(queue: &Mutex<VecDeque<usize>>) -> Option<usize> {
 
 /// Prints each lab's output once every lab before it is printed; the runs
 /// come back in list order (labs never started after Ctrl-C are left out).
-fn print_in_order(count: usize, finished: mpsc::Receiver<(usize, String, LabRun)>) -> Vec<LabRun> {
+fn print_in_order(count: usize, finished: mpsc::Receiver<(usize, ChildRun)>) -> Vec<ChildRun> {
     let mut waiting = BTreeMap::new();
     let mut runs = Vec::new();
     let mut next = 0;
-    for (i, output, run) in finished {
-        waiting.insert(i, (output, run));
-        while let Some((output, run)) = waiting.remove(&next) {
-            print!("{output}");
+    for (i, run) in finished {
+        waiting.insert(i, run);
+        while let Some(run) = waiting.remove(&next) {
+            super::out::say!("{}", run.output.trim_end_matches('\n'));
             runs.push(run);
             next += 1;
         }
     }
     // After an interrupt some labs never ran: print what did, in order.
-    for (_, (output, run)) in std::mem::take(&mut waiting) {
-        print!("{output}");
+    for (_, run) in std::mem::take(&mut waiting) {
+        super::out::say!("{}", run.output.trim_end_matches('\n'));
         runs.push(run);
     }
     debug_assert!(runs.len() <= count);
     runs
 }
 
-/// One lab in a child labctl in a sandbox: its output (stdout and stderr,
-/// interleaved as written) and its run.
-fn run_child(exe: &Path, scratch: &Path, file: &Path, args: &Args, index: usize) -> (String, LabRun) {
+/// One lab in a child labctl in a sandbox.
+fn run_child(exe: &Path, scratch: &Path, file: &Path, child_args: &[std::ffi::OsString], index: usize) -> ChildRun {
     let records = scratch.join(format!("{index}.json"));
     let mut command = Command::new(exe);
-    command.arg("test").arg(file).args(["-j", "1"]).arg("--records").arg(&records);
-    if let Some(e) = &args.experiment {
-        command.arg("--experiment").arg(e);
-    }
-    if args.accept {
-        command.arg("--accept");
-    }
-    if let Some(s) = &args.snapshots {
-        command.arg("--snapshots").arg(s);
-    }
-    if let Some(out) = &args.out {
-        command.arg("--out").arg(out);
-    }
-    command.args(args.set.to_args());
-    if let Err(e) = labctl::sys::sandbox::isolate(&mut command) {
-        return (String::new(), LabRun::broken(file, format!("cannot make a sandbox for this lab: {e}")));
-    }
+    command.arg("test").arg(file).args(["-j", "1"]).arg("--records").arg(&records).args(child_args);
     let started = Instant::now();
-    let (output, status) = match capture(command) {
+    let done = labctl::sys::sandbox::isolate(&mut command).and_then(|()| capture(command));
+    let (output, status) = match done {
         Ok(done) => done,
-        Err(e) => return (String::new(), LabRun::broken(file, format!("cannot start labctl for this lab: {e}"))),
+        Err(e) => (format!("labctl: cannot start labctl for {} in a sandbox: {e}\n", file.display()), failed_status()),
     };
-    let run = std::fs::read_to_string(&records)
-        .ok()
-        .and_then(|json| serde_json::from_str::<Vec<LabRun>>(&json).ok())
-        .and_then(|mut runs| runs.pop());
-    let mut run = run.unwrap_or_else(|| {
-        LabRun::broken(file, format!("labctl ended without results ({status}); its output is above"))
-    });
-    run.seconds = started.elapsed().as_secs_f64();
-    (output, run)
+    ChildRun {
+        file: file.to_path_buf(),
+        output,
+        records: std::fs::read_to_string(&records).ok(),
+        status,
+        seconds: started.elapsed().as_secs_f64(),
+    }
+}
+
+fn failed_status() -> std::process::ExitStatus {
+    use std::os::unix::process::ExitStatusExt;
+    std::process::ExitStatus::from_raw(1 << 8)
 }
 
 /// Runs `command` to its end with stdout and stderr into one pipe, passing

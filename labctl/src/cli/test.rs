@@ -23,22 +23,22 @@ use super::{parallel, summary, Failure, EXIT_BAD_INPUT, EXIT_FAILURE};
 pub struct Args {
     /// Lab scripts, or folders of them (searched for *.lua; helper modules, which declare no lab or node, are skipped)
     #[arg(default_value = "labs")]
-    pub(super) paths: Vec<PathBuf>,
+    paths: Vec<PathBuf>,
     /// Run only the experiment with this name (exit 2 if no lab declares it)
     #[arg(short, long)]
-    pub(super) experiment: Option<String>,
+    experiment: Option<String>,
     /// Accept new and changed snapshots instead of failing on them
     #[arg(long)]
-    pub(super) accept: bool,
+    accept: bool,
     /// Where snapshots live [default: the nearest `snapshots/` folder in the lab's folder or above,
     /// or at the top of its git repository]
     #[arg(long)]
-    pub(super) snapshots: Option<PathBuf>,
+    snapshots: Option<PathBuf>,
     /// Also write the results as JUnit XML to this file
     #[arg(long)]
     junit: Option<PathBuf>,
     #[command(flatten)]
-    pub(super) set: super::params::SetArgs,
+    set: super::params::SetArgs,
     /// Labs to run at the same time, each in its own throwaway network and
     /// mount namespace; labs declared `lab { exclusive = true }` or using
     /// `x:host_sysctl` still run alone [default: the number of CPUs]
@@ -58,16 +58,16 @@ pub struct Args {
     /// Keep each experiment's artefacts (pcapng captures, SVG charts,
     /// snapshots as text) under DIR/<lab>/<experiment>/
     #[arg(long, value_name = "DIR")]
-    pub(super) out: Option<PathBuf>,
+    out: Option<PathBuf>,
     /// Write the records of this run as JSON to FILE (used by the parent of
     /// a parallel run; no totals are printed)
     #[arg(long, hide = true)]
-    pub(super) records: Option<PathBuf>,
+    records: Option<PathBuf>,
 }
 
 /// One thing that went wrong, located in the lab script.
 #[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
-pub(super) struct Problem {
+struct Problem {
     origin: Origin,
     title: String,
     detail: String,
@@ -78,7 +78,7 @@ pub(super) struct Problem {
 /// One experiment of one lab (or `setup`, a lab that could not be built):
 /// what JUnit, the job summary and the totals are made from.
 #[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
-pub(super) struct Record {
+struct Record {
     lab: String,
     experiment: String,
     seconds: f64,
@@ -94,11 +94,11 @@ impl Record {
 
 /// One lab's run: its records in the order they ran, and how it ended.
 #[derive(Debug, Default, serde::Serialize, serde::Deserialize)]
-pub(super) struct LabRun {
-    pub(super) file: PathBuf,
-    pub(super) records: Vec<Record>,
-    pub(super) interrupted: bool,
-    pub(super) seconds: f64,
+struct LabRun {
+    file: PathBuf,
+    records: Vec<Record>,
+    interrupted: bool,
+    seconds: f64,
     /// The exit status its setup failure means (2: a mistake in the lab).
     status: u8,
     /// Refused as bad input before anything was built: the error and help.
@@ -108,8 +108,22 @@ pub(super) struct LabRun {
 }
 
 impl LabRun {
+    /// What a child of a parallel run reported, or a failure saying it reported nothing.
+    fn from_child(child: parallel::ChildRun) -> LabRun {
+        let mut run = child
+            .records
+            .and_then(|json| serde_json::from_str::<Vec<LabRun>>(&json).ok())
+            .and_then(|mut runs| runs.pop())
+            .unwrap_or_else(|| {
+                let why = format!("labctl ended without results ({}); its output is above", child.status);
+                LabRun::broken(&child.file, why)
+            });
+        run.seconds = child.seconds;
+        run
+    }
+
     /// A lab whose run ended without records of its own (a crashed child).
-    pub(super) fn broken(file: &Path, why: String) -> LabRun {
+    fn broken(file: &Path, why: String) -> LabRun {
         let problem = Problem { origin: Origin::new(file, 1), title: why, detail: String::new(), diff: None };
         let record = Record {
             lab: file.display().to_string(),
@@ -142,11 +156,31 @@ pub fn run(args: Args) -> Result<(), Failure> {
         return Err(Failure::bad_input(anyhow!("-j 0 runs nothing")).help("give -j 1 or more (labs at the same time)"));
     }
     let runs = if jobs > 1 && files.len() > 1 && args.records.is_none() {
-        parallel::run_all(&files, &args, jobs)?
+        let children = parallel::run_all(&files, &child_args(&args), jobs)?;
+        children.into_iter().map(LabRun::from_child).collect()
     } else {
         sequential(&files, &args)
     };
     finish(&args, &runs)
+}
+
+/// The options every child of a parallel run gets (cli/parallel.rs adds the lab).
+fn child_args(args: &Args) -> Vec<std::ffi::OsString> {
+    let mut out: Vec<std::ffi::OsString> = Vec::new();
+    if let Some(e) = &args.experiment {
+        out.extend(["--experiment".into(), e.into()]);
+    }
+    if args.accept {
+        out.push("--accept".into());
+    }
+    if let Some(s) = &args.snapshots {
+        out.extend(["--snapshots".into(), s.into()]);
+    }
+    if let Some(o) = &args.out {
+        out.extend(["--out".into(), o.into()]);
+    }
+    out.extend(args.set.to_args().into_iter().map(Into::into));
+    out
 }
 
 /// The labs one after another in this process, each printed as it runs.
@@ -178,7 +212,7 @@ fn list(files: &[PathBuf]) -> Result<(), Failure> {
 }
 
 /// One lab: build it, run its experiments, judge each result, tear it down.
-pub(super) fn run_lab(file: &Path, args: &Args) -> LabRun {
+fn run_lab(file: &Path, args: &Args) -> LabRun {
     let started = std::time::Instant::now();
     let color = std::io::stdout().is_terminal();
     let github = std::env::var("GITHUB_ACTIONS").is_ok_and(|v| v == "true");

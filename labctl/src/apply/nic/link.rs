@@ -17,7 +17,7 @@ use rtnetlink::packet_route::route::{RouteAttribute, RouteType};
 use rtnetlink::packet_route::AddressFamily;
 use rtnetlink::{Handle, LinkMacVlan, LinkUnspec};
 
-use super::saved::{SavedAddress, VfState};
+use super::saved::{Identity, SavedAddress, VfState};
 use super::NicError;
 use crate::apply::netns::run_in;
 use crate::model::{MacAddr, MacvlanMode};
@@ -80,6 +80,30 @@ impl Live {
             }
         }
         live
+    }
+}
+
+impl Identity {
+    pub fn of(live: &Live) -> Self {
+        Identity {
+            perm_mac: live.perm_mac,
+            parent_bus: live.parent_bus.clone(),
+            parent_dev: live.parent_dev.clone(),
+            ifindex: live.ifindex,
+            mac: live.mac,
+        }
+    }
+
+    /// Is `live` this device? By parent device where it has one (real
+    /// hardware, VFs), else by permanent MAC, else by MAC.
+    pub fn matches(&self, live: &Live) -> bool {
+        if self.parent_dev.is_some() {
+            return live.parent_dev == self.parent_dev && live.parent_bus == self.parent_bus;
+        }
+        if self.perm_mac.is_some() {
+            return live.perm_mac == self.perm_mac;
+        }
+        live.parent_dev.is_none() && live.perm_mac.is_none() && live.mac.is_some() && live.mac == self.mac
     }
 }
 

@@ -10,11 +10,11 @@ use std::path::{Path, PathBuf};
 use ipnet::IpNet;
 use serde::{de::DeserializeOwned, Deserialize, Serialize};
 
-use super::link::Live;
 use super::NicError;
 use crate::model::MacAddr;
 
-/// What identifies a device whatever its name and namespace.
+/// What identifies a device whatever its name and namespace (taken from
+/// and matched against a live device in link.rs).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Identity {
     pub perm_mac: Option<MacAddr>,
@@ -27,28 +27,6 @@ pub struct Identity {
 }
 
 impl Identity {
-    pub fn of(live: &Live) -> Self {
-        Identity {
-            perm_mac: live.perm_mac,
-            parent_bus: live.parent_bus.clone(),
-            parent_dev: live.parent_dev.clone(),
-            ifindex: live.ifindex,
-            mac: live.mac,
-        }
-    }
-
-    /// Is `live` this device? By parent device where it has one (real
-    /// hardware, VFs), else by permanent MAC, else by MAC.
-    pub fn matches(&self, live: &Live) -> bool {
-        if self.parent_dev.is_some() {
-            return live.parent_dev == self.parent_dev && live.parent_bus == self.parent_bus;
-        }
-        if self.perm_mac.is_some() {
-            return live.perm_mac == self.perm_mac;
-        }
-        live.parent_dev.is_none() && live.perm_mac.is_none() && live.mac.is_some() && live.mac == self.mac
-    }
-
     /// The key of the host-wide claim lock: the bus address where there is one.
     pub fn lock_key(&self) -> String {
         match (&self.parent_bus, &self.parent_dev, self.perm_mac, self.mac) {
