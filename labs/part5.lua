@@ -265,7 +265,15 @@ experiment("mtu", function(x)
     ["1500 DF, again"] = verdict(learnt),
     ["1400 DF"] = verdict(fits),
   })
-  x:snapshot("need-frag", table.concat(ip_lines(trace), "\n"))
+  -- Only the ICMP exchange: on a slow machine the last segments of the
+  -- throughput experiment's TCP connection can still reach vpc1 here.
+  local icmp = {}
+  for _, line in ipairs(ip_lines(trace)) do
+    if line:find(" ICMP ", 1, true) then
+      icmp[#icmp + 1] = line
+    end
+  end
+  x:snapshot("need-frag", table.concat(icmp, "\n"))
   x:snapshot("fragmented-on-the-wire", table.concat(esp, "\n"))
 end)
 
