@@ -59,19 +59,16 @@ pub fn load_and_plan_named(
     params: &script::Params,
     name: Option<&str>,
 ) -> Result<(script::Script, plan::Plan), script::ScriptError> {
-    // Validation runs even when some script calls were wrong: every mistake at once.
-    let rename = |lab: &mut model::Lab| {
-        if let Some(name) = name {
-            lab.name = name.to_string();
-        }
-    };
-    let script = script::load_with(path, params, |lab| {
-        let mut lab = lab.clone();
-        rename(&mut lab);
-        validate::validate(&lab).err().map_or_else(Vec::new, |d| d.0)
+    // Validation runs even when some script calls were wrong (every mistake
+    // at once), on the lab as it will be named: namespace names follow it.
+    let named = |lab: &model::Lab| model::Lab { name: name.unwrap_or(&lab.name).to_string(), ..lab.clone() };
+    let mut script = script::load_with(path, params, |lab| match name {
+        Some(_) => validate::validate(&named(lab)).err().map_or_else(Vec::new, |d| d.0),
+        None => validate::validate(lab).err().map_or_else(Vec::new, |d| d.0),
     })?;
-    let mut script = script;
-    rename(&mut script.lab);
+    if let Some(name) = name {
+        script.lab.name = name.to_string();
+    }
     let plan = plan::plan(&script.lab);
     Ok((script, plan))
 }
