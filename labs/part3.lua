@@ -175,7 +175,11 @@ local must = require("commands").must
 --
 -- tx blasts 64 UDP flows (64 source ports) for a second into each of
 -- single, multi and rps, and we count per CPU the packets each CPU took
--- through the receive path (softnet "processed") and how often NET_RX ran.
+-- through the receive path of the receiver's eth0 (`x:path` with per_cpu:
+-- the kernel's netif_receive_skb tracepoint, by CPU, for this one device;
+-- softnet's "processed" would add up every device of the machine, so any
+-- other lab's traffic at the same moment would count too) and how often
+-- NET_RX ran (machine-wide, so only charted).
 --
 -- What to look for (queues__cpus.snap, and cpu-work.svg in the run folder):
 --   * 1 queue: one CPU (tx's, CPU 0) did all the receive work.
@@ -194,17 +198,19 @@ experiment("queues", function(x)
   local list = cpus(x)
   local shapes, work, net_rx = {}, {}, {}
   for _, case in ipairs {
-    { "1 queue", "198.18.1.2" },
-    { "4 queues", "198.18.2.2" },
-    { "4 queues + RPS", "198.18.3.2" },
+    { "1 queue", "single", "198.18.1.2" },
+    { "4 queues", "multi", "198.18.2.2" },
+    { "4 queues + RPS", "rps", "198.18.3.2" },
   } do
-    local label, to = case[1], case[2]
-    local blast
-    local moved = x:delta({ "softnet", "softirqs" }, function()
-      blast = x.tx:blast { to = to, mode = "ring", flows = 64, duration = 1, cpu = SENDER_CPU, sink_cpu = SENDER_CPU }
-    end)
+    local label, receiver, to = case[1], case[2], case[3]
+    local blast, moved
+    local path = x:path(function()
+      moved = x:delta({ "softnet", "softirqs" }, function()
+        blast = x.tx:blast { to = to, mode = "ring", flows = 64, duration = 1, cpu = SENDER_CPU, sink_cpu = SENDER_CPU }
+      end)
+    end, { per_cpu = true })
     x:expect_eq(blast.received, blast.sent, label .. ": packets received")
-    local processed = per_cpu(moved.softnet, list, "%s.processed")
+    local processed = per_cpu(path[receiver .. ":eth0"], list, "rx.%s")
     local raised = per_cpu(moved.softirqs, list, "NET_RX.%s")
     local woken = total(per_cpu(moved.softnet, list, "%s.received_rps"))
     work[#work + 1] = { label, processed }
@@ -213,13 +219,15 @@ experiment("queues", function(x)
       ["CPUs doing at least 10% of the receive work"] = cpus_working(processed, 0.1),
       ["share of the busiest CPU"] = label == "4 queues + RPS" and x.range(top_share(processed), 0.5, 0.9)
         or x.range(top_share(processed), 0.95, 1),
-      ["NET_RX ran on more than one CPU (5% of its runs or more on each)"] = cpus_working(raised, 0.05) > 1,
-      ["RPS woke another CPU"] = woken > 100,
     }
+    if label == "4 queues + RPS" then
+      -- Machine-wide, but only ever more with other traffic: a claim it cannot break.
+      shapes[label]["RPS woke another CPU"] = woken > 100
+    end
   end
   x:snapshot("cpus", shapes)
   x:chart("cpu-work", {
-    title = "Where the receive work ran: packets processed per CPU (softnet)",
+    title = "Where the receive work ran: packets each CPU received on the receiver's eth0",
     unit = "packets",
     bars = work,
   })
@@ -437,26 +445,31 @@ experiment("softirq-hell", function(x)
       { "RPS to CPU 1", "busy", "198.18.6.2", "tx:eth5" },
     } do
       local label, name, to, sender_if = case[1], case[2], case[3], case[4]
-      local blast
-      local moved = x:delta({ "softnet", sender_if }, function()
-        blast = x.tx:blast { to = to, mode = "ring", flows = 64, duration = 1, cpu = SENDER_CPU, sink_cpu = SENDER_CPU }
+      local blast, moved
+      -- Backlog drops counted where they happen, by the drop-reason tracer
+      -- (CPU_BACKLOG at the receiver's eth0), not by softnet's machine-wide
+      -- "dropped": only this lab's packets count.
+      local drops = x:drops(function()
+        moved = x:delta({ "softnet", sender_if }, function()
+          blast = x.tx:blast { to = to, mode = "ring", flows = 64, duration = 1, cpu = SENDER_CPU, sink_cpu = SENDER_CPU }
+        end)
       end)
-      local dropped = total(per_cpu(moved.softnet, list, "%s.dropped"))
+      local dropped = (drops[name .. ":eth0"] or {}).CPU_BACKLOG or 0
       local squeezed = total(per_cpu(moved.softnet, list, "%s.time_squeeze"))
       local refused = moved[sender_if].tx_dropped or 0
       x:expect_eq(blast.received, blast.sent, label .. ": frames the sender counted as sent, received")
       if label == "no RPS" then
         shapes[label] = {
-          ["backlog drops (softnet dropped, all CPUs)"] = dropped,
-          ["time_squeeze, all CPUs"] = squeezed,
+          [("backlog drops at %s:eth0 (CPU_BACKLOG)"):format(name)] = dropped,
           ["frames the veth refused (tx:eth0 tx_dropped)"] = refused,
           ["frames the sender was told to send again (ENOBUFS)"] = blast.send_errors,
         }
       else
         local cpu1 = moved.softnet["cpu1.dropped"] or 0
         shapes[label] = {
-          ["backlog drops (softnet dropped, all CPUs)"] = x.positive(dropped),
-          ["backlog drops on CPU 1"] = x.positive(cpu1),
+          [("backlog drops at %s:eth0 (CPU_BACKLOG)"):format(name)] = x.positive(dropped),
+          -- Machine-wide, but other traffic only adds: claims it cannot break.
+          ["backlog drops on CPU 1 (softnet)"] = x.positive(cpu1),
           ["time_squeeze, all CPUs"] = x.positive(squeezed),
           ["frames the veth refused (tx:eth5 tx_dropped)"] = x.positive(refused),
           ["frames the sender was told to send again (ENOBUFS)"] = x.positive(blast.send_errors),

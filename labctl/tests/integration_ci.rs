@@ -206,6 +206,47 @@ end)"#,
 }
 
 #[test]
+fn a_host_sysctl_window_waits_for_other_labs_measurements_and_only_it_does() {
+    let sb = Sandbox::new();
+    let log = tempfile::tempdir().unwrap();
+    let stamp = |what: &str, secs: &str| {
+        format!(
+            r#"x.a:run{{ "sh", "-c", "echo {what} start $(date +%s%N) >> {log}/log; sleep {secs}; echo {what} end $(date +%s%N) >> {log}/log" }}"#,
+            log = log.path().display()
+        )
+    };
+    let changer = format!(
+        "experiment(\"stamp\", function(x)\n  {}\n  x:host_sysctl({{ [\"net.core.netdev_budget\"] = 299 }}, function()\n    {}\n  end)\nend)",
+        stamp("pre", "1.5"),
+        stamp("window", "1")
+    );
+    let measurer = format!(
+        "experiment(\"stamp\", function(x)\n  {}\n  {}\n  {}\n  {}\nend)",
+        stamp("m1", "0.7"),
+        stamp("m2", "0.7"),
+        stamp("m3", "0.7"),
+        stamp("m4", "0.7")
+    );
+    let repo = scratch_repo(&[("1-changer.lua", tiny_lab("changer", &changer)), ("2-m.lua", tiny_lab("m", &measurer))]);
+    let labs = repo.path().join("labs");
+    let out = sb.labctl(["test", "-j", "2", "--accept", labs.to_str().unwrap(), "-e", "stamp"]);
+    assert_code(&out, 0, "-j 2 with a host_sysctl window");
+    let text = std::fs::read_to_string(log.path().join("log")).unwrap();
+    let at = |what: &str, edge: &str| -> u128 {
+        let line = text.lines().find(|l| l.starts_with(&format!("{what} {edge} "))).unwrap_or_else(|| panic!("{text}"));
+        line.rsplit(' ').next().unwrap().parse().unwrap()
+    };
+    let overlaps = |a: &str, b: &str| at(a, "start") < at(b, "end") && at(b, "start") < at(a, "end");
+    let measurements = ["m1", "m2", "m3", "m4"];
+    // Shared turns overlap: the changer's first command ran beside the other lab's.
+    assert!(measurements.iter().any(|m| overlaps("pre", m)), "{text}");
+    // The machine-wide change met none of them.
+    for m in measurements {
+        assert!(!overlaps("window", m), "{m} ran inside the host_sysctl window:\n{text}");
+    }
+}
+
+#[test]
 fn shards_together_list_every_lab_exactly_once() {
     let all = labctl_list(&[]);
     assert!(all.len() >= 5, "{all:?}");

@@ -28,8 +28,8 @@ use super::kallsyms::Symbols;
 use super::places::Places;
 pub use super::places::{inode, inodes};
 use super::{
-    attach_tracepoints, btf, compile_embedded, load, map_error, missing_map, sum_percpu_hash, watch_namespaces,
-    BpfError, Result,
+    attach_tracepoints, btf, compile_embedded, load, map_error, missing_map, percpu_hash, sum_percpu_hash,
+    watch_namespaces, BpfError, Result,
 };
 
 const SOURCE: &str = include_str!("drops.bpf.c");
@@ -85,6 +85,10 @@ pub struct PathRecord {
     pub ifindex: u32,
     pub rx: u64,
     pub tx: u64,
+    /// `rx` by the CPU that received each packet (index = CPU number): where
+    /// the receive work of this interface ran, unlike softnet's counters,
+    /// which add up every interface of the machine.
+    pub rx_per_cpu: Vec<u64>,
 }
 
 /// Everything the tracer counted.
@@ -190,19 +194,24 @@ impl DropTracer {
             })
             .collect();
 
-        let mut by_if: BTreeMap<(u64, u32), (u64, u64)> = BTreeMap::new();
-        for (key, count) in sum_percpu_hash(&path, "path")? {
-            let entry = by_if.entry((key.netns, key.ifindex)).or_default();
+        let mut by_if: BTreeMap<(u64, u32), PathRecord> = BTreeMap::new();
+        for (key, per_cpu) in percpu_hash(&path, "path")? {
+            let entry = by_if.entry((key.netns, key.ifindex)).or_insert_with(|| PathRecord {
+                netns_inode: key.netns,
+                ifindex: key.ifindex,
+                rx: 0,
+                tx: 0,
+                rx_per_cpu: vec![0; per_cpu.len()],
+            });
+            let count: u64 = per_cpu.iter().sum();
             if key.dir == 0 {
-                entry.0 += count;
+                entry.rx += count;
+                entry.rx_per_cpu = per_cpu;
             } else {
-                entry.1 += count;
+                entry.tx += count;
             }
         }
-        let path = by_if
-            .into_iter()
-            .map(|((netns_inode, ifindex), (rx, tx))| PathRecord { netns_inode, ifindex, rx, tx })
-            .collect();
+        let path = by_if.into_values().collect();
 
         let mut lost_total = 0;
         for slot in 0..2 {
@@ -245,18 +254,24 @@ pub fn by_node(records: &[DropRecord], nodes: &BTreeMap<String, File>, locations
 }
 
 /// Packets each interface received (`rx`) and transmitted (`tx`), by the
-/// kernel's own tracepoints: `{"r1:eth0": {"rx": 3, "tx": 3}}`.
-pub type PathTable = BTreeMap<String, BTreeMap<&'static str, u64>>;
+/// kernel's own tracepoints: `{"r1:eth0": {"rx": 3, "tx": 3}}`; with
+/// `per_cpu`, also what each CPU received: `"rx.cpu0"`, `"rx.cpu1"`, ...
+pub type PathTable = BTreeMap<String, BTreeMap<String, u64>>;
 
 /// Path records in the lab's names, as [`by_node`] names drops.
-pub fn path_by_interface(records: &[PathRecord], nodes: &BTreeMap<String, File>) -> Result<PathTable> {
+pub fn path_by_interface(records: &[PathRecord], nodes: &BTreeMap<String, File>, per_cpu: bool) -> Result<PathTable> {
     let places = Places::of(records.iter().map(|r| (r.netns_inode, r.ifindex)), nodes)?;
     let mut table = PathTable::new();
     for record in records {
         let Some(place) = places.name(record.netns_inode, record.ifindex) else { continue };
         let counts = table.entry(place).or_default();
-        *counts.entry("rx").or_default() += record.rx;
-        *counts.entry("tx").or_default() += record.tx;
+        *counts.entry("rx".into()).or_default() += record.rx;
+        *counts.entry("tx".into()).or_default() += record.tx;
+        if per_cpu {
+            for (cpu, count) in record.rx_per_cpu.iter().enumerate() {
+                *counts.entry(format!("rx.cpu{cpu}")).or_default() += count;
+            }
+        }
     }
     Ok(table)
 }

@@ -147,10 +147,15 @@ fn watch_namespaces<'a>(ebpf: &mut Ebpf, source: &str, inodes: impl IntoIterator
 
 /// Every entry of a per-CPU hash map of `u64` counters, summed over CPUs.
 pub fn sum_percpu_hash<K: Pod>(map: &PerCpuHashMap<MapData, K, u64>, name: &str) -> Result<Vec<(K, u64)>> {
+    Ok(percpu_hash(map, name)?.into_iter().map(|(key, values)| (key, values.iter().sum())).collect())
+}
+
+/// Every entry of a per-CPU hash map with its value on each CPU (index = CPU number).
+pub fn percpu_hash<K: Pod>(map: &PerCpuHashMap<MapData, K, u64>, name: &str) -> Result<Vec<(K, Vec<u64>)>> {
     map.iter()
         .map(|entry| {
             entry
-                .map(|(key, values)| (key, values.iter().sum()))
+                .map(|(key, values)| (key, values.iter().copied().collect()))
                 .map_err(|e| BpfError::Map { map: name.into(), message: error_chain(&e) })
         })
         .collect()

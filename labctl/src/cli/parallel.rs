@@ -4,14 +4,14 @@
 //! order of the lab list; its records come back as JSON and the parent
 //! reports them exactly as a sequential run would.
 //!
-//! Labs that must run alone (`lab { exclusive = true }`, or using
-//! `x:host_sysctl`, which changes what every lab on the machine sees) run
-//! after the others, one at a time. A lock under /run/lock (the machine's,
-//! also seen from sandboxes) holds them off other `labctl test` runs too:
-//! ordinary labs share it, a lab that runs alone takes it whole.
+//! Labs that must run alone (`lab { exclusive = true }`) run after the
+//! others, one at a time, each holding an exclusive turn on the machine
+//! (sys/machine_turn.rs) for its whole run, which holds them off other
+//! `labctl test` runs too. Every other lab takes turns only while it sends,
+//! measures or changes something machine-wide (`x:host_sysctl`'s window is
+//! an exclusive turn), so those labs overlap everywhere else.
 
 use std::collections::{BTreeMap, VecDeque};
-use std::fs::File;
 use std::io::Read;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
@@ -19,7 +19,6 @@ use std::sync::{mpsc, Mutex};
 use std::time::{Duration, Instant};
 
 use anyhow::anyhow;
-use nix::fcntl::{Flock, FlockArg};
 use nix::sys::signal::{kill, Signal};
 use nix::unistd::Pid;
 
@@ -35,49 +34,35 @@ pub struct ChildRun {
     pub seconds: f64,
 }
 
-const HOST_LOCK: &str = "/run/lock/labctl-test.lock";
-
 /// Whether `file`'s lab must run while no other lab runs. A file that does
 /// not load runs with the others (and fails there, with its errors).
 pub fn must_run_alone(file: &Path) -> bool {
-    let Ok(script) = labctl::script::load(file) else { return false };
-    script.lab.exclusive
-        || script.files().iter().any(|f| std::fs::read_to_string(f).is_ok_and(|text| text.contains("host_sysctl")))
-}
-
-/// This run's share of the machine: held while its labs run.
-pub struct HostTurn(#[allow(dead_code)] Option<Flock<File>>);
-
-impl HostTurn {
-    /// Waits until no other lab runs (`alone`), or until no lab that must
-    /// run alone does. Without /run/lock there is nothing to coordinate with.
-    pub fn take(alone: bool) -> HostTurn {
-        let _ = std::fs::create_dir_all("/run/lock");
-        let Ok(file) = File::options().create(true).truncate(false).write(true).open(HOST_LOCK) else {
-            return HostTurn(None);
-        };
-        let arg = if alone { FlockArg::LockExclusive } else { FlockArg::LockShared };
-        HostTurn(Flock::lock(file, arg).ok())
-    }
+    labctl::script::load(file).is_ok_and(|script| script.lab.exclusive)
 }
 
 /// Runs `files` with up to `jobs` at once, each as `labctl test <file> -j 1
-/// --records <tmp> <child_args>`, the labs that must run alone last;
+/// --records <tmp> <child_args>`, started in `start_order` (indices of
+/// `files`, longest first when durations are known), the labs that must run alone last;
 /// returns their runs in the order of `files`, printing each lab's output
 /// as soon as the labs before it are printed.
-pub fn run_all(files: &[PathBuf], child_args: &[std::ffi::OsString], jobs: usize) -> Result<Vec<ChildRun>, Failure> {
+pub fn run_all(
+    files: &[PathBuf],
+    start_order: &[usize],
+    child_args: &[std::ffi::OsString],
+    jobs: usize,
+) -> Result<Vec<ChildRun>, Failure> {
     labctl::apply::catch_interrupts();
     let exe = std::env::current_exe().map_err(|e| Failure::new(EXIT_FAILURE, anyhow!("cannot find labctl: {e}")))?;
     let scratch = std::env::temp_dir().join(format!("labctl-test-{}", std::process::id()));
     std::fs::create_dir_all(&scratch)
         .map_err(|e| Failure::new(EXIT_FAILURE, anyhow!("cannot create {}: {e}", scratch.display())))?;
-    let (alone, together): (Vec<usize>, Vec<usize>) = (0..files.len()).partition(|&i| must_run_alone(&files[i]));
+    let (alone, together): (Vec<usize>, Vec<usize>) =
+        start_order.iter().copied().partition(|&i| must_run_alone(&files[i]));
 
     let (done, finished) = mpsc::channel::<(usize, ChildRun)>();
     let runs = std::thread::scope(|scope| {
         scope.spawn(|| {
             let child = |i: usize| run_child(&exe, &scratch, &files[i], child_args, i);
-            let turn = HostTurn::take(false);
             let queue = Mutex::new(VecDeque::from(together));
             std::thread::scope(|workers| {
                 for _ in 0..jobs {
@@ -88,12 +73,10 @@ pub fn run_all(files: &[PathBuf], child_args: &[std::ffi::OsString], jobs: usize
                     });
                 }
             });
-            drop(turn);
             for i in alone {
                 if labctl::apply::interrupted() {
                     break;
                 }
-                let _turn = HostTurn::take(true);
                 let _ = done.send((i, child(i)));
             }
             drop(done);

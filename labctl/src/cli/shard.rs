@@ -71,19 +71,32 @@ fn key(durations_file: &Path, lab: &Path) -> String {
     lab.strip_prefix(&base).unwrap_or(&lab).display().to_string()
 }
 
+/// Each lab's weight: its recorded seconds; a lab no run has timed yet
+/// counts as an average one.
+fn weights(files: &[PathBuf], durations: &Durations, durations_file: &Path) -> Vec<f64> {
+    let known: Vec<f64> = files.iter().filter_map(|f| durations.get(durations_file, f)).collect();
+    let typical = if known.is_empty() { 1.0 } else { known.iter().sum::<f64>() / known.len() as f64 };
+    files.iter().map(|f| durations.get(durations_file, f).unwrap_or(typical)).collect()
+}
+
+/// The indices of `files`, longest recorded first (ties in path order):
+/// the order that balances shards, and that `test -j` starts labs in, so
+/// the longest lab is not the last to begin.
+pub fn longest_first(files: &[PathBuf], durations: &Durations, durations_file: &Path) -> Vec<usize> {
+    let weight = weights(files, durations, durations_file);
+    let mut order: Vec<usize> = (0..files.len()).collect();
+    order.sort_by(|&a, &b| weight[b].total_cmp(&weight[a]).then_with(|| files[a].cmp(&files[b])));
+    order
+}
+
 /// The labs of `shard`, in the order of `files`.
 pub fn select(files: &[PathBuf], shard: Shard, durations: &Durations, durations_file: &Path) -> Vec<PathBuf> {
-    let known: Vec<f64> = files.iter().filter_map(|f| durations.get(durations_file, f)).collect();
-    // A lab no run has timed yet counts as an average one.
-    let typical = if known.is_empty() { 1.0 } else { known.iter().sum::<f64>() / known.len() as f64 };
-    let weight = |f: &PathBuf| durations.get(durations_file, f).unwrap_or(typical);
-    let mut order: Vec<usize> = (0..files.len()).collect();
-    order.sort_by(|&a, &b| weight(&files[b]).total_cmp(&weight(&files[a])).then_with(|| files[a].cmp(&files[b])));
+    let weight = weights(files, durations, durations_file);
     let mut load = vec![0.0f64; shard.count];
     let mut mine = Vec::new();
-    for i in order {
+    for i in longest_first(files, durations, durations_file) {
         let lightest = (0..shard.count).min_by(|&a, &b| load[a].total_cmp(&load[b])).expect("count >= 1");
-        load[lightest] += weight(&files[i]);
+        load[lightest] += weight[i];
         if lightest + 1 == shard.index {
             mine.push(i);
         }

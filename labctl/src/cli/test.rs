@@ -40,16 +40,18 @@ pub struct Args {
     #[command(flatten)]
     set: super::params::SetArgs,
     /// Labs to run at the same time, each in its own throwaway network and
-    /// mount namespace; labs declared `lab { exclusive = true }` or using
-    /// `x:host_sysctl` still run alone [default: the number of CPUs]
+    /// mount namespace; labs declared `lab { exclusive = true }` still run
+    /// alone, and `x:host_sysctl`'s window waits until no other lab sends or
+    /// measures [default: the number of CPUs]
     #[arg(short = 'j', long, value_name = "N")]
     jobs: Option<usize>,
     /// Run only share K of N of the labs (e.g. 2/3): N jobs with the same
     /// paths together run every lab exactly once
     #[arg(long, value_name = "K/N")]
     shard: Option<Shard>,
-    /// Record how long each lab took in FILE (JSON), and balance --shard by
-    /// it; every job of a matrix must see the same file
+    /// Record how long each lab took in FILE (JSON), balance --shard by it
+    /// and start the longest labs first with -j; every job of a matrix must
+    /// see the same file
     #[arg(long, value_name = "FILE")]
     durations: Option<PathBuf>,
     /// Print the labs and their experiments (after --shard) and run nothing (no root)
@@ -138,10 +140,10 @@ impl LabRun {
 
 pub fn run(args: Args) -> Result<(), Failure> {
     let mut files = session::lab_files(&args.paths)?;
+    let durations_file = args.durations.clone().unwrap_or_default();
+    let durations = Durations::load(&durations_file).map_err(|e| Failure::bad_input(anyhow!(e)))?;
     if let Some(shard) = args.shard {
-        let file = args.durations.clone().unwrap_or_default();
-        let durations = Durations::load(&file).map_err(|e| Failure::bad_input(anyhow!(e)))?;
-        files = shard::select(&files, shard, &durations, &file);
+        files = shard::select(&files, shard, &durations, &durations_file);
     }
     if args.list {
         return list(&files);
@@ -156,7 +158,8 @@ pub fn run(args: Args) -> Result<(), Failure> {
         return Err(Failure::bad_input(anyhow!("-j 0 runs nothing")).help("give -j 1 or more (labs at the same time)"));
     }
     let runs = if jobs > 1 && files.len() > 1 && args.records.is_none() {
-        let children = parallel::run_all(&files, &child_args(&args), jobs)?;
+        let start_order = shard::longest_first(&files, &durations, &durations_file);
+        let children = parallel::run_all(&files, &start_order, &child_args(&args), jobs)?;
         children.into_iter().map(LabRun::from_child).collect()
     } else {
         sequential(&files, &args)
@@ -187,8 +190,9 @@ fn child_args(args: &Args) -> Vec<std::ffi::OsString> {
 fn sequential(files: &[PathBuf], args: &Args) -> Vec<LabRun> {
     let mut runs = Vec::new();
     for file in files {
-        // A parallel run's parent holds the turn for its children.
-        let _turn = args.records.is_none().then(|| parallel::HostTurn::take(parallel::must_run_alone(file)));
+        // A lab that must run alone holds the machine for its whole run; the
+        // others take turns as they send and measure (sys/machine_turn.rs).
+        let _turn = parallel::must_run_alone(file).then(labctl::sys::machine_turn::exclusive);
         let run = run_lab(file, args);
         let stop = run.interrupted;
         runs.push(run);

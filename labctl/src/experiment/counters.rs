@@ -17,6 +17,8 @@ pub(super) fn register<M: UserDataMethods<Runtime>>(methods: &mut M) {
     methods.add_method("delta", |lua, this, (specs, step): (Value, Function)| {
         let specs = names(lua, "x:delta()", specs)?;
         let netns = this.all_netns()?;
+        // The whole window is one turn: no lab changes the machine between the two reads.
+        let _turn = crate::sys::machine_turn::shared();
         let before = look::read(&specs, &netns).map_err(lua_error)?;
         step.call::<()>(())?;
         let after = look::read(&specs, &netns).map_err(lua_error)?;

@@ -50,6 +50,8 @@ fn change_while(this: &Runtime, changes: &Table, body: &Function) -> mlua::Resul
     }
     wanted.sort();
     let lab = this.with_lab(|lab| lab.name.clone());
+    // Every lab sees the change: none may send or measure while it holds.
+    let _turn = crate::sys::machine_turn::exclusive();
     let changed = host_sysctl::change(&lab, &wanted).map_err(error)?;
     let result = body.call::<MultiValue>(());
     let restored = changed.restore();

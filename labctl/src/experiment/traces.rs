@@ -22,6 +22,7 @@ const SETTLE: Duration = Duration::from_millis(50);
 /// step's last packets land, then `stop`s the observer. The observer is
 /// stopped whatever the step did; the step's error wins.
 pub(super) fn observed<T>(step: &Function, stop: impl FnOnce() -> T) -> mlua::Result<T> {
+    let _turn = crate::sys::machine_turn::shared();
     let result = step.call::<()>(());
     std::thread::sleep(SETTLE);
     let stopped = stop();
@@ -59,11 +60,14 @@ pub(super) fn register<M: UserDataMethods<Runtime>>(methods: &mut M) {
         let table = drops::by_node(&traced.drops, &netns, locations);
         lua.to_value(&table.map_err(|e| fail(format!("x:drops(): {e}")))?)
     });
-    // x:path(function() ... end): the packets each interface of the lab received and
-    // transmitted while fn ran, by the kernel's tracepoints: { ["r1:eth0"] = { rx = 3, tx = 3 } }.
-    methods.add_method("path", |lua, this, step: Function| {
+    // x:path(function() ... end, { per_cpu = true }): the packets each interface of the lab
+    // received and transmitted while fn ran, by the kernel's tracepoints:
+    // { ["r1:eth0"] = { rx = 3, tx = 3 } }; per_cpu adds ["rx.cpu0"] = 2, ["rx.cpu1"] = 1, ...
+    methods.add_method("path", |lua, this, (step, opts): (Function, Option<Table>)| {
+        let opts = Options::check(lua, "x:path()", opts, &["per_cpu"])?;
+        let per_cpu = opts.get::<bool>("per_cpu")?.unwrap_or(false);
         let (traced, netns) = trace_kernel(this, "x:path()", &step)?;
-        let table = drops::path_by_interface(&traced.path, &netns);
+        let table = drops::path_by_interface(&traced.path, &netns, per_cpu);
         lua.to_value(&table.map_err(|e| fail(format!("x:path(): {e}")))?)
     });
 }

@@ -9,6 +9,7 @@ use mlua::{Lua, LuaSerdeExt, Table, UserDataMethods, Value};
 use super::command;
 use super::options::Options;
 use super::runtime::{fail, NodeRef};
+use crate::sys::machine_turn;
 use crate::traffic::{self, BlastMode, BlastOptions, PingOptions, TcpFlow, UdpFlow};
 
 /// A command's time limit unless `run` says otherwise.
@@ -20,7 +21,8 @@ pub(super) fn register<M: UserDataMethods<NodeRef>>(methods: &mut M) {
         const VALID: &[&str] = &["count", "size", "interval", "timeout", "ttl", "source"];
         let opts = Options::check(lua, &format!("x.{}:ping()", this.name), opts, VALID)?;
         let to: IpAddr = to.parse().map_err(|_| fail(format!("ping(): {to:?} is not an IP address")))?;
-        let report = this.ping(&ping_options(to, &opts)?)?;
+        let options = ping_options(to, &opts)?;
+        let report = machine_turn::sharing(|| this.ping(&options))?;
         lua.to_value(&report)
     });
     // x.h1:udp{ to = "198.18.1.1", port = 5201, size = 64, count = 1000, rate = 10000, duration = 1 }
@@ -36,8 +38,8 @@ pub(super) fn register<M: UserDataMethods<NodeRef>>(methods: &mut M) {
             rate_pps: opts.get::<u64>("rate")?,
         };
         let (src_ns, dst_ns) = (this.runtime.netns(&this.name)?, this.runtime.netns(&dst)?);
-        let report =
-            traffic::udp_flow(&src_ns, &dst_ns, &flow).map_err(|e| fail(format!("udp from {}: {e}", this.name)))?;
+        let report = machine_turn::sharing(|| traffic::udp_flow(&src_ns, &dst_ns, &flow))
+            .map_err(|e| fail(format!("udp from {}: {e}", this.name)))?;
         lua.to_value(&report)
     });
     // x.h1:tcp{ to = "198.18.1.1", port = 5201, bytes = 1e6 } (or duration = seconds)
@@ -47,8 +49,8 @@ pub(super) fn register<M: UserDataMethods<NodeRef>>(methods: &mut M) {
         let (to, dst) = this.destination(&opts, 5201)?;
         let flow = TcpFlow { to, bytes: opts.get::<u64>("bytes")?, duration: opts.duration("duration")? };
         let (src_ns, dst_ns) = (this.runtime.netns(&this.name)?, this.runtime.netns(&dst)?);
-        let report =
-            traffic::tcp_flow(&src_ns, &dst_ns, &flow).map_err(|e| fail(format!("tcp from {}: {e}", this.name)))?;
+        let report = machine_turn::sharing(|| traffic::tcp_flow(&src_ns, &dst_ns, &flow))
+            .map_err(|e| fail(format!("tcp from {}: {e}", this.name)))?;
         lua.to_value(&report)
     });
     // x.h1:blast{ to = "198.18.1.1", size = 64, duration = "3s", flows = 64, mode = "ring" (or "mmsg", "gso",
@@ -58,8 +60,8 @@ pub(super) fn register<M: UserDataMethods<NodeRef>>(methods: &mut M) {
         let (to, dst) = this.destination(&opts, 9000)?;
         let o = blast_options(to, &opts)?;
         let (src_ns, dst_ns) = (this.runtime.netns(&this.name)?, this.runtime.netns(&dst)?);
-        let report =
-            traffic::blast(&src_ns, &dst_ns, &o).map_err(|e| fail(format!("blast from {}: {e}", this.name)))?;
+        let report = machine_turn::sharing(|| traffic::blast(&src_ns, &dst_ns, &o))
+            .map_err(|e| fail(format!("blast from {}: {e}", this.name)))?;
         lua.to_value(&report)
     });
     // x.h1:run{"ip", "route"} or x.h1:run("ip route") (split on spaces), with { timeout = "5s", cpu = 0 }.
@@ -67,7 +69,8 @@ pub(super) fn register<M: UserDataMethods<NodeRef>>(methods: &mut M) {
         let opts = Options::check(lua, &format!("x.{}:run()", this.name), opts, &["timeout", "cpu"])?;
         let argv = argv(cmd)?;
         let timeout = opts.duration("timeout")?.unwrap_or(RUN_TIMEOUT);
-        this.run(lua, &argv, opts.get::<usize>("cpu")?, timeout)
+        let cpu = opts.get::<usize>("cpu")?;
+        machine_turn::sharing(|| this.run(lua, &argv, cpu, timeout))
     });
 }
 

@@ -8,6 +8,7 @@
 //! /run/labctl/<lab>/                      lab.json, journal, ready (apply/state.rs)
 //! /run/labctl/<lab>/ipsec/<node>/         strongSwan config, socket, pidfile, log
 //! /sys/fs/bpf/labctl/<lab>/<node>-<if>/   an XDP attachment's pins: link, prog, maps/
+//! /run/lock/labctl-test.{lock,gate}       turns on the machine between labs (sys/machine_turn.rs)
 //! ```
 
 use std::path::{Path, PathBuf};
@@ -17,6 +18,13 @@ pub const NETNS_RUN_DIR: &str = "/run/netns";
 
 /// The state directories of running labs.
 pub const STATE_DIR: &str = "/run/labctl";
+
+/// The lock of turns on the machine between labs (sys/machine_turn.rs):
+/// under /run/lock, which sandboxes share with the machine.
+pub const MACHINE_TURN: &str = "/run/lock/labctl-test.lock";
+
+/// The gate in front of [`MACHINE_TURN`] that a lab waiting for an exclusive turn holds.
+pub const MACHINE_GATE: &str = "/run/lock/labctl-test.gate";
 
 /// Where labctl mounts (or finds) the BPF filesystem.
 pub const BPFFS: &str = "/sys/fs/bpf";
