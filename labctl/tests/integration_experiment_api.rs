@@ -53,7 +53,8 @@ fn every_bad_experiment_option_stops_at_its_line_with_the_valid_keys() {
         .collect();
     scripts.sort();
     assert!(scripts.len() >= 15, "the corpus has {} scripts", scripts.len());
-    let scratch = scratch_dir("bad-experiments");
+    let tmp = temp_dir("bad-experiments");
+    let scratch = tmp.path().to_path_buf();
     let mut problems = Vec::new();
     for script in &scripts {
         let name = script.file_stem().unwrap().to_string_lossy().into_owned();
@@ -95,7 +96,8 @@ fn write_lab(dir: &Path, name: &str, body: &str, opts: &str) -> PathBuf {
 fn assert_stopped_by_the_time_limit(test: &str, body: &str) {
     let sb = Sandbox::new();
     let before = sb.host_state();
-    let dir = scratch_dir(test);
+    let tmp = temp_dir(test);
+    let dir = tmp.path().to_path_buf();
     let lab = write_lab(&dir, test, body, r#"{ timeout = "1s" }"#);
     let started = Instant::now();
     let mut c = sb.cmd_in(&dir, labctl_bin());
@@ -133,7 +135,8 @@ fn a_hung_command_is_stopped_by_the_experiment_time_limit() {
 #[test]
 fn an_experiment_timeout_that_is_not_a_duration_is_a_script_error() {
     let sb = Sandbox::new();
-    let dir = scratch_dir("bad-timeout");
+    let tmp = temp_dir("bad-timeout");
+    let dir = tmp.path().to_path_buf();
     let lab = write_lab(&dir, "bad_timeout", "x:sleep(0)", r#"{ timeout = "soon" }"#);
     let out = sb.labctl([Path::new("test"), &lab]);
     let text = format!("{}{}", stdout(&out), stderr(&out));
@@ -154,7 +157,8 @@ fn an_experiment_timeout_that_is_not_a_duration_is_a_script_error() {
 fn with_detaches_what_a_failing_make_attached() {
     let sb = Sandbox::new();
     let before = sb.host_state();
-    let dir = scratch_dir("with-undo");
+    let tmp = temp_dir("with-undo");
+    let dir = tmp.path().to_path_buf();
     let program = repo_root().join("fixtures/xdp/xdp_pass.c");
     let lab = dir.join("with_undo.lua");
     let script = format!(

@@ -68,15 +68,18 @@ impl HostTurn {
 pub fn run_all(files: &[PathBuf], child_args: &[std::ffi::OsString], jobs: usize) -> Result<Vec<ChildRun>, Failure> {
     labctl::apply::catch_interrupts();
     let exe = std::env::current_exe().map_err(|e| Failure::new(EXIT_FAILURE, anyhow!("cannot find labctl: {e}")))?;
-    let scratch = std::env::temp_dir().join(format!("labctl-test-{}", std::process::id()));
-    std::fs::create_dir_all(&scratch)
-        .map_err(|e| Failure::new(EXIT_FAILURE, anyhow!("cannot create {}: {e}", scratch.display())))?;
+    // Removed when dropped, also if a worker panics.
+    let folder = tempfile::Builder::new()
+        .prefix("labctl-test-")
+        .tempdir()
+        .map_err(|e| Failure::new(EXIT_FAILURE, anyhow!("cannot create a temporary folder: {e}")))?;
+    let scratch = folder.path();
     let (alone, together): (Vec<usize>, Vec<usize>) = (0..files.len()).partition(|&i| must_run_alone(&files[i]));
 
     let (done, finished) = mpsc::channel::<(usize, ChildRun)>();
     let runs = std::thread::scope(|scope| {
         scope.spawn(|| {
-            let child = |i: usize| run_child(&exe, &scratch, &files[i], child_args, i);
+            let child = |i: usize| run_child(&exe, scratch, &files[i], child_args, i);
             let turn = HostTurn::take(false);
             let queue = Mutex::new(VecDeque::from(together));
             std::thread::scope(|workers| {
@@ -100,7 +103,6 @@ pub fn run_all(files: &[PathBuf], child_args: &[std::ffi::OsString], jobs: usize
         });
         print_in_order(finished)
     });
-    let _ = std::fs::remove_dir_all(&scratch);
     Ok(runs)
 }
 
