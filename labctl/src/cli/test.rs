@@ -140,7 +140,7 @@ pub fn run(args: Args) -> Result<(), Failure> {
     let mut files = session::lab_files(&args.paths)?;
     if let Some(shard) = args.shard {
         let file = args.durations.clone().unwrap_or_default();
-        let durations = Durations::load(&file).map_err(|e| Failure::bad_input(anyhow!(e)))?;
+        let durations = Durations::load(&file).map_err(Failure::bad_input)?;
         files = shard::select(&files, shard, &durations, &file);
     }
     if args.list {
