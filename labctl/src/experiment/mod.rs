@@ -9,6 +9,7 @@ mod counters;
 mod host_sysctl;
 mod ipsec;
 mod limit;
+mod methods;
 mod observe;
 mod options;
 mod render;
@@ -35,41 +36,6 @@ use crate::script::Script;
 use crate::sys::netns;
 use limit::{Limit, DEFAULT_TIMEOUT};
 use runtime::Runtime;
-
-/// What an experiment's objects offer, for "did you mean" on a misspelt method.
-const METHODS: crate::script::Methods = &[
-    ("a node (x.h1)", &["run", "ping", "udp", "tcp", "blast"]),
-    (
-        "x",
-        &[
-            "snapshot",
-            "expect",
-            "expect_eq",
-            "sleep",
-            "counters",
-            "delta",
-            "neighbours",
-            "routes",
-            "capture",
-            "drops",
-            "path",
-            "host_sysctl",
-            "chart",
-            "ipsec",
-            "ipsec_stop",
-            "ipsec_start",
-            "xdp",
-            "xdp_attach",
-            "xdp_detach",
-            "xdp_events",
-            "map",
-            "map_set",
-            "map_delete",
-            "ifindex",
-            "mac",
-        ],
-    ),
-];
 
 /// A snapshot an experiment took: `x:snapshot(name, value)`.
 #[derive(Debug, Clone, Serialize)]
@@ -183,9 +149,9 @@ fn call_under_limit(
     });
     let result = match function {
         None => Err((Diagnostic::new(experiment.origin.clone(), "experiment function is missing"), false)),
-        Some(function) => function
-            .call::<()>(x)
-            .map_err(|e| (script.diagnostic(&e, experiment.origin.clone(), METHODS), options::is_bad_argument(&e))),
+        Some(function) => function.call::<()>(x).map_err(|e| {
+            (script.diagnostic(&e, experiment.origin.clone(), methods::methods()), options::is_bad_argument(&e))
+        }),
     };
     lua.remove_hook();
     crate::script::set_stopped(lua, false);
