@@ -80,7 +80,8 @@ fn ping(sb: &Sandbox, lab: &str, cpu: &str, count: &str, to: &str) {
 #[test]
 fn by_name_pins_stay_in_the_lab_folder_one_per_interface() {
     let sb = Sandbox::new();
-    let dir = scratch_dir("bpf-pins");
+    let tmp = temp_dir("bpf-pins");
+    let dir = tmp.path().to_path_buf();
     let before = sb.host_state();
     let src = stats("xdp_stats.c");
     let lab_file = lab(
@@ -145,7 +146,8 @@ xdp("h2:eth3", {{ src = {src:?}, prog = "xdp_stats_pass", share_maps = {{ "xdp_s
 #[test]
 fn a_failed_up_pins_nothing_anywhere() {
     let sb = Sandbox::new();
-    let dir = scratch_dir("bpf-failed-up");
+    let tmp = temp_dir("bpf-failed-up");
+    let dir = tmp.path().to_path_buf();
     let before = sb.host_state();
     let unchecked = write(
         &dir,
@@ -182,7 +184,8 @@ fn a_failed_up_pins_nothing_anywhere() {
 #[test]
 fn per_cpu_struct_values_sum_field_by_field_everywhere() {
     let sb = Sandbox::new();
-    let dir = scratch_dir("bpf-struct");
+    let tmp = temp_dir("bpf-struct");
+    let dir = tmp.path().to_path_buf();
     let before = sb.host_state();
     let lab_file = lab(
         &dir,
@@ -241,7 +244,8 @@ end)
 #[test]
 fn editing_an_included_header_recompiles() {
     let sb = Sandbox::new();
-    let dir = scratch_dir("bpf-header");
+    let tmp = temp_dir("bpf-header");
+    let dir = tmp.path().to_path_buf();
     let cache = dir.join("cache");
     let header = write(&dir, "verdict.h", "#define VERDICT XDP_PASS\n");
     let src = write(
@@ -268,7 +272,8 @@ fn editing_an_included_header_recompiles() {
 #[test]
 fn include_and_defines_reach_clang_and_missing_headers_get_help() {
     let sb = Sandbox::new();
-    let dir = scratch_dir("bpf-include");
+    let tmp = temp_dir("bpf-include");
+    let dir = tmp.path().to_path_buf();
     let before = sb.host_state();
     std::fs::create_dir_all(dir.join("inc")).unwrap();
     write(&dir.join("inc"), "answer.h", "#ifndef VERDICT\n#error VERDICT is not defined\n#endif\n");
@@ -315,7 +320,8 @@ fn include_and_defines_reach_clang_and_missing_headers_get_help() {
 #[test]
 fn an_old_style_section_asked_for_says_how_to_rename_it() {
     let sb = Sandbox::new();
-    let dir = scratch_dir("bpf-section");
+    let tmp = temp_dir("bpf-section");
+    let dir = tmp.path().to_path_buf();
     let lab_file = lab(
         &dir,
         "xsec",
@@ -348,7 +354,8 @@ fn an_old_style_section_asked_for_says_how_to_rename_it() {
 #[test]
 fn test_of_a_folder_skips_helper_modules() {
     let sb = Sandbox::new();
-    let dir = scratch_dir("bpf-helpers");
+    let tmp = temp_dir("bpf-helpers");
+    let dir = tmp.path().to_path_buf();
     write(&dir, "helpers.lua", "local M = {}\nfunction M.twice(n) return 2 * n end\nreturn M\n");
     write(
         &dir,
@@ -370,7 +377,8 @@ fn test_of_a_folder_skips_helper_modules() {
 #[test]
 fn ipv6_nodes_are_quiet_after_up() {
     let sb = Sandbox::new();
-    let dir = scratch_dir("bpf-mld");
+    let tmp = temp_dir("bpf-mld");
+    let dir = tmp.path().to_path_buf();
     let before = sb.host_state();
     let file = write(
         &dir,

@@ -152,7 +152,8 @@ fn fail_at_every_step_rolls_back() {
 
 #[test]
 fn two_labs_with_the_same_node_names() {
-    let dir = scratch_dir("twins");
+    let tmp = temp_dir("twins");
+    let dir = tmp.path().to_path_buf();
     let script = |lab: &str| {
         format!(
             "lab {{ name = \"{lab}\" }}\n\
@@ -228,7 +229,8 @@ fn has_file_line(s: &str) -> bool {
 
 #[test]
 fn bad_scripts_exit_2_with_file_line_and_create_nothing() {
-    let dir = scratch_dir("bad");
+    let tmp = temp_dir("bad");
+    let dir = tmp.path().to_path_buf();
     let cases = [
         ("bad_syntax.lua", "local h1 = node(\"h1\")\nlocal x = = 1\n", "bad_syntax.lua:2"),
         ("bad_call.lua", "lab { name = \"badcall\" }\nlocal h1 = node(\"h1\")\nnod(\"h2\")\n", "bad_call.lua:3"),

@@ -4,8 +4,9 @@
 //! - the corpus fixtures/bad_experiments/: every script there calls an `x:`
 //!   or node method with an unknown option key (or a bad duration); the lab
 //!   comes up, the experiment stops at that line with `file:line: error:`
-//!   and a `help:` naming the valid keys, and what the user reads is
-//!   snapshotted, as for fixtures/bad/;
+//!   and a `help:` naming the valid keys, `run` and `test` exit 2 (bad
+//!   input), and what the user reads is snapshotted, as for fixtures/bad/;
+//!   a failing expectation still exits 1;
 //! - the per-experiment time limit stops a `while true do end` and a hung
 //!   command, reports it at the experiment's line, exits 1 and leaves
 //!   nothing behind.
@@ -22,6 +23,13 @@ use common::*;
 fn labctl_run(sb: &Sandbox, file: &Path, out: &Path) -> std::process::Output {
     let mut c = sb.cmd_in(repo_root(), labctl_bin());
     c.arg("run").arg(file).arg("--out").arg(out);
+    output(&mut c)
+}
+
+/// `labctl test FILE` from the repository root, its snapshots in `snapshots`.
+fn labctl_test(sb: &Sandbox, file: &Path, snapshots: &Path) -> std::process::Output {
+    let mut c = sb.cmd_in(repo_root(), labctl_bin());
+    c.arg("test").arg(file).arg("--snapshots").arg(snapshots).env_remove("GITHUB_ACTIONS");
     output(&mut c)
 }
 
@@ -53,15 +61,21 @@ fn every_bad_experiment_option_stops_at_its_line_with_the_valid_keys() {
         .collect();
     scripts.sort();
     assert!(scripts.len() >= 15, "the corpus has {} scripts", scripts.len());
-    let scratch = scratch_dir("bad-experiments");
+    let tmp = temp_dir("bad-experiments");
+    let scratch = tmp.path().to_path_buf();
     let mut problems = Vec::new();
     for script in &scripts {
         let name = script.file_stem().unwrap().to_string_lossy().into_owned();
         let relative = Path::new("fixtures/bad_experiments").join(script.file_name().unwrap());
+        // A bad option is bad input, like a mistake in the lab: exit 2.
         let out = labctl_run(&sb, &relative, &scratch.join(&name));
-        if out.status.code() != Some(1) {
-            problems.push(format!("{name}: expected exit 1\n{}", describe(&out)));
+        if out.status.code() != Some(2) {
+            problems.push(format!("{name}: expected exit 2 from labctl run\n{}", describe(&out)));
             continue;
+        }
+        let tested = labctl_test(&sb, &relative, &scratch.join(&name).join("snapshots"));
+        if tested.status.code() != Some(2) {
+            problems.push(format!("{name}: expected exit 2 from labctl test\n{}", describe(&tested)));
         }
         let text = diagnostics(&stdout(&out));
         let prefix = format!("{}:6: error: ", relative.display());
@@ -74,6 +88,24 @@ fn every_bad_experiment_option_stops_at_its_line_with_the_valid_keys() {
     }
     assert!(problems.is_empty(), "{}", problems.join("\n"));
     sb.assert_clean(&before, "after the bad experiments");
+}
+
+/// A failing expectation is a failed experiment (exit 1), not bad input,
+/// even in an experiment that also passes an option check.
+#[test]
+fn a_failing_expectation_still_exits_1() {
+    let sb = Sandbox::new();
+    let tmp = temp_dir("failing-expectation");
+    let dir = tmp.path().to_path_buf();
+    let lab = write_lab(&dir, "failing", r#"x:sleep("10ms") x:expect_eq(1, 2, "one is two")"#, "{}");
+    let out = sb.labctl([Path::new("run"), &lab, Path::new("--out"), &dir.join("run")]);
+    assert_code(&out, 1, "labctl run of a failing expectation");
+    assert!(stdout(&out).contains("one is two"), "{}", describe(&out));
+    let mut c = sb.labctl_cmd();
+    c.arg("test").arg(&lab).arg("--snapshots").arg(dir.join("snapshots")).env_remove("GITHUB_ACTIONS");
+    let out = output(&mut c);
+    assert_code(&out, 1, "labctl test of a failing expectation");
+    assert!(stdout(&out).contains("one is two"), "{}", describe(&out));
 }
 
 /// A lab of two hosts whose one experiment is `body`, with `opts` as the
@@ -95,7 +127,8 @@ fn write_lab(dir: &Path, name: &str, body: &str, opts: &str) -> PathBuf {
 fn assert_stopped_by_the_time_limit(test: &str, body: &str) {
     let sb = Sandbox::new();
     let before = sb.host_state();
-    let dir = scratch_dir(test);
+    let tmp = temp_dir(test);
+    let dir = tmp.path().to_path_buf();
     let lab = write_lab(&dir, test, body, r#"{ timeout = "1s" }"#);
     let started = Instant::now();
     let mut c = sb.cmd_in(&dir, labctl_bin());
@@ -133,7 +166,8 @@ fn a_hung_command_is_stopped_by_the_experiment_time_limit() {
 #[test]
 fn an_experiment_timeout_that_is_not_a_duration_is_a_script_error() {
     let sb = Sandbox::new();
-    let dir = scratch_dir("bad-timeout");
+    let tmp = temp_dir("bad-timeout");
+    let dir = tmp.path().to_path_buf();
     let lab = write_lab(&dir, "bad_timeout", "x:sleep(0)", r#"{ timeout = "soon" }"#);
     let out = sb.labctl([Path::new("test"), &lab]);
     let text = format!("{}{}", stdout(&out), stderr(&out));
@@ -154,7 +188,8 @@ fn an_experiment_timeout_that_is_not_a_duration_is_a_script_error() {
 fn with_detaches_what_a_failing_make_attached() {
     let sb = Sandbox::new();
     let before = sb.host_state();
-    let dir = scratch_dir("with-undo");
+    let tmp = temp_dir("with-undo");
+    let dir = tmp.path().to_path_buf();
     let program = repo_root().join("fixtures/xdp/xdp_pass.c");
     let lab = dir.join("with_undo.lua");
     let script = format!(

@@ -141,7 +141,8 @@ fn down_after_kill_9_of_up_stops_the_daemons() -> Outcome {
 /// `labctl test labs/part5.lua` against the committed snapshots, from a
 /// scratch copy (a failure leaves its `.snap.new` there, not in the repo).
 fn part5_passes_against_its_committed_snapshots() -> Outcome {
-    let root = scratch_dir("test-part5");
+    let tmp = temp_dir("test-part5");
+    let root = tmp.path().to_path_buf();
     std::fs::create_dir_all(root.join("labs")).unwrap();
     let lab = root.join("labs/part5.lua");
     std::fs::copy(part5(), &lab).unwrap();
@@ -194,7 +195,8 @@ fn kernel_backend_tunnel_or_skip() -> Outcome {
     if esp["ok"] != true {
         return Outcome::Skipped(format!("kernel has no ESP (INET_ESP): {}", esp["detail"].as_str().unwrap_or("?")));
     }
-    let dir = scratch_dir("esp");
+    let tmp = temp_dir("esp");
+    let dir = tmp.path().to_path_buf();
     let file = dir.join("esp.lua");
     std::fs::write(&file, KERNEL_LAB).unwrap();
     let before = sb.host_state();

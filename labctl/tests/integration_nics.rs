@@ -84,7 +84,8 @@ fn up(sb: &Sandbox, lab: &Path, extra: &[&str]) -> std::process::Output {
 fn a_claimed_nic_is_renamed_addressed_and_restored_exactly() {
     let sb = Sandbox::new();
     stand_in(&sb);
-    let dir = scratch_dir("nic-claim");
+    let tmp = temp_dir("nic-claim");
+    let dir = tmp.path().to_path_buf();
     let lab = write_lab(&dir, "claim", CLAIM);
     let before = sb.host_state();
     assert_code(&up(&sb, &lab, &["--set", "nic=hostnic"]), 0, "labctl up");
@@ -117,7 +118,8 @@ fn a_claimed_nic_is_renamed_addressed_and_restored_exactly() {
 fn rollback_and_kill_9_at_every_step_then_down_restore_the_nic() {
     let sb = Sandbox::new();
     stand_in(&sb);
-    let dir = scratch_dir("nic-kill");
+    let tmp = temp_dir("nic-kill");
+    let dir = tmp.path().to_path_buf();
     let lab = write_lab(&dir, "claim", CLAIM);
     let steps = stdout(&sb.labctl(["plan", "--json", lab.to_str().unwrap()]));
     let steps = serde_json::from_str::<serde_json::Value>(&steps).unwrap()["steps"].as_array().unwrap().len();
@@ -146,7 +148,8 @@ fn rollback_and_kill_9_at_every_step_then_down_restore_the_nic() {
 fn nics_the_host_uses_or_that_do_not_exist_are_refused_before_anything_is_created() {
     let sb = Sandbox::new();
     stand_in(&sb);
-    let dir = scratch_dir("nic-refuse");
+    let tmp = temp_dir("nic-refuse");
+    let dir = tmp.path().to_path_buf();
     let lab = write_lab(&dir, "claim", CLAIM);
     let lab_arg = lab.to_str().unwrap();
 
@@ -183,7 +186,8 @@ fn an_altname_naming_another_interface_of_the_node_is_refused() {
     let sb = Sandbox::new();
     stand_in(&sb);
     sb.sh_ok("ip link property add dev hostnic altname eth0");
-    let dir = scratch_dir("nic-altname");
+    let tmp = temp_dir("nic-altname");
+    let dir = tmp.path().to_path_buf();
     let lab = write_lab(&dir, "claim", CLAIM);
     let before = sb.host_state();
     let err = refused(up(&sb, &lab, &["--set", "nic=hostnic"]), "an altname clash");
@@ -196,7 +200,8 @@ fn a_macvlan_shares_a_nic_the_host_keeps() {
     let sb = Sandbox::new();
     stand_in(&sb);
     sb.sh_ok("ip addr add 198.18.50.1/24 dev hostnic");
-    let dir = scratch_dir("nic-macvlan");
+    let tmp = temp_dir("nic-macvlan");
+    let dir = tmp.path().to_path_buf();
     let lab = write_lab(
         &dir,
         "mv",

@@ -7,6 +7,9 @@
 //! `x:host_sysctl` comes back after the function, an error, or a kill -9
 //! followed by `down`.
 //!
+//! The command lines run through assert_cmd on top of the sandbox's
+//! prepared `Command` (its `pre_exec` joins the sandbox's namespaces).
+//!
 //! The part2 tests work on a copy of the lab and its snapshots in a scratch
 //! folder (labs/ beside snapshots/, the repository's layout, so `labctl test`
 //! finds the copied snapshots by itself): pending `.snap.new` files and
@@ -18,19 +21,25 @@ use std::path::PathBuf;
 use std::process::Stdio;
 use std::time::{Duration, Instant};
 
+use assert_cmd::assert::Assert;
 use common::*;
 use nix::sys::signal::{kill, Signal};
 use nix::unistd::Pid;
+use predicates::prelude::*;
+use predicates::str::contains;
 
 /// A scratch copy of labs/part2.lua and snapshots/part2/.
 struct Part2Copy {
+    /// Removed with the copy, also when the test fails.
+    _tmp: tempfile::TempDir,
     root: PathBuf,
     lab: PathBuf,
 }
 
 impl Part2Copy {
     fn new(test: &str) -> Part2Copy {
-        let root = scratch_dir(test);
+        let tmp = temp_dir(test);
+        let root = tmp.path().to_path_buf();
         std::fs::create_dir_all(root.join("labs")).unwrap();
         let lab = root.join("labs/part2.lua");
         std::fs::copy(lab_path("part2.lua"), &lab).unwrap();
@@ -46,7 +55,7 @@ impl Part2Copy {
             }
         }
         assert!(copied > 0, "no committed snapshots in {}", committed.display());
-        Part2Copy { root, lab }
+        Part2Copy { _tmp: tmp, root, lab }
     }
 
     fn text(&self) -> String {
@@ -86,11 +95,16 @@ impl Part2Copy {
 }
 
 /// `labctl test ARGS...` in the sandbox, outside GitHub Actions whatever the
-/// environment of the test run.
-fn labctl_test(sb: &Sandbox, args: &[&std::ffi::OsStr]) -> std::process::Output {
+/// environment of the test run, run to its end for assertions.
+fn labctl_test(sb: &Sandbox, args: &[&std::ffi::OsStr]) -> Assert {
     let mut c = sb.labctl_cmd();
     c.arg("test").args(args).env_remove("GITHUB_ACTIONS");
-    output(&mut c)
+    asserting(c).assert()
+}
+
+/// The standard output of a finished command, for assertions on its lines.
+fn stdout_of(done: &Assert) -> String {
+    String::from_utf8_lossy(&done.get_output().stdout).into_owned()
 }
 
 #[test]
@@ -99,15 +113,15 @@ fn part2_passes_against_its_committed_snapshots() {
     let sb = Sandbox::new();
     let before = sb.host_state();
 
-    let out = labctl_test(&sb, &[copy.lab.as_os_str()]);
-    let stdout = assert_code(&out, 0, "labctl test labs/part2.lua (run it yourself to see the diff)");
+    // (run `labctl test labs/part2.lua` yourself to see the diff)
+    let done = labctl_test(&sb, &[copy.lab.as_os_str()]).success().stdout(contains("test: 4 passed, 0 failed"));
+    let stdout = stdout_of(&done);
     for experiment in ["one-ping ", "one-ping6", "drops", "softirq"] {
         assert!(
             stdout.lines().any(|l| l.trim_start().starts_with(experiment) && l.contains(" ok ")),
             "experiment {experiment} did not pass:\n{stdout}"
         );
     }
-    assert!(stdout.contains("test: 4 passed, 0 failed"), "{stdout}");
     assert!(copy.pending().is_empty(), "pending snapshots after a pass: {:?}", copy.pending());
     sb.assert_clean(&before, "after labctl test labs/part2.lua");
 }
@@ -121,9 +135,10 @@ fn part2_ipv6_experiment_repeats_exactly() {
     let copy = Part2Copy::new("test-part2-v6");
     let sb = Sandbox::new();
     for round in 1..=3 {
-        let out = labctl_test(&sb, &[copy.lab.as_os_str(), "-e".as_ref(), "one-ping6".as_ref()]);
-        let stdout = assert_code(&out, 0, &format!("round {round} of labctl test -e one-ping6"));
-        assert!(stdout.contains("test: 1 passed, 0 failed"), "round {round}:\n{stdout}");
+        eprintln!("round {round} of labctl test -e one-ping6");
+        labctl_test(&sb, &[copy.lab.as_os_str(), "-e".as_ref(), "one-ping6".as_ref()])
+            .success()
+            .stdout(contains("test: 1 passed, 0 failed"));
         assert!(copy.pending().is_empty(), "round {round}: pending snapshots {:?}", copy.pending());
     }
 }
@@ -138,10 +153,12 @@ fn a_broken_lab_fails_with_a_diff_naming_the_counter_and_the_line() {
     let sb = Sandbox::new();
     let before = sb.host_state();
 
-    let out = labctl_test(&sb, &[copy.lab.as_os_str(), "-e".as_ref(), "one-ping".as_ref()]);
-    let stdout = assert_code(&out, 1, "labctl test of a broken part2");
     let at = format!("part2.lua:{line}: snapshot \"snmp\" changed");
-    assert!(stdout.contains(&at), "no {at:?} in:\n{stdout}");
+    let done = labctl_test(&sb, &[copy.lab.as_os_str(), "-e".as_ref(), "one-ping".as_ref()])
+        .code(1)
+        .stdout(contains(at))
+        .stdout(contains("::error").not());
+    let stdout = stdout_of(&done);
     // h3's echo reply is gone, and r1 forwarded the request only.
     let diff_line =
         |sign: char, text: &str| stdout.lines().any(|l| l.trim_start().starts_with(sign) && l.contains(text));
@@ -151,7 +168,6 @@ fn a_broken_lab_fails_with_a_diff_naming_the_counter_and_the_line() {
     // the diff compares whole lines).
     assert!(diff_line('-', "ICMP echo reply seq 1 ttl 63"), "trace diff:\n{stdout}");
     assert!(!diff_line('+', "ICMP echo request seq 1 ttl 63"), "trace diff shows an unchanged line:\n{stdout}");
-    assert!(!stdout.contains("::error"), "annotations outside GitHub Actions:\n{stdout}");
     assert!(copy.pending().contains(&"one-ping__snmp.snap.new".to_string()), "{:?}", copy.pending());
 
     // In GitHub Actions: the same failures as annotations on the lab's
@@ -159,10 +175,8 @@ fn a_broken_lab_fails_with_a_diff_naming_the_counter_and_the_line() {
     let junit = copy.root.join("junit.xml");
     let mut c = sb.labctl_cmd();
     c.arg("test").arg(&copy.lab).args(["-e", "one-ping", "--junit"]).arg(&junit).env("GITHUB_ACTIONS", "true");
-    let out = output(&mut c);
-    let stdout = assert_code(&out, 1, "labctl test of a broken part2 in GitHub Actions");
     let annotation = format!("::error file={},line={line}::snapshot \"snmp\" changed", copy.lab.display());
-    assert!(stdout.contains(&annotation), "no {annotation:?} in:\n{stdout}");
+    asserting(c).assert().code(1).stdout(contains(annotation));
     let xml = std::fs::read_to_string(&junit).unwrap_or_else(|e| panic!("no JUnit file {}: {e}", junit.display()));
     assert!(xml.contains("<testsuite name=\"part2\""), "{xml}");
     assert!(xml.contains("<testcase name=\"one-ping\""), "{xml}");
@@ -186,42 +200,42 @@ fn a_new_snapshot_fails_until_reviewed_and_accepted() {
     let sb = Sandbox::new();
     let before = sb.host_state();
 
-    let out = labctl_test(&sb, &[copy.lab.as_os_str(), "-e".as_ref(), "routes".as_ref()]);
-    let stdout = assert_code(&out, 1, "labctl test with a new snapshot");
     let at = format!("part2.lua:{line}: new snapshot \"h3\"");
-    assert!(stdout.contains(&at), "no {at:?} in:\n{stdout}");
-    assert!(stdout.contains("default via 198.18.1.254"), "the new snapshot is not shown:\n{stdout}");
+    labctl_test(&sb, &[copy.lab.as_os_str(), "-e".as_ref(), "routes".as_ref()])
+        .code(1)
+        .stdout(contains(at))
+        .stdout(contains("default via 198.18.1.254"));
     assert!(pending.is_file(), "no {} after a new snapshot", pending.display());
     assert!(!committed.exists(), "{} written without --accept", committed.display());
 
     // `labctl review` (from the folder holding snapshots/, like the repo root) shows it ...
     let mut c = sb.cmd_in(&copy.root, labctl_bin());
     c.arg("review");
-    let out = output(&mut c);
-    let shown = assert_code(&out, 0, "labctl review");
-    assert!(shown.contains("routes__h3.snap (new)") && shown.contains("+  default via 198.18.1.254"), "{shown}");
+    asserting(c)
+        .assert()
+        .success()
+        .stdout(contains("routes__h3.snap (new)").and(contains("+  default via 198.18.1.254")));
     assert!(pending.is_file(), "review without --accept settled {}", pending.display());
 
     // ... and --accept makes it the committed one
     let mut c = sb.cmd_in(&copy.root, labctl_bin());
     c.args(["review", "--accept"]);
-    let out = output(&mut c);
-    let accepted = assert_code(&out, 0, "labctl review --accept");
-    assert!(accepted.contains("accepted"), "{accepted}");
+    asserting(c).assert().success().stdout(contains("accepted"));
     assert!(!pending.exists(), "{} left after review --accept", pending.display());
     let snap = std::fs::read_to_string(&committed).unwrap();
     assert!(snap.contains("default via 198.18.1.254") && !snap.contains("assertion_line"), "{snap}");
 
-    let out = labctl_test(&sb, &[copy.lab.as_os_str(), "-e".as_ref(), "routes".as_ref()]);
-    let stdout = assert_code(&out, 0, "labctl test after review --accept");
-    assert!(stdout.contains("test: 1 passed, 0 failed"), "{stdout}");
+    labctl_test(&sb, &[copy.lab.as_os_str(), "-e".as_ref(), "routes".as_ref()])
+        .success()
+        .stdout(contains("test: 1 passed, 0 failed"));
     assert!(copy.pending().is_empty(), "{:?}", copy.pending());
     sb.assert_clean(&before, "after the new-snapshot round trip");
 }
 
 #[test]
 fn ctrl_c_during_an_experiment_tears_the_lab_down() {
-    let dir = scratch_dir("test-interrupt");
+    let tmp = temp_dir("test-interrupt");
+    let dir = tmp.path().to_path_buf();
     let lab = dir.join("sleepy.lua");
     std::fs::write(
         &lab,
@@ -275,7 +289,8 @@ fn host_sysctls_come_back_after_the_function_after_an_error_and_after_a_kill() {
     let original = host_netdev_budget();
     // One more than now: harmless to anything else running on the machine.
     let changed = original + 1;
-    let dir = scratch_dir("test-host-sysctl");
+    let tmp = temp_dir("test-host-sysctl");
+    let dir = tmp.path().to_path_buf();
     let lab = dir.join("hostsys.lua");
     std::fs::write(
         &lab,
@@ -308,16 +323,15 @@ fn host_sysctls_come_back_after_the_function_after_an_error_and_after_a_kill() {
     };
 
     // An error inside the function: reported at its line, the value restored.
-    let out = output(&mut run("fails-inside"));
-    assert_code(&out, 1, "an experiment that fails inside x:host_sysctl");
-    assert!(stdout(&out).contains("hostsys.lua:7:") && stdout(&out).contains("stops inside"), "{}", describe(&out));
+    asserting(run("fails-inside")).assert().code(1).stdout(contains("hostsys.lua:7:").and(contains("stops inside")));
     assert_eq!(host_netdev_budget(), original, "restored after the error");
 
     // Not machine-wide: refused, with the list of what is, before any change.
-    let out = output(&mut run("not-machine-wide"));
-    assert_code(&out, 1, "a sysctl that is not machine-wide");
-    assert!(stdout(&out).contains("hostsys.lua:14:"), "{}", describe(&out));
-    assert!(stdout(&out).contains("net.core.netdev_max_backlog"), "{}", describe(&out));
+    asserting(run("not-machine-wide"))
+        .assert()
+        .code(1)
+        .stdout(contains("hostsys.lua:14:"))
+        .stdout(contains("net.core.netdev_max_backlog"));
     assert_eq!(host_netdev_budget(), original);
 
     // kill -9 inside the function: the value stays changed until `down`.

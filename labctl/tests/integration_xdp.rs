@@ -99,7 +99,8 @@ fn step_number(sb: &Sandbox, file: &Path, kind: &str) -> usize {
 #[test]
 fn every_fixture_compiles_and_attaches_natively() {
     let sb = Sandbox::new();
-    let dir = scratch_dir("xdp-fixtures");
+    let tmp = temp_dir("xdp-fixtures");
+    let dir = tmp.path().to_path_buf();
     let before = sb.host_state();
     let all = fixtures();
     assert!(all.len() >= 6, "fixtures/xdp has {} programs", all.len());
@@ -138,7 +139,8 @@ fn every_fixture_compiles_and_attaches_natively() {
 #[test]
 fn native_attach_counts_packets_and_down_detaches() {
     let sb = Sandbox::new();
-    let dir = scratch_dir("xdp-count");
+    let tmp = temp_dir("xdp-count");
+    let dir = tmp.path().to_path_buf();
     let before = sb.host_state();
     let lab = two_nodes(
         &dir,
@@ -199,7 +201,8 @@ fn native_attach_counts_packets_and_down_detaches() {
 #[test]
 fn kill_9_at_the_attach_step_then_down_cleans_up() {
     let sb = Sandbox::new();
-    let dir = scratch_dir("xdp-abort");
+    let tmp = temp_dir("xdp-abort");
+    let dir = tmp.path().to_path_buf();
     let lab = two_nodes(
         &dir,
         "xabort",
@@ -240,7 +243,8 @@ fn kill_9_at_the_attach_step_then_down_cleans_up() {
 #[test]
 fn a_failing_attach_step_rolls_back() {
     let sb = Sandbox::new();
-    let dir = scratch_dir("xdp-fail");
+    let tmp = temp_dir("xdp-fail");
+    let dir = tmp.path().to_path_buf();
     let lab = two_nodes(
         &dir,
         "xfail",
@@ -264,7 +268,8 @@ fn a_failing_attach_step_rolls_back() {
 #[test]
 fn bad_programs_stop_up_before_anything_exists() {
     let sb = Sandbox::new();
-    let dir = scratch_dir("xdp-bad");
+    let tmp = temp_dir("xdp-bad");
+    let dir = tmp.path().to_path_buf();
     let before = sb.host_state();
     let broken = write(
         &dir,
@@ -325,7 +330,8 @@ fn bad_programs_stop_up_before_anything_exists() {
 #[test]
 fn experiments_attach_programs_and_read_and_write_maps() {
     let sb = Sandbox::new();
-    let dir = scratch_dir("xdp-runtime");
+    let tmp = temp_dir("xdp-runtime");
+    let dir = tmp.path().to_path_buf();
     let before = sb.host_state();
     let drop_port = fixture("xdp_drop_port.c").display().to_string();
     let lab = two_nodes(
@@ -371,7 +377,8 @@ end)
 #[test]
 fn down_unpins_a_program_an_experiment_left_attached() {
     let sb = Sandbox::new();
-    let dir = scratch_dir("xdp-left");
+    let tmp = temp_dir("xdp-left");
+    let dir = tmp.path().to_path_buf();
     let lab = two_nodes(
         &dir,
         "xleft",

@@ -244,13 +244,11 @@ fn capture_lines(w: &World) {
 }
 
 fn pcapng_round_trip(w: &World) {
-    let dir = std::env::temp_dir().join(format!("labctl-observe-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
-    let path = dir.join("ping.pcapng");
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("ping.pcapng");
     let mut all: Vec<Packet> = w.h1_packets.iter().chain(&w.r1_packets).cloned().collect();
     pcapng::write_file(&path, &all).unwrap();
     let back = pcapng::read_file(&path).unwrap();
-    std::fs::remove_dir_all(&dir).unwrap();
     all.sort_by_key(|p| p.ts_ns);
     assert_eq!(back, all);
     assert!(back.iter().all(|p| p.ts_ns > 1_600_000_000_000_000_000), "kernel wall-clock timestamps in ns");

@@ -41,7 +41,9 @@ Exit status:
      (anything created was rolled back)
   2  bad input: an error in the lab script or the command line (an experiment
      name the lab does not declare, too), or a lab or namespace name already
-     in use (also for run and test); nothing was created, no run folder either
+     in use (also for run and test); nothing was created, no run folder either.
+     Also an unknown option or wrong option value of an x: method in run and
+     test (found while the experiment runs; the lab is torn down)
   3  missing privileges: run as root (or with CAP_NET_ADMIN and CAP_SYS_ADMIN)
   130 interrupted (Ctrl-C) during up, run or test; the lab was torn down
   `labctl test` exits 1 when any experiment fails or any snapshot differs.

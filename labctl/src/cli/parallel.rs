@@ -53,16 +53,19 @@ pub fn run_all(
 ) -> Result<Vec<ChildRun>, Failure> {
     labctl::apply::catch_interrupts();
     let exe = std::env::current_exe().map_err(|e| Failure::new(EXIT_FAILURE, anyhow!("cannot find labctl: {e}")))?;
-    let scratch = std::env::temp_dir().join(format!("labctl-test-{}", std::process::id()));
-    std::fs::create_dir_all(&scratch)
-        .map_err(|e| Failure::new(EXIT_FAILURE, anyhow!("cannot create {}: {e}", scratch.display())))?;
+    // Removed when dropped, also if a worker panics.
+    let folder = tempfile::Builder::new()
+        .prefix("labctl-test-")
+        .tempdir()
+        .map_err(|e| Failure::new(EXIT_FAILURE, anyhow!("cannot create a temporary folder: {e}")))?;
+    let scratch = folder.path();
     let (alone, together): (Vec<usize>, Vec<usize>) =
         start_order.iter().copied().partition(|&i| must_run_alone(&files[i]));
 
     let (done, finished) = mpsc::channel::<(usize, ChildRun)>();
     let runs = std::thread::scope(|scope| {
         scope.spawn(|| {
-            let child = |i: usize| run_child(&exe, &scratch, &files[i], child_args, i);
+            let child = |i: usize| run_child(&exe, scratch, &files[i], child_args, i);
             let queue = Mutex::new(VecDeque::from(together));
             std::thread::scope(|workers| {
                 for _ in 0..jobs {
@@ -83,7 +86,6 @@ pub fn run_all(
         });
         print_in_order(finished)
     });
-    let _ = std::fs::remove_dir_all(&scratch);
     Ok(runs)
 }
 

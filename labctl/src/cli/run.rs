@@ -67,7 +67,10 @@ pub fn run(args: Args) -> Result<(), Failure> {
     }
     let failed = outcome.results.iter().filter(|r| r.error.is_some() || !r.failed.is_empty()).count();
     if failed > 0 {
-        return Err(Failure::new(EXIT_FAILURE, anyhow!("{failed} experiment(s) failed")));
+        // A bad option of an `x:` method is a mistake in the lab file, as in `up`.
+        let bad_input = outcome.results.iter().any(|r| r.bad_input);
+        let status = if bad_input { super::EXIT_BAD_INPUT } else { EXIT_FAILURE };
+        return Err(Failure::new(status, anyhow!("{failed} experiment(s) failed")));
     }
     Ok(())
 }

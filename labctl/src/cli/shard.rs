@@ -39,13 +39,12 @@ pub struct Durations(BTreeMap<String, f64>);
 
 impl Durations {
     /// The recorded durations, or none when the file does not exist yet.
-    pub fn load(path: &Path) -> Result<Durations, String> {
+    pub fn load(path: &Path) -> anyhow::Result<Durations> {
         match std::fs::read_to_string(path) {
-            Ok(text) => {
-                serde_json::from_str(&text).map_err(|e| format!("{}: not a durations file: {e}", path.display()))
-            }
+            Ok(text) => serde_json::from_str(&text)
+                .map_err(|e| anyhow::anyhow!("{}: not a durations file: {e}", path.display())),
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(Durations::default()),
-            Err(e) => Err(format!("cannot read {}: {e}", path.display())),
+            Err(e) => Err(anyhow::anyhow!("cannot read {}: {e}", path.display())),
         }
     }
 

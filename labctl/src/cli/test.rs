@@ -141,7 +141,7 @@ impl LabRun {
 pub fn run(args: Args) -> Result<(), Failure> {
     let mut files = session::lab_files(&args.paths)?;
     let durations_file = args.durations.clone().unwrap_or_default();
-    let durations = Durations::load(&durations_file).map_err(|e| Failure::bad_input(anyhow!(e)))?;
+    let durations = Durations::load(&durations_file).map_err(Failure::bad_input)?;
     if let Some(shard) = args.shard {
         files = shard::select(&files, shard, &durations, &durations_file);
     }
@@ -225,9 +225,11 @@ fn run_lab(file: &Path, args: &Args) -> LabRun {
     let source = relative_to(file, root.parent().unwrap_or(Path::new(".")));
     let mut records = Vec::new();
     let mut pending = 0usize;
+    let mut bad_input = false;
     let mut report = |script: &Script, result: &ExperimentResult| {
         let (problems, new_or_changed) = judge(&store, script, result, &source, args.accept);
         pending += new_or_changed;
+        bad_input |= result.bad_input;
         let mark = if problems.is_empty() { paint("ok", "32", color) } else { paint("FAILED", "31", color) };
         say!("  {:<28} {mark} ({} snapshots, {:.1?})", result.name, result.taken.len(), result.duration);
         print_problems(&problems, github);
@@ -253,7 +255,8 @@ fn run_lab(file: &Path, args: &Args) -> LabRun {
         }
     };
     let lab = outcome.script.as_ref().map_or_else(|| file.display().to_string(), |s| s.lab.name.clone());
-    let mut status = EXIT_FAILURE;
+    // A bad option of an `x:` method is a mistake in the lab file: exit 2.
+    let mut status = if bad_input { EXIT_BAD_INPUT } else { EXIT_FAILURE };
     if let Some(error) = &outcome.setup_error {
         status = outcome.setup_status;
         say!("  {}", paint("FAILED", "31", color));

@@ -7,8 +7,30 @@ use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
-use super::grading::{self, CheckOutcome};
+use super::grading::{self, BringUpError, CheckOutcome};
+use super::solution::SolutionError;
 use super::{solution, Files, Loaded};
+use crate::apply::ApplyError;
+use crate::experiment::ExperimentError;
+use crate::script::ScriptError;
+
+/// Why an exercise could not be proven or a submission graded; the text
+/// lands in [`Proof::error`] / [`Grade::error`].
+#[derive(Debug, thiserror::Error)]
+pub enum ProofError {
+    #[error(transparent)]
+    Load(Box<ScriptError>),
+    #[error("cannot build lab {lab}: {source}")]
+    Build { lab: String, source: Box<BringUpError> },
+    #[error(transparent)]
+    Grade(Box<ExperimentError>),
+    #[error("cannot take lab {lab} down: {source}")]
+    Down { lab: String, source: Box<ApplyError> },
+    #[error(transparent)]
+    Solution(Box<SolutionError>),
+    #[error("{COMMANDS} exited {status}: {output}")]
+    Commands { status: i32, output: String },
+}
 
 /// What `verify` found for one exercise.
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
@@ -50,17 +72,33 @@ fn failures(outcomes: &[CheckOutcome]) -> Vec<(String, Vec<String>)> {
     outcomes.iter().filter(|o| !o.passed).map(|o| (o.name.clone(), o.evidence.clone())).collect()
 }
 
+// The sources are boxed: a lab's errors are large, and this one travels far.
+macro_rules! boxed_from {
+    ($($source:ty => $variant:ident),*) => {$(
+        impl From<$source> for ProofError {
+            fn from(source: $source) -> Self {
+                ProofError::$variant(Box::new(source))
+            }
+        }
+    )*};
+}
+boxed_from!(ScriptError => Load, ExperimentError => Grade, SolutionError => Solution);
+
 /// Brings the lab of `loaded` up, runs `fix`, grades, takes it down. A lab
 /// that does not come up with edited files fails as [`grading::not_built`].
-fn up_fix_grade(loaded: &Loaded, fix: impl FnOnce() -> Result<(), String>) -> Result<Vec<CheckOutcome>, String> {
+fn up_fix_grade(
+    loaded: &Loaded,
+    fix: impl FnOnce() -> Result<(), ProofError>,
+) -> Result<Vec<CheckOutcome>, ProofError> {
     let lab = loaded.script.lab.name.clone();
     match grading::bring_up(loaded) {
         Err(e) if !loaded.exercise.spec.edit.is_empty() => return Ok(vec![grading::not_built(&e)]),
-        Err(e) => return Err(format!("cannot build lab {lab}: {e}")),
+        Err(source) => return Err(ProofError::Build { lab, source: Box::new(source) }),
         Ok(()) => {}
     }
-    let graded = fix().and_then(|()| grading::grade(loaded).map_err(|e| e.to_string()));
-    let down = grading::take_down(&lab).map_err(|e| format!("cannot take lab {lab} down: {e}"));
+    let graded = fix().and_then(|()| Ok(grading::grade(loaded)?));
+    let down =
+        grading::take_down(&lab).map_err(|source| ProofError::Down { lab: lab.clone(), source: Box::new(source) });
     let graded = graded?;
     down?;
     Ok(graded)
@@ -71,20 +109,20 @@ pub fn verify(dir: &Path) -> Proof {
     let mut proof = Proof { id: super::id_of(dir), ..Proof::default() };
     let before = leftovers();
     if let Err(error) = verify_into(dir, &mut proof) {
-        proof.error = Some(error);
+        proof.error = Some(error.to_string());
     }
     proof.leftovers = leftovers().into_iter().filter(|l| !before.contains(l)).collect();
     proof
 }
 
-fn verify_into(dir: &Path, proof: &mut Proof) -> Result<(), String> {
-    let unsolved = super::load(dir, &Files::Starter).map_err(|e| e.to_string())?;
+fn verify_into(dir: &Path, proof: &mut Proof) -> Result<(), ProofError> {
+    let unsolved = super::load(dir, &Files::Starter)?;
     proof.checks = unsolved.exercise.spec.checks.len();
     let graded = up_fix_grade(&unsolved, || Ok(()))?;
     proof.failing_unsolved = grading::failing(&graded);
     drop(unsolved);
-    let solved = super::load(dir, &Files::Solved).map_err(|e| e.to_string())?;
-    let graded = up_fix_grade(&solved, || solution::apply(&solved).map_err(|e| e.to_string()))?;
+    let solved = super::load(dir, &Files::Solved)?;
+    let graded = up_fix_grade(&solved, || Ok(solution::apply(&solved)?))?;
     proof.failing_solved = failures(&graded);
     Ok(())
 }
@@ -102,12 +140,11 @@ pub fn grade_submission(dir: &Path, submission: &Path) -> Grade {
             let lab = loaded.script.lab.name.clone();
             let fix = || match commands.is_file() {
                 false => Ok(()),
-                true => match solution::run_script(&commands, &lab, submission) {
-                    Err(e) => Err(e.to_string()),
-                    Ok(run) if run.status != 0 => {
-                        Err(format!("{COMMANDS} exited {}: {}", run.status, run.output.trim()))
+                true => match solution::run_script(&commands, &lab, submission)? {
+                    run if run.status != 0 => {
+                        Err(ProofError::Commands { status: run.status, output: run.output.trim().to_string() })
                     }
-                    Ok(_) => Ok(()),
+                    _ => Ok(()),
                 },
             };
             match up_fix_grade(&loaded, fix) {
@@ -118,7 +155,7 @@ pub fn grade_submission(dir: &Path, submission: &Path) -> Grade {
                     grade.passed = outcomes.iter().filter(|o| o.passed).count();
                     grade.failing = failures(&outcomes);
                 }
-                Err(e) => grade.error = Some(e),
+                Err(e) => grade.error = Some(e.to_string()),
             }
         }
     }

@@ -6,9 +6,9 @@ use std::time::Duration;
 
 use mlua::{MetaMethod, UserData, UserDataMethods, Value};
 
+use super::options::bad_argument;
 use super::runtime::{fail, NodeRef, Runtime};
 use super::{chart, counters, host_sysctl, ipsec, results, traces, traffic, xdp};
-use crate::script::error_at;
 
 /// `x:sleep` is for letting the kernel settle, not for waiting out a test.
 const MAX_SLEEP: Duration = Duration::from_secs(60);
@@ -24,7 +24,7 @@ impl UserData for Runtime {
         // x:sleep(0.5) or x:sleep("500ms"); wakes early on Ctrl-C and at the time limit.
         methods.add_method("sleep", |lua, this, value: Value| {
             let duration = crate::script::args::duration(&value)
-                .map_err(|m| error_at(lua, format!("x:sleep(): {m}"), crate::script::args::DURATION_HELP))?;
+                .map_err(|m| bad_argument(lua, format!("x:sleep(): {m}"), crate::script::args::DURATION_HELP))?;
             this.limit().sleep(duration.min(MAX_SLEEP))
         });
         results::register(methods);

@@ -9,6 +9,7 @@ mod counters;
 mod host_sysctl;
 mod ipsec;
 mod limit;
+mod methods;
 mod observe;
 mod options;
 mod render;
@@ -35,41 +36,6 @@ use crate::script::Script;
 use crate::sys::netns;
 use limit::{Limit, DEFAULT_TIMEOUT};
 use runtime::Runtime;
-
-/// What an experiment's objects offer, for "did you mean" on a misspelt method.
-const METHODS: crate::script::Methods = &[
-    ("a node (x.h1)", &["run", "ping", "udp", "tcp", "blast"]),
-    (
-        "x",
-        &[
-            "snapshot",
-            "expect",
-            "expect_eq",
-            "sleep",
-            "counters",
-            "delta",
-            "neighbours",
-            "routes",
-            "capture",
-            "drops",
-            "path",
-            "host_sysctl",
-            "chart",
-            "ipsec",
-            "ipsec_stop",
-            "ipsec_start",
-            "xdp",
-            "xdp_attach",
-            "xdp_detach",
-            "xdp_events",
-            "map",
-            "map_set",
-            "map_delete",
-            "ifindex",
-            "mac",
-        ],
-    ),
-];
 
 /// A snapshot an experiment took: `x:snapshot(name, value)`.
 #[derive(Debug, Clone, Serialize)]
@@ -100,6 +66,10 @@ pub struct ExperimentResult {
     pub failed: Vec<Expectation>,
     /// The experiment stopped with a Lua error (or was interrupted).
     pub error: Option<Diagnostic>,
+    /// That error is bad input (an unknown option or a wrong option value
+    /// of an `x:` method): exit 2, like a mistake in the lab.
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub bad_input: bool,
     pub duration: Duration,
 }
 
@@ -147,7 +117,9 @@ pub fn run_function(
     let netns = nodes.iter().filter_map(|(k, f)| f.try_clone().ok().map(|f| (k.clone(), f))).collect();
     let limit = Arc::new(Limit::new(experiment.timeout.unwrap_or(DEFAULT_TIMEOUT)));
     let runtime = Runtime::new(script.lab.clone(), netns, artifacts, limit.clone());
-    let error = call_under_limit(script, experiment, function, runtime.clone(), &limit);
+    let stopped = call_under_limit(script, experiment, function, runtime.clone(), &limit);
+    let bad_input = stopped.as_ref().is_some_and(|(_, bad)| *bad);
+    let error = stopped.map(|(diagnostic, _)| diagnostic);
     let (taken, failed) = runtime.results();
     ExperimentResult {
         name: experiment.name.clone(),
@@ -155,34 +127,38 @@ pub fn run_function(
         taken,
         failed,
         error,
+        bad_input,
         duration: started.elapsed(),
     }
 }
 
 /// Calls the experiment's function with `x`, stopping it on Ctrl-C or at
-/// its time limit (a hook every 10,000 Lua instructions); its error, if any.
+/// its time limit (a hook every 10,000 Lua instructions); its error, if any,
+/// and whether that error is bad input.
 fn call_under_limit(
     script: &Script,
     experiment: &Experiment,
     function: Option<mlua::Function>,
     x: Runtime,
     limit: &Arc<Limit>,
-) -> Option<Diagnostic> {
+) -> Option<(Diagnostic, bool)> {
     let lua = &script.lua;
     let hook_limit = limit.clone();
     let _ = lua.set_hook(HookTriggers::new().every_nth_instruction(10_000), move |lua, _| {
         hook_limit.check().map(|()| VmState::Continue).inspect_err(|_| crate::script::set_stopped(lua, true))
     });
     let result = match function {
-        None => Err(Diagnostic::new(experiment.origin.clone(), "experiment function is missing")),
-        Some(function) => function.call::<()>(x).map_err(|e| script.diagnostic(&e, experiment.origin.clone(), METHODS)),
+        None => Err((Diagnostic::new(experiment.origin.clone(), "experiment function is missing"), false)),
+        Some(function) => function.call::<()>(x).map_err(|e| {
+            (script.diagnostic(&e, experiment.origin.clone(), methods::methods()), options::is_bad_argument(&e))
+        }),
     };
     lua.remove_hook();
     crate::script::set_stopped(lua, false);
     match result {
         Ok(()) => None,
-        Err(_) if limit.reached() => Some(time_limit(experiment, limit.timeout)),
-        Err(diagnostic) => Some(diagnostic),
+        Err(_) if limit.reached() => Some((time_limit(experiment, limit.timeout), false)),
+        Err(stopped) => Some(stopped),
     }
 }
 

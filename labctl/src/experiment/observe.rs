@@ -16,9 +16,8 @@ pub type Counters = BTreeMap<String, BTreeMap<String, u64>>;
 pub enum LookError {
     #[error("{what}: {source}")]
     Observe { what: String, source: crate::observe::ObserveError },
-    /// observe/xdp.rs reports its problems as text.
-    #[error("{what}: {message}")]
-    Xdp { what: String, message: String },
+    #[error("{what}: {source}")]
+    Xdp { what: String, source: crate::observe::xdp::XdpMapError },
     #[error("the lab has no node {0:?}")]
     NoNode(String),
     #[error("capture {0:?}: name an interface as \"node:ifname\"")]
@@ -35,8 +34,8 @@ fn at(what: &str) -> impl FnOnce(crate::observe::ObserveError) -> LookError + '_
     move |source| LookError::Observe { what: what.to_string(), source }
 }
 
-fn xdp_at(what: &str) -> impl FnOnce(String) -> LookError + '_ {
-    move |message| LookError::Xdp { what: what.to_string(), message }
+fn xdp_at(what: &str) -> impl FnOnce(crate::observe::xdp::XdpMapError) -> LookError + '_ {
+    move |source| LookError::Xdp { what: what.to_string(), source }
 }
 
 pub fn read(specs: &[String], netns: &BTreeMap<String, File>) -> Result<Counters> {

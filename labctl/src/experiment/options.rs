@@ -2,6 +2,11 @@
 //! vocabulary: an unknown key is an error at the calling line with a help
 //! line listing the valid ones (the lab stage's check, `script::args`), and
 //! durations have one syntax (`script::args::duration`).
+//!
+//! These errors are bad input, like a mistake in the lab (exit 2), not a
+//! failed experiment (exit 1): they are raised as [`BadArgument`], which
+//! [`is_bad_argument`] finds again under Lua's wrapping (also after a
+//! `pcall` that raises the same error again).
 
 use std::time::Duration;
 
@@ -9,6 +14,26 @@ use mlua::{FromLua, Lua, Table, Value};
 
 use crate::script::args::{self, unknown_keys, valid_keys_help};
 use crate::script::error_at;
+
+/// A mistake in the arguments of an `x:` method, as `error_at` words it
+/// (`file:line: message` and the help line).
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+pub struct BadArgument(String);
+
+/// `message` at the calling line with `help`, as bad input.
+pub fn bad_argument(lua: &Lua, message: String, help: &str) -> mlua::Error {
+    let text = match error_at(lua, message, help) {
+        mlua::Error::RuntimeError(text) => text,
+        other => other.to_string(),
+    };
+    mlua::Error::external(BadArgument(text))
+}
+
+/// Did the experiment stop on a [`BadArgument`]?
+pub fn is_bad_argument(error: &mlua::Error) -> bool {
+    error.downcast_ref::<BadArgument>().is_some()
+}
 
 /// A method's checked option table (`None`: the caller gave none).
 pub struct Options<'lua> {
@@ -36,7 +61,7 @@ impl<'lua> Options<'lua> {
             if !unknown.is_empty() {
                 let noun = if unknown.len() == 1 { "option" } else { "options" };
                 let message = format!("{what}: unknown {noun} {}", unknown.join(", "));
-                return Err(error_at(lua, message, &valid_keys_help(valid)));
+                return Err(bad_argument(lua, message, &valid_keys_help(valid)));
             }
         }
         Ok(Options { lua, what: what.to_string(), table: value })
@@ -61,7 +86,7 @@ impl<'lua> Options<'lua> {
 
     /// An error about the value of `key`, at the calling line.
     pub fn bad(&self, key: &str, message: &str, help: &str) -> mlua::Error {
-        error_at(self.lua, format!("{}: {key}: {message}", self.what), help)
+        bad_argument(self.lua, format!("{}: {key}: {message}", self.what), help)
     }
 }
 
@@ -87,12 +112,14 @@ pub fn names(lua: &Lua, what: &str, value: Value) -> mlua::Result<Vec<String>> {
         Value::String(s) => Ok(vec![s.to_string_lossy()]),
         Value::Table(t) => {
             if let Some(key) = unknown_keys(&t, &[], i64::MAX).into_iter().next() {
-                return Err(error_at(lua, format!("{what}: {key} in a list of names"), HELP));
+                return Err(bad_argument(lua, format!("{what}: {key} in a list of names"), HELP));
             }
             t.sequence_values::<String>().collect()
         }
-        other => {
-            Err(error_at(lua, format!("{what}: expected a name or a list of names, got {}", other.type_name()), HELP))
-        }
+        other => Err(bad_argument(
+            lua,
+            format!("{what}: expected a name or a list of names, got {}", other.type_name()),
+            HELP,
+        )),
     }
 }

@@ -16,6 +16,15 @@ use crate::traffic::{self, BlastMode, BlastOptions, PingOptions, TcpFlow, UdpFlo
 const RUN_TIMEOUT: Duration = Duration::from_secs(30);
 
 pub(super) fn register<M: UserDataMethods<NodeRef>>(methods: &mut M) {
+    // (run first: "did you mean" lists the methods in this order)
+    // x.h1:run{"ip", "route"} or x.h1:run("ip route") (split on spaces), with { timeout = "5s", cpu = 0 }.
+    methods.add_method("run", |lua, this, (cmd, opts): (Value, Option<Table>)| {
+        let opts = Options::check(lua, &format!("x.{}:run()", this.name), opts, &["timeout", "cpu"])?;
+        let argv = argv(cmd)?;
+        let timeout = opts.duration("timeout")?.unwrap_or(RUN_TIMEOUT);
+        let cpu = opts.get::<usize>("cpu")?;
+        machine_turn::sharing(|| this.run(lua, &argv, cpu, timeout))
+    });
     // x.h1:ping("198.18.1.1", { count = 3, size = 56, interval = 0.1, timeout = 1, ttl = 64, source = "..." })
     methods.add_method("ping", |lua, this, (to, opts): (String, Option<Table>)| {
         const VALID: &[&str] = &["count", "size", "interval", "timeout", "ttl", "source"];
@@ -63,14 +72,6 @@ pub(super) fn register<M: UserDataMethods<NodeRef>>(methods: &mut M) {
         let report = machine_turn::sharing(|| traffic::blast(&src_ns, &dst_ns, &o))
             .map_err(|e| fail(format!("blast from {}: {e}", this.name)))?;
         lua.to_value(&report)
-    });
-    // x.h1:run{"ip", "route"} or x.h1:run("ip route") (split on spaces), with { timeout = "5s", cpu = 0 }.
-    methods.add_method("run", |lua, this, (cmd, opts): (Value, Option<Table>)| {
-        let opts = Options::check(lua, &format!("x.{}:run()", this.name), opts, &["timeout", "cpu"])?;
-        let argv = argv(cmd)?;
-        let timeout = opts.duration("timeout")?.unwrap_or(RUN_TIMEOUT);
-        let cpu = opts.get::<usize>("cpu")?;
-        machine_turn::sharing(|| this.run(lua, &argv, cpu, timeout))
     });
 }
 

@@ -292,12 +292,23 @@ fn attach(lua: &Lua, this: &Runtime, at: &str, opts: Table) -> mlua::Result<Tabl
     Ok(t)
 }
 
-fn interface_index(netns: &File, ifname: &str) -> Result<u32, String> {
-    let name = std::ffi::CString::new(ifname).map_err(|e| e.to_string())?;
+/// Why an interface of a node has no index.
+#[derive(Debug, thiserror::Error)]
+enum IndexError {
+    #[error("interface name {0:?} has a NUL byte")]
+    Nul(String),
+    #[error(transparent)]
+    Netns(#[from] netns::NetnsError),
+    #[error("no interface {0}")]
+    NoSuchInterface(String),
+}
+
+fn interface_index(netns: &File, ifname: &str) -> Result<u32, IndexError> {
+    let name = std::ffi::CString::new(ifname).map_err(|_| IndexError::Nul(ifname.to_string()))?;
     // SAFETY: if_nametoindex reads a NUL-terminated name.
-    let index = netns::run_in(netns, || unsafe { libc::if_nametoindex(name.as_ptr()) }).map_err(|e| e.to_string())?;
+    let index = netns::run_in(netns, || unsafe { libc::if_nametoindex(name.as_ptr()) })?;
     if index == 0 {
-        return Err(format!("no interface {ifname}"));
+        return Err(IndexError::NoSuchInterface(ifname.to_string()));
     }
     Ok(index)
 }

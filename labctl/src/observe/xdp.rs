@@ -23,6 +23,40 @@ use super::error::{ObserveError, Result};
 use super::netlink::{self, query};
 use crate::bpf::btf::{Type, Types};
 use crate::bpf::maps::{as_integer, RawMap};
+use crate::bpf::BpfError;
+
+/// Why an XDP program's maps cannot be read; each says which interface,
+/// program or map.
+#[derive(Debug, thiserror::Error)]
+pub enum XdpMapError {
+    #[error(transparent)]
+    Observe(Box<ObserveError>),
+    #[error("{ifname} has no XDP program attached")]
+    NotAttached { ifname: String },
+    #[error("{ifname}: no XDP program id")]
+    NoProgramId { ifname: String },
+    #[error("{ifname}: XDP program {id} is gone")]
+    ProgramGone { ifname: String, id: u32 },
+    #[error("the XDP program {program} on {ifname} has no map {name:?} (its maps: {})", maps.join(", "))]
+    NoSuchMap { program: String, ifname: String, name: String, maps: Vec<String> },
+    #[error("map {map} is a {kind} map, whose values cannot be read")]
+    Unreadable { map: String, kind: String },
+    #[error(transparent)]
+    Bpf(Box<BpfError>),
+}
+
+// Boxed: both are large, and these errors travel up through the experiment.
+impl From<ObserveError> for XdpMapError {
+    fn from(e: ObserveError) -> Self {
+        XdpMapError::Observe(Box::new(e))
+    }
+}
+
+impl From<BpfError> for XdpMapError {
+    fn from(e: BpfError) -> Self {
+        XdpMapError::Bpf(Box::new(e))
+    }
+}
 
 /// XDP actions by value, as `enum xdp_action` numbers them.
 pub const ACTIONS: [&str; 5] = ["XDP_ABORTED", "XDP_DROP", "XDP_PASS", "XDP_TX", "XDP_REDIRECT"];
@@ -150,17 +184,19 @@ pub fn maps_of(program: &Program) -> Vec<RawMap> {
 
 /// The map of the XDP program on `ifname` that is named `name` (the kernel
 /// keeps 15 characters of a map's name).
-pub fn find_map(netns: &File, ifname: &str, name: &str) -> std::result::Result<RawMap, String> {
-    let attachment = attachment(netns, ifname)
-        .map_err(|e| e.to_string())?
-        .ok_or_else(|| format!("{ifname} has no XDP program attached"))?;
-    let id = attachment.program_id().ok_or_else(|| format!("{ifname}: no XDP program id"))?;
-    let program = program(id).ok_or_else(|| format!("{ifname}: XDP program {id} is gone"))?;
+pub fn find_map(netns: &File, ifname: &str, name: &str) -> std::result::Result<RawMap, XdpMapError> {
+    let attachment =
+        attachment(netns, ifname)?.ok_or_else(|| XdpMapError::NotAttached { ifname: ifname.to_string() })?;
+    let id = attachment.program_id().ok_or_else(|| XdpMapError::NoProgramId { ifname: ifname.to_string() })?;
+    let program = program(id).ok_or_else(|| XdpMapError::ProgramGone { ifname: ifname.to_string(), id })?;
     let maps = maps_of(&program);
     let wanted = &name[..name.len().min(15)];
     let names: Vec<String> = maps.iter().map(|m| m.name.clone()).collect();
-    maps.into_iter().find(|m| m.name == wanted).ok_or_else(|| {
-        format!("the XDP program {} on {ifname} has no map {name:?} (its maps: {})", program.name, names.join(", "))
+    maps.into_iter().find(|m| m.name == wanted).ok_or_else(|| XdpMapError::NoSuchMap {
+        program: program.name.clone(),
+        ifname: ifname.to_string(),
+        name: name.to_string(),
+        maps: names,
     })
 }
 
@@ -291,11 +327,11 @@ fn is_array(map: &RawMap) -> bool {
 
 /// A map's elements as (key bytes, value). Array slots that hold zero are
 /// left out, as a hash map would not have them.
-pub fn read(map: &RawMap, per_cpu: bool) -> std::result::Result<Vec<(Vec<u8>, Value)>, String> {
+pub fn read(map: &RawMap, per_cpu: bool) -> std::result::Result<Vec<(Vec<u8>, Value)>, XdpMapError> {
     if !map.readable() {
-        return Err(format!("map {} is a {} map, whose values cannot be read", map.name, map.type_name()));
+        return Err(XdpMapError::Unreadable { map: map.name.clone(), kind: map.type_name().to_string() });
     }
-    let elements = map.elements().map_err(|e| e.to_string())?;
+    let elements = map.elements()?;
     Ok(elements
         .into_iter()
         .map(|e| {
@@ -319,8 +355,8 @@ fn is_counter_map(map: &RawMap) -> bool {
 /// `<map>.<key>` or, for struct values, `<map>.<key>.<field>` (per-CPU
 /// values summed): what `x:counters{"r1:eth0:xdp"}` shows and `x:delta`
 /// compares. Empty if nothing is attached.
-pub fn counters(netns: &File, ifname: &str) -> std::result::Result<BTreeMap<String, u64>, String> {
-    let Some(attachment) = attachment(netns, ifname).map_err(|e| e.to_string())? else {
+pub fn counters(netns: &File, ifname: &str) -> std::result::Result<BTreeMap<String, u64>, XdpMapError> {
+    let Some(attachment) = attachment(netns, ifname)? else {
         return Ok(BTreeMap::new());
     };
     let Some(program) = attachment.program_id().and_then(program) else { return Ok(BTreeMap::new()) };
@@ -335,9 +371,9 @@ pub fn counters(netns: &File, ifname: &str) -> std::result::Result<BTreeMap<Stri
 
 /// [`counters`] of every interface with an XDP program in the namespace,
 /// as `<ifname>.<map>.<key>`.
-pub fn node_counters(netns: &File) -> std::result::Result<BTreeMap<String, u64>, String> {
+pub fn node_counters(netns: &File) -> std::result::Result<BTreeMap<String, u64>, XdpMapError> {
     let mut all = BTreeMap::new();
-    for a in attachments(netns).map_err(|e| e.to_string())? {
+    for a in attachments(netns)? {
         for (name, value) in counters(netns, &a.ifname)? {
             all.insert(format!("{}.{name}", a.ifname), value);
         }

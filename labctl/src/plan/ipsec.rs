@@ -126,9 +126,8 @@ mod tests {
 
     /// A lab read from a script, so the test does not depend on the model's fields.
     fn lab() -> Lab {
-        let dir = std::env::temp_dir().join(format!("labctl-plan-ipsec-{}", std::process::id()));
-        std::fs::create_dir_all(&dir).unwrap();
-        let file = dir.join("t.lua");
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("t.lua");
         std::fs::write(
             &file,
             r#"local gw1, gw2 = node("gw1"), node("gw2")
@@ -137,7 +136,6 @@ mod tests {
         )
         .unwrap();
         let script = crate::script::load(&file).unwrap_or_else(|e| panic!("{e}"));
-        let _ = std::fs::remove_dir_all(&dir);
         script.lab
     }
 

@@ -79,12 +79,12 @@ assert(not load(string.dump(function() end)))
 
 #[test]
 fn local_modules_load_from_the_lab_folder() {
-    let dir = std::env::temp_dir().join(format!("labctl-script-test-{}", std::process::id()));
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path();
     std::fs::create_dir_all(dir.join("lib")).unwrap();
     std::fs::write(dir.join("lib/pair.lua"), "return function(a, b)\n  link(node(a), node(b))\nend\n").unwrap();
     std::fs::write(dir.join("lab.lua"), "local pair = require('lib.pair')\npair('a', 'b')\n").unwrap();
     let script = load(&dir.join("lab.lua"));
-    std::fs::remove_dir_all(&dir).unwrap();
     let lab = script.unwrap_or_else(|e| panic!("{e}")).lab;
     // A user module's own line: it is the user's code too.
     assert_eq!(lab.links[0].origin, Origin::new(dir.join("lib/pair.lua"), 2));

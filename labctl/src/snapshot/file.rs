@@ -111,14 +111,12 @@ mod tests {
 
     #[test]
     fn insta_reads_what_we_write() {
-        let dir = std::env::temp_dir().join(format!("labctl-snap-{}", std::process::id()));
-        std::fs::create_dir_all(&dir).unwrap();
-        let path = dir.join("ping__counters.snap");
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("ping__counters.snap");
         std::fs::write(&path, sample().render()).unwrap();
         let snap = insta::Snapshot::from_file(&path).unwrap();
         assert_eq!(snap.metadata().source(), Some("labs/part2.lua"));
         assert_eq!(snap.metadata().expression(), Some("x:counters{\"h1:eth0\", \"r1\"}"));
         assert_eq!(snap.contents().as_text().unwrap().to_string(), "h1:eth0.rx_packets: 3\nh1:eth0.tx_packets: 3");
-        std::fs::remove_dir_all(&dir).unwrap();
     }
 }

@@ -129,8 +129,8 @@ mod tests {
 
     #[test]
     fn new_changed_accepted_then_matches() {
-        let root = std::env::temp_dir().join(format!("labctl-store-{}", std::process::id()));
-        let store = Store::new(&root);
+        let root = tempfile::tempdir().unwrap();
+        let store = Store::new(root.path());
         assert_eq!(store.check("x", "ping", "counters", &snap("a: 1")).unwrap(), Outcome::New);
         let pending = store.pending(None);
         assert_eq!(pending.len(), 1);
@@ -142,6 +142,5 @@ mod tests {
             Outcome::Changed { old: "a: 1".into() }
         );
         assert_eq!(store.pending(Some("x")).len(), 1);
-        fs::remove_dir_all(&root).unwrap();
     }
 }

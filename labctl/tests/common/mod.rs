@@ -31,7 +31,6 @@ use std::os::unix::fs::MetadataExt;
 use std::os::unix::process::{CommandExt, ExitStatusExt};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
-use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -66,19 +65,15 @@ pub fn labctl_bin() -> PathBuf {
     PathBuf::from(env!("CARGO_BIN_EXE_labctl"))
 }
 
-/// A fresh, empty scratch directory for one test (under cargo's
-/// `CARGO_TARGET_TMPDIR`), e.g. for generated lab scripts.
-pub fn scratch_dir(test: &str) -> PathBuf {
-    static N: AtomicUsize = AtomicUsize::new(0);
-    let dir = Path::new(env!("CARGO_TARGET_TMPDIR")).join(format!(
-        "labctl-it-{}-{}-{}",
-        test,
-        std::process::id(),
-        N.fetch_add(1, Ordering::Relaxed)
-    ));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).expect("create scratch dir");
-    dir
+/// A fresh, empty temporary directory for one test (under cargo's
+/// `CARGO_TARGET_TMPDIR`, named after the test), e.g. for generated lab
+/// scripts. Keep the [`tempfile::TempDir`] alive while the test needs the
+/// folder: dropping it (also while a failing test unwinds) removes it.
+pub fn temp_dir(test: &str) -> tempfile::TempDir {
+    tempfile::Builder::new()
+        .prefix(&format!("labctl-it-{test}-"))
+        .tempdir_in(env!("CARGO_TARGET_TMPDIR"))
+        .expect("create a temporary dir")
 }
 
 /// Panics with a clear message unless we run as root: the integration tests
@@ -589,6 +584,12 @@ impl Default for Sandbox {
     }
 }
 
+/// A prepared command (e.g. from [`Sandbox::cmd`], its `pre_exec` joining
+/// the sandbox) for assert_cmd: `asserting(c).assert().success().stdout(...)`.
+pub fn asserting(c: Command) -> assert_cmd::Command {
+    assert_cmd::Command::from_std(c)
+}
+
 /// Runs a command with null stdin and captured stdout/stderr.
 pub fn output(c: &mut Command) -> Output {
     c.stdin(Stdio::null()).output().unwrap_or_else(|e| panic!("cannot run {:?}: {e}", c.get_program()))
@@ -596,6 +597,24 @@ pub fn output(c: &mut Command) -> Output {
 
 // ---------------------------------------------------------------------------
 // helpers
+
+// Why not `labctl::sys::sandbox::isolate` (public, and doing the same
+// unshare + private `/` + fresh sysfs + bpffs): it is made for one labctl
+// run on a user's machine, and what it does differently is what a test must
+// not do.
+// - It keeps the machine's `/run` and puts tmpfs only on `/run/netns` and
+//   `/run/labctl`, on purpose: `/run/lock` stays shared so labs that must
+//   run alone wait for other labctl runs (sys/machine_turn.rs). A test
+//   sandbox replaces all of `/run`, so a test never waits for, or blocks, a
+//   labctl run of someone else on the machine.
+// - It creates `/run/netns` and `/run/labctl` on the machine when they are
+//   missing (its mount points); tests never touch the machine's `/run/netns`.
+// - The harness checks labctl, the library's sandbox included (`labctl
+//   test -j`, exercise verify): built on the code under test, a bug there
+//   would hide from the tests that should catch it.
+// The sysfs part is the same recipe; the harness also carries over the
+// security/config/pstore/fuse mounts and mounts a bpffs only where the
+// machine has one, as before.
 
 /// In the anchor, before exec: mount a sysfs for the new netns on /sys,
 /// keeping the machine's cgroup, tracing, debug ... mounts, and a fresh

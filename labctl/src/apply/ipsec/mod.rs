@@ -36,7 +36,7 @@ use crate::model::{Backend, IpsecMode};
 use crate::plan::{IpsecTunnel, Step};
 use crate::sys::netns;
 pub use strongswan::StrongswanError;
-pub use xfrm::XfrmError;
+pub use xfrm::{NoEsp, XfrmError};
 
 /// How long `up` waits for every tunnel to be established.
 pub const UP_DEADLINE: Duration = Duration::from_secs(15);
@@ -48,9 +48,9 @@ pub enum IpsecError {
     #[error(transparent)]
     Xfrm(#[from] XfrmError),
     #[error("backend kernel: this kernel has no ESP ({0}); use backend = \"strongswan\" or \"auto\"")]
-    NoEsp(String),
+    NoEsp(NoEsp),
     #[error("transport mode needs the kernel's ESP, which this kernel lacks ({0}); strongSwan's kernel-libipsec does tunnel mode only")]
-    TransportWithoutEsp(String),
+    TransportWithoutEsp(NoEsp),
     #[error("cannot {what} {path}: {source}")]
     Io { what: &'static str, path: std::path::PathBuf, source: std::io::Error },
     #[error("cannot add the fail-closed rule `to {0} unreachable`: {1}")]
@@ -66,7 +66,7 @@ pub enum IpsecError {
 pub struct AutoChoice {
     pub backend: Backend,
     /// `Ok` if the kernel accepted an ESP SA, else what it said.
-    pub esp: Result<(), String>,
+    pub esp: Result<(), NoEsp>,
 }
 
 impl AutoChoice {
@@ -80,12 +80,12 @@ impl AutoChoice {
 
 /// Probes ESP once per process: on a thread moved into a fresh network
 /// namespace, which vanishes with the thread (and the SA with it).
-pub fn probe_esp() -> Result<(), String> {
-    static PROBE: OnceLock<Result<(), String>> = OnceLock::new();
+pub fn probe_esp() -> Result<(), NoEsp> {
+    static PROBE: OnceLock<Result<(), NoEsp>> = OnceLock::new();
     PROBE
         .get_or_init(|| {
             crate::sys::netns::in_scratch(xfrm::probe_esp)
-                .unwrap_or_else(|e| Err(format!("cannot make a scratch namespace to probe in: {e}")))
+                .unwrap_or_else(|e| Err(NoEsp::NoScratch(std::sync::Arc::new(e))))
         })
         .clone()
 }

@@ -220,11 +220,23 @@ pub fn install(tunnels: &[IpsecTunnel]) -> Result<(), XfrmError> {
     Ok(())
 }
 
+/// Why this kernel has no usable ESP, as the probe found it. Clone: the
+/// answer is kept for the process and handed to every caller.
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum NoEsp {
+    #[error("no XFRM netlink (CONFIG_XFRM_USER): {0}")]
+    NoXfrm(NlError),
+    #[error("XFRM_MSG_NEWSA with ESP {GCM} refused: {0}")]
+    Refused(NlError),
+    #[error("cannot make a scratch namespace to probe in: {0}")]
+    NoScratch(std::sync::Arc<crate::sys::netns::NetnsError>),
+}
+
 /// Does the kernel of the calling thread's namespace accept an ESP SA with
 /// AES-GCM? `Err` says why not (e.g. "Requested AEAD algorithm not found"
 /// without INET_ESP). Call it in a scratch namespace: the SA stays there.
-pub fn probe_esp() -> Result<(), String> {
-    let mut nl = Nl::open(NETLINK_XFRM).map_err(|e| format!("no XFRM netlink (CONFIG_XFRM_USER): {e}"))?;
+pub fn probe_esp() -> Result<(), NoEsp> {
+    let mut nl = Nl::open(NETLINK_XFRM).map_err(NoEsp::NoXfrm)?;
     let a: IpAddr = "198.18.255.1".parse().unwrap();
     let b: IpAddr = "198.18.255.2".parse().unwrap();
     let sa = Sa {
@@ -236,7 +248,7 @@ pub fn probe_esp() -> Result<(), String> {
         cipher: Cipher::AesGcm128,
         key: vec![0x42; 20],
     };
-    nl.request(sa.message()).map_err(|e| format!("XFRM_MSG_NEWSA with ESP {GCM} refused: {e}"))
+    nl.request(sa.message()).map_err(NoEsp::Refused)
 }
 
 /// Removes every ESP SA of the calling thread's namespace (the policies

@@ -62,8 +62,10 @@ pub enum XdpError {
     Attach { device: String, mode: XdpMode, message: String },
     #[error("cannot pin {path}: {message}")]
     Pin { path: PathBuf, message: String },
+    #[error("the BPF filesystem: cannot mount bpffs at {BPFFS}: {0} (try `mount -t bpf bpf {BPFFS}`)")]
+    Bpffs(nix::errno::Errno),
     #[error("the BPF filesystem: {0}")]
-    Bpffs(String),
+    ScratchBpffs(pins::ScratchBpffsError),
     #[error(transparent)]
     Netns(#[from] NetnsError),
 }
@@ -190,7 +192,7 @@ pub fn prepare(plan: &Plan) -> Result<(), XdpError> {
             opened.create_pin_folders()?;
             load(&a, &opened, btf).map(drop)
         })
-        .map_err(XdpError::Bpffs)??;
+        .map_err(XdpError::ScratchBpffs)??;
     }
     Ok(())
 }
@@ -325,8 +327,7 @@ fn pin_error(path: &Path) -> impl FnOnce(io::Error) -> XdpError + '_ {
 
 /// Mounts the BPF filesystem at /sys/fs/bpf unless it is there already.
 pub fn ensure_bpffs() -> Result<(), XdpError> {
-    bpffs::ensure_mounted()
-        .map_err(|e| XdpError::Bpffs(format!("cannot mount bpffs at {BPFFS}: {e} (try `mount -t bpf bpf {BPFFS}`)")))
+    bpffs::ensure_mounted().map_err(XdpError::Bpffs)
 }
 
 /// Detaches the link pinned in `pins` at once and removes the folder; true

@@ -33,13 +33,21 @@ pub fn map_paths(pins: &Path, by_name: &[String], share: &[String]) -> Vec<(Stri
     all
 }
 
+/// A step of making the scratch bpffs that failed, with the kernel's answer.
+#[derive(Debug, thiserror::Error)]
+#[error("{what}: {source}")]
+pub struct ScratchBpffsError {
+    what: &'static str,
+    source: nix::Error,
+}
+
 /// Runs `f` on a thread with a mount namespace of its own and a fresh bpffs
 /// at /sys/fs/bpf there: what `f` pins is gone when the thread ends.
-pub fn in_scratch_bpffs<T: Send>(f: impl FnOnce() -> T + Send) -> Result<T, String> {
+pub fn in_scratch_bpffs<T: Send>(f: impl FnOnce() -> T + Send) -> Result<T, ScratchBpffsError> {
     std::thread::scope(|scope| {
         scope
             .spawn(|| {
-                let fail = |what: &'static str| move |e: nix::Error| format!("{what}: {e}");
+                let fail = |what: &'static str| move |source| ScratchBpffsError { what, source };
                 // A thread may unshare its mount namespace (with its fs info) alone.
                 unshare(CloneFlags::CLONE_NEWNS).map_err(fail("unshare(CLONE_NEWNS)"))?;
                 mount(None::<&str>, "/", None::<&str>, MsFlags::MS_REC | MsFlags::MS_PRIVATE, None::<&str>)
