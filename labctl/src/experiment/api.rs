@@ -7,7 +7,7 @@ use std::time::Duration;
 use mlua::{MetaMethod, UserData, UserDataMethods, Value};
 
 use super::runtime::{fail, NodeRef, Runtime};
-use super::{chart, counters, host_sysctl, ipsec, results, traces, traffic, xdp};
+use super::{chart, counters, host_sysctl, ipsec, results, send, spawn, traces, traffic, xdp};
 use crate::script::error_at;
 
 /// `x:sleep` is for letting the kernel settle, not for waiting out a test.
@@ -44,5 +44,7 @@ impl UserData for NodeRef {
 
     fn add_methods<M: UserDataMethods<Self>>(methods: &mut M) {
         traffic::register(methods);
+        spawn::register(methods);
+        send::register(methods);
     }
 }

@@ -3,6 +3,7 @@
 //! snapshot stage) and expectation failures, each with its script line.
 
 mod api;
+mod background;
 mod chart;
 mod command;
 mod counters;
@@ -14,6 +15,8 @@ mod options;
 mod render;
 mod results;
 mod runtime;
+mod send;
+mod spawn;
 mod tolerance;
 mod trace;
 mod traces;
@@ -38,7 +41,8 @@ use runtime::Runtime;
 
 /// What an experiment's objects offer, for "did you mean" on a misspelt method.
 const METHODS: crate::script::Methods = &[
-    ("a node (x.h1)", &["run", "ping", "udp", "tcp", "blast"]),
+    ("a node (x.h1)", &["run", "ping", "udp", "tcp", "blast", "spawn", "send"]),
+    ("a background process (x.h1:spawn)", &["output", "wait", "stop", "running"]),
     (
         "x",
         &[
@@ -148,6 +152,7 @@ pub fn run_function(
     let limit = Arc::new(Limit::new(experiment.timeout.unwrap_or(DEFAULT_TIMEOUT)));
     let runtime = Runtime::new(script.lab.clone(), netns, artifacts, limit.clone());
     let error = call_under_limit(script, experiment, function, runtime.clone(), &limit);
+    runtime.stop_spawned();
     let (taken, failed) = runtime.results();
     ExperimentResult {
         name: experiment.name.clone(),
