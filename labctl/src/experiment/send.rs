@@ -34,7 +34,10 @@ pub(super) fn register<M: UserDataMethods<NodeRef>>(methods: &mut M) {
                 "crafted packets go only to an address of a lab node (198.18.0.0/15 or 2001:db8::/32)",
             ));
         }
-        this.runtime.owner_of(packet.to)?;
+        if this.runtime.owner_of(packet.to).is_err() {
+            let message = format!("{} is not an address of any node of the lab", packet.to);
+            return Err(opts.bad("to", &message, "crafted packets go only to an address of a lab node"));
+        }
         let netns = this.runtime.netns(&this.name)?;
         let report = traffic::send(&netns, &packet).map_err(|e| fail(format!("send from {}: {e}", this.name)))?;
         lua.to_value(&report)

@@ -31,7 +31,10 @@ pub fn percent(value: &Value) -> Result<Option<u32>, String> {
 
 fn in_range(percent: u32, cpus: u32) -> Result<u32, String> {
     let max = 100 * cpus;
-    if (1..=max).contains(&percent) {
+    if percent == 0 {
+        return Err("0% would never let the node run".into());
+    }
+    if percent <= max {
         Ok(percent)
     } else {
         Err(format!("{percent}% is out of range: this machine has {cpus} CPUs, so 1% to {max}%"))
