@@ -129,3 +129,67 @@ fn down_after_kill_9_of_labctl_stops_the_spawned_process() {
     assert!(!alive(pid), "the spawned sleep {pid} survived labctl down");
     sb.assert_clean(&before, "down after kill -9 of labctl run");
 }
+
+const CPU_LAB: &str = r#"
+lab { name = "cpulimit" }
+local h1, h2 = node("h1", { cpu = "50%" }), node("h2")
+link(h1, h2, { "198.18.0.1/24", "198.18.0.2/24" })
+experiment("busy", function(x)
+  -- Two seconds of a busy loop in h1, then the CPU time its cgroup was charged.
+  x.h1:run{ "timeout", "2", "sh", "-c", "while :; do :; done" }
+  local stat = x.h1:run{ "sh", "-c", "cat \"$0$(sed -n 's/^0:://p' /proc/self/cgroup)/cpu.stat\"", MOUNT }
+  x:snapshot("cpustat", stat.stdout)
+end)
+"#;
+
+/// The cgroup2 mount inside the sandbox, if its cpu controller is usable.
+fn cgroup2_cpu(sb: &Sandbox) -> Result<String, String> {
+    let info = std::fs::read_to_string(format!("/proc/{}/mountinfo", sb.pid())).unwrap_or_default();
+    let mount = info
+        .lines()
+        .filter_map(|l| l.split_once(" - ").filter(|(_, r)| r.starts_with("cgroup2 ")).map(|(l, _)| l))
+        .find_map(|l| l.split_whitespace().nth(4).map(String::from))
+        .ok_or("no cgroup2 mount")?;
+    let controllers = std::fs::read_to_string(sb.path(format!("{mount}/cgroup.controllers"))).unwrap_or_default();
+    if controllers.split_whitespace().any(|c| c == "cpu") {
+        Ok(mount)
+    } else {
+        Err(format!("the cgroup2 mount at {mount} has no cpu controller (offers [{}])", controllers.trim()))
+    }
+}
+
+#[test]
+fn a_cpu_limited_node_gets_about_its_limit_or_is_refused_with_the_reason() {
+    require_root();
+    let sb = Sandbox::new();
+    let before = sb.host_state();
+    let dir = scratch_dir("cpu-limit");
+    let mount = match cgroup2_cpu(&sb) {
+        Ok(mount) => mount,
+        Err(reason) => {
+            // Refused before anything exists, saying why.
+            let lab = write_lab(&dir, "cpulimit", CPU_LAB);
+            let out = sb.labctl(["up".as_ref(), lab.as_os_str()]);
+            let err = stderr(&out);
+            assert_eq!(out.status.code(), Some(2), "refused as a user error\n{}", describe(&out));
+            assert!(err.contains("node h1: cpu limits need") && err.contains("cgroup v2"), "the reason\n{err}");
+            sb.assert_clean(&before, "after the refused cpu limit");
+            println!("SKIP measuring a CPU limit: {reason} (the refusal was checked)");
+            return;
+        }
+    };
+    let lab = write_lab(&dir, "cpulimit", &CPU_LAB.replace("MOUNT", &format!("{mount:?}")));
+    let out = sb.labctl(["run".as_ref(), lab.as_os_str(), "--out".as_ref(), dir.join("run").as_os_str()]);
+    let text = assert_code(&out, 0, "labctl run cpulimit");
+    let usage: u64 = text
+        .split_whitespace()
+        .skip_while(|w| *w != "usage_usec")
+        .nth(1)
+        .and_then(|v| v.parse().ok())
+        .unwrap_or_else(|| panic!("no usage_usec in\n{text}"));
+    // 2 s at 50% of one CPU: 1 s of CPU at most, plus 20%; more than a tenth of it ran.
+    assert!(usage <= 1_200_000, "the busy loop used {usage} us of CPU in 2 s under a 50% limit");
+    assert!(usage >= 100_000, "the busy loop used only {usage} us: did it run in the cgroup?");
+    println!("cpu limit 50%: {usage} us of CPU in 2 s");
+    sb.assert_clean(&before, "after labctl run cpulimit");
+}
