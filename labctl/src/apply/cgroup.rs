@@ -130,6 +130,13 @@ pub fn open_procs(dir: &Path) -> Result<File, CgroupError> {
     OpenOptions::new().write(true).open(&path).map_err(io_err("cannot open", &path))
 }
 
+/// Moves the calling process into the cgroup `dir` (`labctl exec` into a
+/// CPU-limited node, right before exec).
+pub fn enter(dir: &Path) -> Result<(), CgroupError> {
+    let path = dir.join("cgroup.procs");
+    fs::write(&path, "0").map_err(io_err("cannot write", &path))
+}
+
 /// The counters of `cpu.stat` (`usage_usec`, `user_usec`, `nr_throttled`, ...).
 pub fn cpu_stat(dir: &Path) -> Result<Vec<(String, u64)>, CgroupError> {
     let path = dir.join("cpu.stat");
