@@ -47,8 +47,7 @@ pub(super) fn register<M: UserDataMethods<NodeRef>>(methods: &mut M) {
         let cgroup = this.runtime.cgroup_procs(&this.name)?;
         let lab = this.runtime.with_lab(|lab| lab.name.clone());
         let placement = Placement { netns: &netns, cpu, cgroup_procs: cgroup.as_ref() };
-        let process =
-            Background::start(&lab, &argv, &placement).map_err(|e| fail(format!("{what}: {e} in {}", this.name)))?;
+        let process = Background::start(&lab, &argv, &placement).map_err(|e| fail(format!("{what}: {e}")))?;
         let process = Arc::new(process);
         this.runtime.adopt(process.clone());
         Ok(Spawned { process, runtime: this.runtime.clone() })
