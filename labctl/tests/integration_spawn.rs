@@ -37,7 +37,7 @@ link(h1, h2, { "198.18.0.1/24", "198.18.0.2/24" })
 experiment("spawn", function(x)
     local s = x.h2:spawn{ "sh", "-c", "echo hello; echo oops >&2; exec sleep 1000" }
     local deadline = 50
-    while s:output().stdout == "" and deadline > 0 do x:sleep(0.05); deadline = deadline - 1 end
+    while (s:output().stdout == "" or s:output().stderr == "") and deadline > 0 do x:sleep(0.05); deadline = deadline - 1 end
     local o = s:output()
     x:snapshot("running", { stdout = o.stdout, stderr = o.stderr, running = s:running() })
     local r = s:stop()
@@ -46,6 +46,15 @@ experiment("spawn", function(x)
     -- Left running: stopped when the experiment ends.
     local left = x.h1:spawn{ "sleep", "1000" }
     x:snapshot("left", { pid = left.pid > 1 })
+end)
+experiment("limit", function(x)
+    x.h1:spawn{ "sleep", "1003" }
+    while true do end
+end, { timeout = "1s" })
+-- The lab is still up: what the two experiments left running is gone already.
+experiment("after", function(x)
+    local ps = x.h1:run{ "sh", "-c", "cat /proc/[0-9]*/cmdline 2>/dev/null | tr '\\0' ' ' | tr -s ' ' | grep -o 'sleep 100[03]' | wc -l" }
+    x:snapshot("left-over", { count = tonumber(ps.stdout) })
 end)
 "#;
 
@@ -57,8 +66,11 @@ fn spawned_processes_report_their_output_and_are_stopped_with_the_experiment() {
     let dir = scratch_dir("spawn");
     let lab = write_lab(&dir, "spawnit", SPAWN_LAB);
     let out = sb.labctl(["run".as_ref(), lab.as_os_str(), "--out".as_ref(), dir.join("run").as_os_str()]);
-    let text = assert_code(&out, 0, "labctl run spawnit");
+    let text = assert_code(&out, 1, "labctl run spawnit (the limit experiment fails)");
     for expected in [
+        "ran past its time limit of 1s",
+        "-- snapshot left-over",
+        "count: 0",
         "running: true\nstderr: |\n  oops\nstdout: |\n  hello",
         "running: false\nstatus: 143",
         "status: 3\nstderr: \nstdout: |\n  done\ntimed_out: false",
