@@ -35,8 +35,15 @@ experiment("send", function(x)
   x.h1:send{ to = "198.18.0.2", src = "198.18.0.77", src_mac = "02:00:00:00:00:99", count = 3 }
   x.h1:send{ to = "2001:db8::2", src = "fe80::7", ttl = 3, proto = "tcp", flags = "S", dport = 80, count = 2 }
   x.h1:send{ to = "198.18.0.2", proto = "icmp", df = true, size = 32, count = 4 }
-  x:sleep(0.2)
+  -- A loaded machine may process the frames later (ksoftirqd): 5 s at most.
   local now = x:counters(names)
+  for _ = 1, 100 do
+    if now[names[1]].packets >= 7 and now[names[2]].packets >= 3 and now[names[3]].packets >= 2 then break end
+    x:sleep(0.05)
+    now = x:counters(names)
+  end
+  x:sleep(0.05)
+  now = x:counters(names)
   x:snapshot("counted", {
     spoofed_udp = now[names[1]].packets,
     spoofed_udp_bytes = now[names[1]].bytes,
