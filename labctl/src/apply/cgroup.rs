@@ -137,22 +137,6 @@ pub fn enter(dir: &Path) -> Result<(), CgroupError> {
     fs::write(&path, "0").map_err(io_err("cannot write", &path))
 }
 
-/// The counters of `cpu.stat` (`usage_usec`, `user_usec`, `nr_throttled`, ...).
-pub fn cpu_stat(dir: &Path) -> Result<Vec<(String, u64)>, CgroupError> {
-    let path = dir.join("cpu.stat");
-    let text = fs::read_to_string(&path).map_err(io_err("cannot read", &path))?;
-    Ok(parse_cpu_stat(&text))
-}
-
-fn parse_cpu_stat(text: &str) -> Vec<(String, u64)> {
-    text.lines()
-        .filter_map(|line| {
-            let (name, value) = line.split_once(' ')?;
-            Some((name.to_string(), value.trim().parse().ok()?))
-        })
-        .collect()
-}
-
 /// `down`: removes the journaled cgroups (their processes were stopped
 /// with the namespaces; any left are killed first), then labctl's parent
 /// folder if no other lab uses it.
@@ -203,12 +187,5 @@ mod tests {
                     32 30 0:28 / /sys/fs/cgroup/cpu rw,nosuid - cgroup cgroup rw,cpu\n";
         assert_eq!(cgroup2_mount(info), Some(PathBuf::from("/sys/fs/cgroup/unified")));
         assert_eq!(cgroup2_mount("32 30 0:28 / /sys/fs/cgroup/cpu rw - cgroup cgroup rw,cpu\n"), None);
-    }
-
-    #[test]
-    fn cpu_stat_parses() {
-        let text = "usage_usec 1500\nuser_usec 1000\nsystem_usec 500\nnr_throttled 3\n";
-        assert_eq!(parse_cpu_stat(text)[0], ("usage_usec".to_string(), 1500));
-        assert_eq!(parse_cpu_stat(text).len(), 4);
     }
 }
