@@ -465,6 +465,45 @@ def test_part5_kernel(pfs):
             report("PASS", f"part5-kernel-{name}", "IPsec slower than plain TCP, as expected")
 
 
+def cgroup2_mount():
+    for line in open("/proc/self/mountinfo"):
+        left, _, right = line.partition(" - ")
+        if right.split()[:1] == ["cgroup2"]:
+            return left.split()[4]
+    return None
+
+
+def test_cpu_limit(pfs):
+    """node("h1", { cpu = "50%" }): a busy loop in the node is charged at
+    most the limit (+20%) in its cgroup's cpu.stat; the cgroup goes with down."""
+    mount = cgroup2_mount()
+    if mount is None:
+        os.makedirs("/sys/fs/cgroup", exist_ok=True)
+        sh("mount", "-t", "cgroup2", "none", "/sys/fs/cgroup")
+        mount = "/sys/fs/cgroup"
+    if "cpu" not in open(os.path.join(mount, "cgroup.controllers")).read().split():
+        report("SKIP", "cpu-limit", f"the guest's cgroup2 at {mount} has no cpu controller")
+        return
+    lab = write_lab("cpulimit", f"""
+lab {{ name = "cpulimit" }}
+local h1, h2 = node("h1", {{ cpu = "50%" }}), node("h2")
+link(h1, h2, {{ "198.18.0.1/24", "198.18.0.2/24" }})
+experiment("busy", function(x)
+  x.h1:run{{ "timeout", "2", "sh", "-c", "while :; do :; done" }}
+  local stat = x.h1:run{{ "sh", "-c", "cat \\"$0$(sed -n 's/^0:://p' /proc/self/cgroup)/cpu.stat\\"", "{mount}" }}
+  x:snapshot("cpustat", stat.stdout)
+end)
+""")
+    p = labctl("run", lab, "--out", os.path.join(OUT, "cpulimit"), check=False)
+    words = p.stdout.split()
+    usage = int(words[words.index("usage_usec") + 1]) if "usage_usec" in words else None
+    left = os.path.exists(os.path.join(mount, "labctl", "cpulimit-h1"))
+    if p.returncode == 0 and usage is not None and 100_000 <= usage <= 1_200_000 and not left:
+        report("PASS", "cpu-limit", f"2 s of a busy loop under cpu = 50%: {usage} us of CPU; cgroup removed by down")
+    else:
+        report("FAIL", "cpu-limit", f"exit {p.returncode}, usage_usec {usage}, cgroup left {left}: {p.stdout[-1500:]} {p.stderr[-800:]}")
+
+
 def main():
     print(f"guest kernel {os.uname().release}", flush=True)
     pfs = setup()
@@ -487,6 +526,7 @@ def main():
         ("kill9-campaign", lambda: test_kill_campaign(pfs, KILL_RUNS)),
         ("example-real-nics", lambda: test_example_lab(pfs)),
         ("part5-kernel-esp", lambda: test_part5_kernel(pfs)),
+        ("cpu-limit", lambda: test_cpu_limit(pfs)),
     ]
     for name, test in tests:
         if only and name not in only.split(","):

@@ -4,6 +4,7 @@
 //! if any step fails (or on Ctrl-C); `down` removes whatever the journal
 //! names, so it also cleans up after a `kill -9` at any moment of `up`.
 
+pub mod cgroup;
 mod executor;
 mod faults;
 pub mod floor;
@@ -15,6 +16,7 @@ pub mod nic;
 pub mod privileges;
 mod schedule;
 mod settle;
+pub mod spawned;
 pub mod state;
 mod sysctl;
 mod teardown;
@@ -64,6 +66,9 @@ pub enum ApplyError {
     /// Reading or restoring host devices (apply/nic/).
     #[error(transparent)]
     Nic(#[from] nic::NicError),
+    /// CPU limits the machine cannot give (apply/cgroup.rs), or a cgroup that could not be made.
+    #[error(transparent)]
+    Cgroup(#[from] cgroup::CgroupError),
 }
 
 impl From<StateError> for ApplyError {
@@ -80,6 +85,10 @@ impl ApplyError {
     pub fn is_user_error(&self) -> bool {
         matches!(self, ApplyError::AlreadyRunning(_) | ApplyError::NamespaceTaken(_) | ApplyError::Preflight(_))
             || matches!(self, ApplyError::Xdp(e) if e.is_user_error())
+            || matches!(
+                self,
+                ApplyError::Cgroup(cgroup::CgroupError::NoCgroup2 { .. } | cgroup::CgroupError::NoCpuController { .. })
+            )
     }
 }
 
@@ -113,10 +122,13 @@ pub fn up(lab: &Lab, script: &Path, plan: &Plan, progress: Progress<'_>) -> Resu
     if !problems.is_empty() {
         return Err(ApplyError::Preflight(crate::diag::Diagnostics(problems)));
     }
+    // CPU limits need cgroup v2's cpu controller: refused here, before anything exists.
+    cgroup::preflight(lab)?;
     let recorded = Recorded { lab: lab.clone(), script: script.to_path_buf(), pid: std::process::id() };
     let state = LabState::create(&recorded)?;
     interrupt::catch();
-    match build(plan, &state, progress) {
+    let built = cgroup::create(lab).map_err(ApplyError::from).and_then(|()| build(plan, &state, progress));
+    match built {
         Ok(timings) => {
             state.mark_ready()?;
             Ok(timings)
@@ -178,7 +190,11 @@ fn remove(state: LabState) -> Result<Removed, ApplyError> {
         })
         .collect();
     let restored = nic::restore(state.dir(), state.name(), &namespaces);
-    let removed = teardown::remove_journaled(&journal)?;
+    // An experiment's background processes (x.h1:spawn), by pid and start time.
+    let spawned = spawned::stop_journaled(state.dir());
+    let mut removed = teardown::remove_journaled(&journal)?;
+    removed.processes += spawned;
+    cgroup::remove_journaled(state.dir());
     restored?;
     state.remove()?;
     Ok(removed)

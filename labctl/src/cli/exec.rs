@@ -73,6 +73,10 @@ fn exec_in(lab: &str, node: &str, mut command: Command) -> Result<(), Failure> {
     }
     let name = recorded.lab.netns_name(node);
     let fd = netns::open(&name).map_err(|e| Failure::new(EXIT_FAILURE, e))?;
+    // A CPU-limited node's commands run in its cgroup, this one too.
+    if let Some(dir) = apply::cgroup::of_node(&recorded.lab, node).map_err(|e| Failure::new(EXIT_FAILURE, e))? {
+        apply::cgroup::enter(&dir).map_err(|e| Failure::new(EXIT_FAILURE, e))?;
+    }
     netns::enter_for_command(&fd).map_err(|e| Failure::new(EXIT_FAILURE, e))?;
     command.env("LABCTL_LAB", lab).env("LABCTL_NODE", node);
     // exec only returns on failure.

@@ -101,6 +101,8 @@ fn label_lines(lab: &Lab, node: &str) -> Vec<String> {
     let mut lines = vec![node.to_string()];
     lines.extend(addresses(lab, node));
     lines.extend(xdp_marks(lab, node));
+    // node("h1", { cpu = "50%" }): its commands' CPU limit.
+    lines.extend(lab.node(node).and_then(|n| n.cpu_percent).map(|p| format!("cpu {p}%")));
     lines
 }
 

@@ -8,7 +8,7 @@ use mlua::{MetaMethod, UserData, UserDataMethods, Value};
 
 use super::options::bad_argument;
 use super::runtime::{fail, NodeRef, Runtime};
-use super::{chart, counters, host_sysctl, ipsec, results, traces, traffic, xdp};
+use super::{chart, counters, host_sysctl, ipsec, results, send, spawn, traces, traffic, xdp};
 
 /// `x:sleep` is for letting the kernel settle, not for waiting out a test.
 const MAX_SLEEP: Duration = Duration::from_secs(60);
@@ -44,5 +44,7 @@ impl UserData for NodeRef {
 
     fn add_methods<M: UserDataMethods<Self>>(methods: &mut M) {
         traffic::register(methods);
+        spawn::register(methods);
+        send::register(methods);
     }
 }

@@ -1,14 +1,14 @@
 //! `x.h1:run{...}`: a user's command inside a node's namespace, with a
 //! deadline, its exit status and output captured.
 
-use std::fs::File;
 use std::io::Read;
-use std::os::fd::AsRawFd;
-use std::os::unix::process::{CommandExt, ExitStatusExt};
+use std::os::unix::process::ExitStatusExt;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use serde::Serialize;
+
+use super::background::{self, Placement};
 
 #[derive(Debug, Clone, Serialize)]
 pub struct CommandResult {
@@ -22,37 +22,14 @@ pub struct CommandResult {
     pub interrupted: bool,
 }
 
-/// Runs `argv` in the namespace behind `netns`, pinned to `cpu` if given,
-/// killing it after `timeout` or as soon as labctl is interrupted (Ctrl-C,
-/// SIGTERM).
-pub fn run(netns: &File, argv: &[String], cpu: Option<usize>, timeout: Duration) -> std::io::Result<CommandResult> {
-    let fd = netns.as_raw_fd();
-    // Built before fork: the child may not allocate.
-    // SAFETY: cpu_set_t is plain data; CPU_SET only writes into it.
-    let cpus = cpu.map(|cpu| unsafe {
-        let mut set: nix::libc::cpu_set_t = std::mem::zeroed();
-        nix::libc::CPU_SET(cpu, &mut set);
-        set
-    });
+/// Runs `argv` in `placement` (the node's namespace, a CPU, the node's
+/// cgroup), killing it after `timeout` or as soon as labctl is interrupted
+/// (Ctrl-C, SIGTERM).
+pub fn run(placement: &Placement, argv: &[String], timeout: Duration) -> std::io::Result<CommandResult> {
     let mut command = Command::new(&argv[0]);
     command.args(&argv[1..]).stdin(Stdio::null()).stdout(Stdio::piped()).stderr(Stdio::piped());
     // Its own process group, so a timeout stops what it started too.
-    command.process_group(0);
-    // SAFETY: between fork and exec only setns(2) and sched_setaffinity(2)
-    // run: no allocation, no locks.
-    unsafe {
-        command.pre_exec(move || {
-            if nix::libc::setns(fd, nix::libc::CLONE_NEWNET) != 0 {
-                return Err(std::io::Error::last_os_error());
-            }
-            if let Some(set) = &cpus {
-                if nix::libc::sched_setaffinity(0, std::mem::size_of::<nix::libc::cpu_set_t>(), set) != 0 {
-                    return Err(std::io::Error::last_os_error());
-                }
-            }
-            Ok(())
-        });
-    }
+    background::place(&mut command, placement);
     let mut child = command.spawn()?;
     // Read both pipes on threads so a chatty command cannot fill one and block.
     let mut stdout = child.stdout.take().expect("piped");

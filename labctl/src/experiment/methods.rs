@@ -9,10 +9,16 @@ use std::sync::LazyLock;
 use mlua::{FromLuaMulti, IntoLuaMulti, Lua, MaybeSend, UserData, UserDataMethods};
 
 use super::runtime::{NodeRef, Runtime};
+use super::spawn::Spawned;
 
 /// Who has which methods, in registration order.
-static TABLE: LazyLock<[(&str, Vec<&str>); 2]> =
-    LazyLock::new(|| [("a node (x.h1)", registered::<NodeRef>()), ("x", registered::<Runtime>())]);
+static TABLE: LazyLock<[(&str, Vec<&str>); 3]> = LazyLock::new(|| {
+    [
+        ("a node (x.h1)", registered::<NodeRef>()),
+        ("a background process (x.h1:spawn)", registered::<Spawned>()),
+        ("x", registered::<Runtime>()),
+    ]
+});
 
 static METHODS: LazyLock<Vec<(&str, &[&str])>> =
     LazyLock::new(|| TABLE.iter().map(|(owner, names)| (*owner, names.as_slice())).collect());
@@ -163,6 +169,8 @@ mod tests {
             include_str!("xdp.rs"),
             include_str!("chart.rs"),
             include_str!("traffic.rs"),
+            include_str!("spawn.rs"),
+            include_str!("send.rs"),
         ];
         let mut found = BTreeSet::new();
         for text in files {
@@ -176,13 +184,16 @@ mod tests {
     /// Every method registered is listed, for `x` or for a node.
     #[test]
     fn every_registered_method_is_listed() {
-        let listed: BTreeSet<&str> = names("x").union(&names("a node (x.h1)")).copied().collect();
+        let listed: BTreeSet<&str> =
+            ["x", "a node (x.h1)", "a background process (x.h1:spawn)"].into_iter().flat_map(names).collect();
         let missing: Vec<&str> = in_source().difference(&listed).copied().collect();
         assert!(missing.is_empty(), "registered but not listed: {missing:?}");
         assert!(names("x").contains("snapshot") && names("a node (x.h1)").contains("ping"));
         // api.rs names every domain whose register() this reads.
         let api = include_str!("api.rs");
-        for domain in ["results", "counters", "traces", "host_sysctl", "ipsec", "xdp", "chart", "traffic"] {
+        let domains =
+            ["results", "counters", "traces", "host_sysctl", "ipsec", "xdp", "chart", "traffic", "spawn", "send"];
+        for domain in domains {
             assert!(api.contains(&format!("{domain}::register(methods)")), "api.rs no longer registers {domain}");
         }
     }

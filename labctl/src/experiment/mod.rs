@@ -3,6 +3,7 @@
 //! snapshot stage) and expectation failures, each with its script line.
 
 mod api;
+mod background;
 mod chart;
 mod command;
 mod counters;
@@ -15,6 +16,8 @@ mod options;
 mod render;
 mod results;
 mod runtime;
+mod send;
+mod spawn;
 mod tolerance;
 mod trace;
 mod traces;
@@ -118,6 +121,7 @@ pub fn run_function(
     let limit = Arc::new(Limit::new(experiment.timeout.unwrap_or(DEFAULT_TIMEOUT)));
     let runtime = Runtime::new(script.lab.clone(), netns, artifacts, limit.clone());
     let stopped = call_under_limit(script, experiment, function, runtime.clone(), &limit);
+    runtime.stop_spawned();
     let bad_input = stopped.as_ref().is_some_and(|(_, bad)| *bad);
     let error = stopped.map(|(diagnostic, _)| diagnostic);
     let (taken, failed) = runtime.results();

@@ -26,6 +26,52 @@ pub enum LookError {
     Write { path: std::path::PathBuf, source: crate::observe::ObserveError },
     #[error("softnet: {0}")]
     Softnet(#[from] serde_json::Error),
+    #[error("{0:?}: {NFT_SPEC_HELP}")]
+    NftSpec(String),
+    #[error("{spec}: no nftables rule {rule:?} with a counter in {node} (its counted rules: {known})")]
+    NoNftRule { spec: String, node: String, rule: String, known: String },
+}
+
+/// How an nftables counter is named in `x:counters`.
+pub const NFT_SPEC_HELP: &str =
+    "name an nftables rule's counter as \"r1:nft:<family>/<table>/<chain>/<comment or handle>\" \
+     (family one of inet, ip, ip6, arp, bridge, netdev), or all of a node's as \"r1:nft\"";
+
+/// `"r1:nft"` → (r1, None); `"r1:nft:inet/filter/input/drop-udp"` → (r1, Some([inet, filter, input, drop-udp])).
+pub fn nft_spec(spec: &str) -> std::result::Result<(&str, Option<[&str; 4]>), ()> {
+    let mut parts = spec.splitn(3, ':');
+    let (node, _nft, rule) = (parts.next().ok_or(())?, parts.next().ok_or(())?, parts.next());
+    let Some(rule) = rule else { return Ok((node, None)) };
+    let path: Vec<&str> = rule.split('/').collect();
+    let [family, table, chain, last] = path[..] else { return Err(()) };
+    if node.is_empty() || [table, chain, last].iter().any(|p| p.is_empty()) {
+        return Err(());
+    }
+    if !counters::NFT_FAMILIES.iter().any(|(name, _)| *name == family) {
+        return Err(());
+    }
+    Ok((node, Some([family, table, chain, last])))
+}
+
+/// The counters of one rule (`packets`, `bytes`), or of all counted rules.
+fn nft(netns: &File, spec: &str, rule: Option<[&str; 4]>) -> Result<BTreeMap<String, u64>> {
+    let Some([family, table, chain, last]) = rule else {
+        return counters::nft_counters(netns).map_err(at(spec));
+    };
+    let rules = counters::nft_rules(netns).map_err(at(spec))?;
+    let found = rules.iter().find(|r| r.family == family && r.table == table && r.chain == chain && r.is(last));
+    match found {
+        Some(r) => Ok(BTreeMap::from([("packets".to_string(), r.packets), ("bytes".to_string(), r.bytes)])),
+        None => {
+            let known: Vec<String> = rules.iter().map(|r| r.name()).collect();
+            Err(LookError::NoNftRule {
+                spec: spec.to_string(),
+                node: spec.split(':').next().unwrap_or_default().to_string(),
+                rule: format!("{family}/{table}/{chain}/{last}"),
+                known: if known.is_empty() { "none".into() } else { known.join(", ") },
+            })
+        }
+    }
 }
 
 type Result<T> = std::result::Result<T, LookError>;
@@ -60,6 +106,11 @@ pub fn read(specs: &[String], netns: &BTreeMap<String, File>) -> Result<Counters
             _ if spec.ends_with(":qdisc") && spec.matches(':').count() == 2 => {
                 let (node, rest) = spec.split_once(':').expect("two colons");
                 qdiscs(node_ns(netns, node)?, rest.trim_end_matches(":qdisc")).map_err(at(spec))?
+            }
+            // "r1:nft": every nftables rule with a counter; "r1:nft:inet/filter/input/drop-udp": one.
+            _ if spec.split(':').nth(1) == Some("nft") => {
+                let (node, rule) = nft_spec(spec).map_err(|_| LookError::NftSpec(spec.clone()))?;
+                nft(node_ns(netns, node)?, spec, rule)?
             }
             _ => match spec.split_once(':') {
                 Some((node, ifname)) => counters::link_stats(node_ns(netns, node)?, ifname).map_err(at(spec))?,

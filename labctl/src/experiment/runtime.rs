@@ -14,6 +14,8 @@
 //! | xdp.rs | `x:map`, `x:map_set`, `x:map_delete`, `x:xdp*`, `x:ifindex`, `x:mac` |
 //! | chart.rs | `x:chart` |
 //! | traffic.rs | `x.h1:ping`, `udp`, `tcp`, `blast`, `run` |
+//! | spawn.rs | `x.h1:spawn` and its handle (`output`, `wait`, `stop`) |
+//! | send.rs | `x.h1:send` (crafted packets) |
 //!
 //! Every result records the script line that produced it, so failures
 //! point at the lab file.
@@ -26,6 +28,7 @@ use std::sync::{Arc, Mutex, MutexGuard};
 
 use mlua::Lua;
 
+use super::background::Background;
 use super::limit::Limit;
 use super::{Expectation, Taken};
 use crate::diag::Origin;
@@ -39,6 +42,8 @@ struct Shared {
     artifacts: Option<PathBuf>,
     taken: Vec<Taken>,
     failed: Vec<Expectation>,
+    /// Background processes (`x.h1:spawn`), stopped when the experiment ends.
+    spawned: Vec<Arc<Background>>,
 }
 
 #[derive(Clone)]
@@ -71,7 +76,7 @@ pub fn lua_error(error: impl std::fmt::Display) -> mlua::Error {
 
 impl Runtime {
     pub fn new(lab: Lab, netns: BTreeMap<String, File>, artifacts: Option<PathBuf>, limit: Arc<Limit>) -> Runtime {
-        let shared = Shared { lab, netns, artifacts, taken: vec![], failed: vec![] };
+        let shared = Shared { lab, netns, artifacts, taken: vec![], failed: vec![], spawned: vec![] };
         Runtime { shared: Arc::new(Mutex::new(shared)), limit }
     }
 
@@ -103,6 +108,13 @@ impl Runtime {
     pub fn all_netns(&self) -> mlua::Result<BTreeMap<String, File>> {
         let shared = self.lock();
         shared.netns.iter().map(|(k, f)| Ok((k.clone(), f.try_clone().map_err(mlua::Error::external)?))).collect()
+    }
+
+    /// `cgroup.procs` of the node's cgroup, if it has a CPU limit
+    /// (apply/cgroup.rs): commands started in the node enter it.
+    pub fn cgroup_procs(&self, node: &str) -> mlua::Result<Option<File>> {
+        let dir = self.with_lab(|lab| crate::apply::cgroup::of_node(lab, node)).map_err(lua_error)?;
+        dir.map(|dir| crate::apply::cgroup::open_procs(&dir).map_err(lua_error)).transpose()
     }
 
     /// The node that owns `address` in the lab model.
@@ -144,6 +156,20 @@ impl Runtime {
     /// Ctrl-C and the experiment's time limit.
     pub fn limit(&self) -> &Limit {
         &self.limit
+    }
+
+    /// Keeps a background process to stop when the experiment ends.
+    pub fn adopt(&self, process: Arc<Background>) {
+        self.lock().spawned.push(process);
+    }
+
+    /// Stops and reaps every background process still running (the
+    /// experiment ended, failed or ran out of time).
+    pub fn stop_spawned(&self) {
+        let spawned = std::mem::take(&mut self.lock().spawned);
+        for process in spawned {
+            process.stop();
+        }
     }
 
     /// What the experiment took and which expectations failed.

@@ -6,6 +6,7 @@ use std::time::Duration;
 
 use mlua::{Lua, LuaSerdeExt, Table, UserDataMethods, Value};
 
+use super::background::Placement;
 use super::command;
 use super::options::Options;
 use super::runtime::{fail, NodeRef};
@@ -126,7 +127,7 @@ fn blast_options(to: SocketAddr, opts: &Options) -> mlua::Result<BlastOptions> {
 }
 
 /// `{"ip", "route"}`, or `"ip route"` split on spaces.
-fn argv(cmd: Value) -> mlua::Result<Vec<String>> {
+pub(super) fn argv(cmd: Value) -> mlua::Result<Vec<String>> {
     let argv: Vec<String> = match cmd {
         Value::String(s) => s.to_string_lossy().split_whitespace().map(String::from).collect(),
         Value::Table(t) => t.sequence_values::<String>().collect::<mlua::Result<_>>()?,
@@ -157,8 +158,10 @@ impl NodeRef {
     fn run(&self, lua: &Lua, argv: &[String], cpu: Option<usize>, timeout: Duration) -> mlua::Result<Table> {
         let limit = self.runtime.limit();
         let netns = self.runtime.netns(&self.name)?;
+        let cgroup = self.runtime.cgroup_procs(&self.name)?;
+        let placement = Placement { netns: &netns, cpu, cgroup_procs: cgroup.as_ref() };
         let cut_by_limit = limit.left() < timeout;
-        let result = command::run(&netns, argv, cpu, timeout.min(limit.left()))
+        let result = command::run(&placement, argv, timeout.min(limit.left()))
             .map_err(|e| fail(format!("run(): cannot start {:?} in {}: {e}", argv[0], self.name)))?;
         if result.interrupted {
             return Err(fail("interrupted"));

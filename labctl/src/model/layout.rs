@@ -8,6 +8,9 @@
 //! /run/labctl/<lab>/                      lab.json, journal, ready (apply/state.rs)
 //! /run/labctl/<lab>/ipsec/<node>/         strongSwan config, socket, pidfile, log
 //! /sys/fs/bpf/labctl/<lab>/<node>-<if>/   an XDP attachment's pins: link, prog, maps/
+//! /run/labctl/<lab>/spawned/<pid>         a background process of an experiment (its start time)
+//! /run/labctl/<lab>/cgroups               the cgroups of CPU-limited nodes
+//! <cgroup2>/labctl/<lab>-<node>/          a CPU-limited node's cgroup (cpu.max)
 //! /run/lock/labctl-test.{lock,gate}       turns on the machine between labs (sys/machine_turn.rs)
 //! ```
 
@@ -58,4 +61,22 @@ pub fn pin_dir(lab: &str, node: &str, ifname: &str) -> PathBuf {
 /// `<node>-<ifname>`, the folder of one attachment's pins.
 pub fn pin_dir_name(node: &str, ifname: &str) -> String {
     format!("{node}-{ifname}")
+}
+
+/// `/run/labctl/<lab>/spawned/`: one file per process an experiment
+/// started in the background (`x.h1:spawn`), named by its pid and holding
+/// its start time, so `down` stops it after labctl died.
+pub fn spawned_dir(lab: &str) -> PathBuf {
+    lab_state_dir(lab).join("spawned")
+}
+
+/// `/run/labctl/<lab>/cgroups`: the cgroups labctl made for the lab's
+/// CPU-limited nodes, one path a line, removed by `down`.
+pub fn cgroup_journal(lab: &str) -> PathBuf {
+    lab_state_dir(lab).join("cgroups")
+}
+
+/// The cgroup v2 folder of a CPU-limited node, under the cgroup2 mount `root`.
+pub fn node_cgroup(root: &Path, lab: &str, node: &str) -> PathBuf {
+    root.join("labctl").join(format!("{lab}-{node}"))
 }

@@ -75,6 +75,10 @@ pub struct Node {
     /// Per-interface tuning: `h1:tune("eth0", { ... })`.
     #[serde(default)]
     pub tunings: Vec<Tuning>,
+    /// `node("h1", { cpu = "50%" })`: the CPU its commands may use, in
+    /// percent of one CPU (cgroup v2 `cpu.max`, apply/cgroup.rs).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cpu_percent: Option<u32>,
     pub origin: Origin,
 }
 

@@ -2,16 +2,18 @@
 //! deterministic order (BTreeMap, sorted lists), ready for a snapshot.
 //!
 //! Per-namespace: [`link_stats`], [`qdisc_stats`], [`snmp`], [`neighbours`],
-//! [`routes`]. Global (per CPU, not per namespace): [`softnet`], [`softirqs`], [`cpu_times`].
+//! [`routes`], [`nft_counters`] (nftables rule counters). Global (per CPU, not per namespace): [`softnet`], [`softirqs`], [`cpu_times`].
 //! [`Delta`] turns two snapshots of a counter map into what moved.
 
 mod delta;
 mod link;
+mod nft;
 mod procfs;
 mod tables;
 
 pub use delta::Delta;
 pub use link::{link_stats, qdisc_stats, QdiscStats};
+pub use nft::{nft_counters, nft_rules, NftRule, FAMILIES as NFT_FAMILIES};
 pub use procfs::{
     cpu_times, parse_cpu_times, parse_netstat, parse_snmp6, parse_softirqs, parse_softnet, snmp, softirqs, softnet,
     CpuTimes, SoftnetRow,

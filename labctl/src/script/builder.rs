@@ -60,6 +60,7 @@ impl Builder {
             routes: Vec::new(),
             sysctls: Vec::new(),
             tunings: Vec::new(),
+            cpu_percent: None,
             origin,
         });
         self.lab.nodes.len() - 1

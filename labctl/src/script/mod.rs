@@ -9,6 +9,7 @@
 
 pub mod args;
 mod builder;
+mod cpu;
 mod errors;
 mod extend;
 mod ipsec;

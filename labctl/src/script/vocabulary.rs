@@ -93,9 +93,10 @@ pub(super) fn lab(lua: &Lua, spec: Value) -> mlua::Result<()> {
 /// `node("h1", { forwarding = true })` and `bridge("sw")`.
 pub(super) fn declare(lua: &Lua, kind: NodeKind, name: Value, opts: Value) -> mlua::Result<AnyUserData> {
     let call = if kind == NodeKind::Bridge { "bridge" } else { "node" };
-    let valid: &[&str] = if kind == NodeKind::Bridge { &[] } else { &["forwarding"] };
+    let valid: &[&str] = if kind == NodeKind::Bridge { &[] } else { &["forwarding", "cpu"] };
     let origin = builder::origin(lua)?;
     let mut forwarding = false;
+    let mut cpu_percent = None;
     match args::options(opts) {
         Err(message) => report(lua, origin.clone(), format!("{call}(): {message}"), args::valid_keys_help(valid))?,
         Ok(None) => {}
@@ -115,12 +116,20 @@ pub(super) fn declare(lua: &Lua, kind: NodeKind, name: Value, opts: Value) -> ml
                         r#"write node("r1", { forwarding = true })"#,
                     )?,
                 }
+                match super::cpu::percent(&opts.get::<Value>("cpu")?) {
+                    Ok(percent) => cpu_percent = percent,
+                    Err(message) => report(lua, origin.clone(), format!("node(): cpu: {message}"), super::cpu::HELP)?,
+                }
             }
         }
     }
     let handle = match args::string(&name) {
         Some(name) => {
-            let index = builder::with(lua, |b| b.add_node(name.clone(), kind, forwarding, origin))?;
+            let index = builder::with(lua, |b| {
+                let index = b.add_node(name.clone(), kind, forwarding, origin);
+                b.lab.nodes[index].cpu_percent = cpu_percent;
+                index
+            })?;
             NodeHandle { name, index: Some(index) }
         }
         None => {

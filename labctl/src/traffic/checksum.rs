@@ -45,6 +45,21 @@ pub fn udp(src: IpAddr, dst: IpAddr, udp: &[u8]) -> u16 {
     }
 }
 
+/// The checksum of a TCP segment, UDP datagram or ICMPv6 message `data`
+/// (its checksum field zero) of protocol `proto`, over the pseudo-header of
+/// `src` and `dst`. ICMPv4 has no pseudo-header: use [`checksum`].
+pub fn transport(proto: u8, src: IpAddr, dst: IpAddr, data: &[u8]) -> u16 {
+    if proto == libc::IPPROTO_UDP as u8 {
+        return udp(src, dst, data);
+    }
+    let sum = match (src, dst) {
+        (IpAddr::V4(s), IpAddr::V4(d)) => add(add(0, &s.octets()), &d.octets()),
+        (IpAddr::V6(s), IpAddr::V6(d)) => add(add(0, &s.octets()), &d.octets()),
+        _ => panic!("checksum over mixed address families ({src}, {dst})"),
+    };
+    finish(add(sum + u64::from(proto) + data.len() as u64, data))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -9,12 +9,14 @@
 //!
 //! - [`ping`]: ICMP echo over raw sockets, reporting TTL expiry and unreachables.
 //! - [`udp_flow`], [`tcp_flow`]: one flow from a sender node to a sink node.
+//! - [`send`]: crafted packets (spoofed sources, TTL, DSCP, flags) over AF_PACKET.
 //! - [`blast`]: UDP load generation with `sendmmsg`, UDP GSO, an AF_PACKET TX
 //!   ring or an AF_XDP socket.
 
 mod blast;
 mod checksum;
 mod cpu;
+mod craft;
 mod flow;
 mod frame;
 mod icmp;
@@ -27,6 +29,10 @@ use std::net::IpAddr;
 
 pub use blast::{blast, BlastMode, BlastOptions, BlastReport};
 pub use cpu::CpuTime;
+pub use craft::{
+    is_lab_address, send, tcp_flags, Crafted, Proto, SendReport, MAX_COUNT as CRAFT_MAX_COUNT,
+    MAX_PAYLOAD as CRAFT_MAX_PAYLOAD,
+};
 pub use flow::{tcp_flow, udp_flow, FlowReport, TcpFlow, UdpFlow};
 pub use ping::{ping, PingOptions, PingReport, Reply};
 

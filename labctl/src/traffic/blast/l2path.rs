@@ -35,10 +35,13 @@ pub struct L2Path {
 
 /// Resolves the path to `to` from inside the node behind `netns`.
 pub fn resolve(netns: &File, to: IpAddr) -> Result<L2Path, TrafficError> {
-    netns::run_in(netns, || resolve_here(to))?
+    netns::run_in(netns, || resolve_here(to, None))?
 }
 
-fn resolve_here(to: IpAddr) -> Result<L2Path, TrafficError> {
+/// Like [`resolve`], from the calling thread's namespace, with the probe's
+/// TTL (hop limit) set to `ttl`: with 1, the probe dies at the first router
+/// and reaches no rule or counter past it (crafted packets, traffic/craft.rs).
+pub fn resolve_here(to: IpAddr, ttl: Option<u32>) -> Result<L2Path, TrafficError> {
     // Every frame on every interface of this node, outgoing ones included.
     let capture = Socket::new(Domain::PACKET, Type::RAW, Some(Protocol::from((libc::ETH_P_ALL as u16).to_be() as i32)))
         .map_err(io_err("open an AF_PACKET capture socket"))?;
@@ -50,6 +53,13 @@ fn resolve_here(to: IpAddr) -> Result<L2Path, TrafficError> {
     let probe = UdpSocket::bind(bind).map_err(io_err("open the probe socket"))?;
     probe.connect(SocketAddr::new(to, PROBE_PORT)).map_err(io_err(format!("no route from this node to {to}")))?;
     let local = probe.local_addr().map_err(io_err("read the probe's source address"))?;
+    if let Some(ttl) = ttl {
+        let set = match to {
+            IpAddr::V4(_) => probe.set_ttl(ttl),
+            IpAddr::V6(_) => socket2::SockRef::from(&probe).set_unicast_hops_v6(ttl),
+        };
+        set.map_err(io_err("set the probe's TTL"))?;
+    }
 
     let deadline = Instant::now() + PROBE_TIMEOUT;
     let mut next_probe = Instant::now();

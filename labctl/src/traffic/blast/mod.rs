@@ -4,7 +4,7 @@
 //! thread, optionally pinned, and report the CPU time they used.
 
 mod gso;
-mod l2path;
+pub(crate) mod l2path;
 mod mmsg;
 mod ring;
 mod xsk;
