@@ -7,7 +7,7 @@ use std::time::Duration;
 use mlua::{MetaMethod, UserData, UserDataMethods, Value};
 
 use super::runtime::{fail, NodeRef, Runtime};
-use super::{chart, counters, host_sysctl, ipsec, results, traces, traffic, xdp};
+use super::{chart, counters, host_sysctl, impair, ipsec, results, traces, traffic, xdp};
 use crate::script::error_at;
 
 /// `x:sleep` is for letting the kernel settle, not for waiting out a test.
@@ -34,6 +34,7 @@ impl UserData for Runtime {
         ipsec::register(methods);
         xdp::register(methods);
         chart::register(methods);
+        impair::register(methods);
     }
 }
 

@@ -7,6 +7,7 @@ mod chart;
 mod command;
 mod counters;
 mod host_sysctl;
+mod impair;
 mod ipsec;
 mod limit;
 mod observe;
@@ -67,6 +68,7 @@ const METHODS: crate::script::Methods = &[
             "map_delete",
             "ifindex",
             "mac",
+            "impair",
         ],
     ),
 ];
@@ -147,7 +149,12 @@ pub fn run_function(
     let netns = nodes.iter().filter_map(|(k, f)| f.try_clone().ok().map(|f| (k.clone(), f))).collect();
     let limit = Arc::new(Limit::new(experiment.timeout.unwrap_or(DEFAULT_TIMEOUT)));
     let runtime = Runtime::new(script.lab.clone(), netns, artifacts, limit.clone());
-    let error = call_under_limit(script, experiment, function, runtime.clone(), &limit);
+    let mut error = call_under_limit(script, experiment, function, runtime.clone(), &limit);
+    // Changes made for the experiment's length (x:impair) go back, pass or fail.
+    if let Err(e) = runtime.finish() {
+        let undo = script.diagnostic(&e, experiment.origin.clone(), METHODS);
+        error.get_or_insert(undo);
+    }
     let (taken, failed) = runtime.results();
     ExperimentResult {
         name: experiment.name.clone(),

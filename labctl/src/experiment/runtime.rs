@@ -13,6 +13,7 @@
 //! | ipsec.rs | `x:ipsec`, `x:ipsec_stop`, `x:ipsec_start` |
 //! | xdp.rs | `x:map`, `x:map_set`, `x:map_delete`, `x:xdp*`, `x:ifindex`, `x:mac` |
 //! | chart.rs | `x:chart` |
+//! | impair.rs | `x:impair` |
 //! | traffic.rs | `x.h1:ping`, `udp`, `tcp`, `blast`, `run` |
 //!
 //! Every result records the script line that produced it, so failures
@@ -39,7 +40,12 @@ struct Shared {
     artifacts: Option<PathBuf>,
     taken: Vec<Taken>,
     failed: Vec<Expectation>,
+    /// What to undo when the experiment ends, pass or fail, newest first ([`Runtime::at_end`]).
+    at_end: Vec<Undo>,
 }
+
+/// A change to take back at the end of the experiment.
+pub type Undo = Box<dyn FnOnce(&Runtime) -> mlua::Result<()> + Send>;
 
 #[derive(Clone)]
 pub struct Runtime {
@@ -71,7 +77,7 @@ pub fn lua_error(error: impl std::fmt::Display) -> mlua::Error {
 
 impl Runtime {
     pub fn new(lab: Lab, netns: BTreeMap<String, File>, artifacts: Option<PathBuf>, limit: Arc<Limit>) -> Runtime {
-        let shared = Shared { lab, netns, artifacts, taken: vec![], failed: vec![] };
+        let shared = Shared { lab, netns, artifacts, taken: vec![], failed: vec![], at_end: vec![] };
         Runtime { shared: Arc::new(Mutex::new(shared)), limit }
     }
 
@@ -144,6 +150,25 @@ impl Runtime {
     /// Ctrl-C and the experiment's time limit.
     pub fn limit(&self) -> &Limit {
         &self.limit
+    }
+
+    /// Runs `undo` when the experiment ends, pass or fail (after later ones).
+    pub fn at_end(&self, undo: Undo) {
+        self.lock().at_end.push(undo);
+    }
+
+    /// Runs what [`Runtime::at_end`] collected, newest first; the first error.
+    pub fn finish(&self) -> mlua::Result<()> {
+        let undo = std::mem::take(&mut self.lock().at_end);
+        let mut first = Ok(());
+        for undo in undo.into_iter().rev() {
+            if let Err(e) = undo(self) {
+                if first.is_ok() {
+                    first = Err(e);
+                }
+            }
+        }
+        first
     }
 
     /// What the experiment took and which expectations failed.

@@ -8,6 +8,7 @@
 //! /run/labctl/<lab>/                      lab.json, journal, ready (apply/state.rs)
 //! /run/labctl/<lab>/ipsec/<node>/         strongSwan config, socket, pidfile, log
 //! /sys/fs/bpf/labctl/<lab>/<node>-<if>/   an XDP attachment's pins: link, prog, maps/
+//! /sys/fs/bpf/labctl/<lab>/loss/<node>-<if>/  a loss program's pins: link, prog, maps/loss
 //! ```
 
 use std::path::{Path, PathBuf};
@@ -45,6 +46,12 @@ pub fn lab_pin_dir(lab: &str) -> PathBuf {
 /// on `node:ifname` (`link`, `prog`, `maps/<name>`).
 pub fn pin_dir(lab: &str, node: &str, ifname: &str) -> PathBuf {
     lab_pin_dir(lab).join(pin_dir_name(node, ifname))
+}
+
+/// `/sys/fs/bpf/labctl/<lab>/loss/<node>-<ifname>`: the pins of the loss
+/// program at the ingress of `node:ifname` (`link`, `prog`, `maps/loss`).
+pub fn loss_pin_dir(lab: &str, node: &str, ifname: &str) -> PathBuf {
+    lab_pin_dir(lab).join("loss").join(pin_dir_name(node, ifname))
 }
 
 /// `<node>-<ifname>`, the folder of one attachment's pins.

@@ -39,6 +39,8 @@ impl Builder {
                 nics: Vec::new(),
                 sriov: Vec::new(),
                 exclusive: false,
+                impairments: Vec::new(),
+                static_neighbours: false,
             },
             lab_call: None,
             diagnostics: Vec::new(),
@@ -60,6 +62,7 @@ impl Builder {
             routes: Vec::new(),
             sysctls: Vec::new(),
             tunings: Vec::new(),
+            neighbours: Vec::new(),
             origin,
         });
         self.lab.nodes.len() - 1
