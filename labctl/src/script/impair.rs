@@ -19,10 +19,8 @@ pub const EXAMPLE: &str =
 
 /// Reads an impairment table; every problem is a message (the help is [`EXAMPLE`]).
 pub fn read(table: &Table) -> mlua::Result<(ImpairSettings, Vec<String>)> {
-    let mut problems: Vec<String> = args::unknown_keys(table, KEYS, 0)
-        .into_iter()
-        .map(|key| format!("unknown impairment {key} (valid: {})", KEYS.join(", ")))
-        .collect();
+    let mut problems: Vec<String> =
+        args::unknown_keys(table, KEYS, 0).into_iter().map(|key| format!("unknown impairment {key}")).collect();
     let mut s = ImpairSettings::default();
     match table.raw_get::<Value>("rate")? {
         Value::Nil => {}
@@ -112,5 +110,5 @@ pub(super) fn impair(lua: &Lua, node: &str, ifname: &Value, settings: &Value) ->
             )
         });
     };
-    declare(lua, &format!("impair({ifname:?})"), node, &ifname, settings, true)
+    declare(lua, &format!("impair(\"{node}:{ifname}\")"), node, &ifname, settings, true)
 }
