@@ -10,8 +10,10 @@
 // dropped when mix(seed, n) falls below ppm (parts per million). Which n
 // a packet gets may depend on timing, but how many of the first N packets
 // are dropped depends only on seed, ppm and N: a run that sends a fixed
-// count loses exactly the same number every time. ARP and IPv6 neighbour
-// discovery pass: losing them only delays, and would shift the count.
+// count loses exactly the same number every time. Only unicast IP counts:
+// ARP, IPv6 neighbour discovery and multicast or broadcast frames (MLD and
+// IGMP reports, routing hellos) pass, uncounted: losing them only delays,
+// and their number varies from run to run, which would shift the count.
 
 #include <linux/bpf.h>
 #include <linux/if_ether.h>
@@ -65,6 +67,9 @@ int loss_ingress(struct __sk_buff *skb)
 	struct loss_state *s = bpf_map_lookup_elem(&loss, &key);
 	if (!s || s->ppm == 0)
 		return TC_ACT_OK;
+	__u8 dst0 = 0;
+	if (bpf_skb_load_bytes(skb, 0, &dst0, 1) < 0 || (dst0 & 1))
+		return TC_ACT_OK; // group address: multicast or broadcast
 	if (skb->protocol == bpf_htons(ETH_P_IPV6)) {
 		if (is_neighbour_discovery(skb))
 			return TC_ACT_OK;

@@ -43,6 +43,27 @@ fn pin_error(path: &Path) -> impl FnOnce(String) -> ImpairError + '_ {
     move |message| ImpairError::Pin { path: path.to_path_buf(), message }
 }
 
+/// splitmix64's finaliser, as loss.bpf.c's `mix`.
+fn mix(mut x: u64) -> u64 {
+    x ^= x >> 30;
+    x = x.wrapping_mul(0xbf58476d1ce4e5b9);
+    x ^= x >> 27;
+    x = x.wrapping_mul(0x94d049bb133111eb);
+    x ^= x >> 31;
+    x
+}
+
+/// Does the program drop the `n`-th IP packet (from 0) it counts? The same
+/// decision as loss.bpf.c, for tests and for telling a user in advance.
+pub fn drops(seed: u64, ppm: u32, n: u64) -> bool {
+    mix(seed ^ mix(n + 1)) % 1_000_000 < u64::from(ppm)
+}
+
+/// How many of the first `count` packets the program drops.
+pub fn dropped_of(seed: u64, ppm: u32, count: u64) -> u64 {
+    (0..count).filter(|&n| drops(seed, ppm, n)).count() as u64
+}
+
 /// Compiles the program (cached): `up` calls it before anything exists.
 pub fn compile() -> Result<PathBuf, bpf::BpfError> {
     bpf::compile_embedded("loss.c", SOURCE)
@@ -108,4 +129,25 @@ pub fn set(pins: &Path, ppm: u32, seed: u64) -> Result<(), ImpairError> {
 /// The state now: packets seen and dropped since it was last written.
 pub fn read(pins: &Path) -> Result<LossState, ImpairError> {
     open(pins)?.get(&0, 0).map_err(|e| pin_error(pins)(e.to_string()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_generator_is_a_function_of_seed_and_count() {
+        // simpleperf's loss experiment: 1000 packets, 10%, seed 7.
+        assert_eq!(dropped_of(7, 100_000, 1000), 112);
+        assert_eq!(dropped_of(7, 100_000, 1000), dropped_of(7, 100_000, 1000));
+        assert_ne!(
+            (0..1000).map(|n| drops(7, 100_000, n)).collect::<Vec<_>>(),
+            (0..1000).map(|n| drops(8, 100_000, n)).collect::<Vec<_>>()
+        );
+        assert_eq!(dropped_of(7, 0, 1000), 0);
+        assert_eq!(dropped_of(7, 1_000_000, 1000), 1000);
+        // Near the asked rate over many packets.
+        let many = dropped_of(3, 100_000, 100_000);
+        assert!((9_500..10_500).contains(&many), "{many}");
+    }
 }
