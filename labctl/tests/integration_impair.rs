@@ -163,3 +163,51 @@ fn delay_is_refused_before_anything_exists_on_a_kernel_without_netem() {
     sb.assert_clean(&before, "after the refusal");
     assert_no_pins(&sb, "after the refusal");
 }
+
+/// The number of steps of `file`'s plan (its first line says it).
+fn plan_steps(sb: &Sandbox, file: &Path) -> usize {
+    let plan = sb.labctl_ok(["plan".as_ref(), file.as_os_str()]);
+    let first = plan.lines().next().unwrap_or_default();
+    let words: Vec<&str> = first.split_whitespace().collect();
+    let at = words.iter().position(|w| w.starts_with("steps")).expect("a step count") - 1;
+    words[at].parse().unwrap_or_else(|_| panic!("no step count in {first:?}"))
+}
+
+#[test]
+fn a_kill_or_a_failure_at_the_loss_step_leaves_no_pin() {
+    use std::os::unix::process::{CommandExt, ExitStatusExt};
+    let sb = Sandbox::new();
+    let before = sb.host_state();
+    let dir = scratch_dir("impair-faults");
+    // Loss on both ends: two loss steps, the last two of the plan.
+    let lab = write(&dir, "imp", &LAB.replace("{ limit = 50 }", "{ limit = 50, loss = \"1%\" }"));
+    let steps = plan_steps(&sb, &lab);
+    let last = sb.labctl_ok(["plan".as_ref(), lab.as_os_str()]);
+    assert!(last.lines().last().unwrap().contains("loss program"), "the loss step is last:\n{last}");
+    // Killed right after the loss program is attached and pinned: down removes it.
+    let mut c = sb.labctl_cmd();
+    c.arg("up").arg(&lab).env("LABCTL_FAULT_ABORT_AFTER", steps.to_string());
+    // SAFETY: setrlimit is async-signal-safe; no core file per abort.
+    unsafe {
+        c.pre_exec(|| {
+            nix::sys::resource::setrlimit(nix::sys::resource::Resource::RLIMIT_CORE, 0, 0)?;
+            Ok(())
+        });
+    }
+    let out = output(&mut c);
+    assert!(out.status.signal().is_some(), "expected up to die by a signal\n{}", describe(&out));
+    let pins = sb.sh_ok("ls -A /sys/fs/bpf/labctl/imp/loss/h2-eth0 2>/dev/null || true");
+    assert!(pins.contains("link"), "the loss program was pinned before the kill: {pins:?}");
+    assert_code(&sb.labctl(["down", "imp"]), 0, "down after the kill");
+    sb.assert_clean(&before, "kill after the loss step, then down");
+    assert_no_pins(&sb, "kill after the loss step, then down");
+    // Failing at the second loss step (the first attached and pinned), or
+    // at the first: the rollback alone cleans up.
+    for k in [steps - 1, steps] {
+        let mut c = sb.labctl_cmd();
+        c.arg("up").arg(&lab).env("LABCTL_FAULT_FAIL_AT", k.to_string());
+        assert_code(&output(&mut c), 1, &format!("LABCTL_FAULT_FAIL_AT={k}/{steps}"));
+        sb.assert_clean(&before, &format!("rollback of a failure at step {k}/{steps}"));
+        assert_no_pins(&sb, &format!("rollback of a failure at step {k}/{steps}"));
+    }
+}
