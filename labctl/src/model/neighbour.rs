@@ -82,3 +82,92 @@ impl Lab {
         entries
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::{Endpoint, Link, Node, NodeKind};
+
+    fn node(name: &str) -> Node {
+        Node {
+            name: name.into(),
+            kind: NodeKind::Host,
+            forwarding: false,
+            routes: vec![],
+            sysctls: vec![],
+            tunings: vec![],
+            neighbours: vec![],
+            origin: Origin::new("t.lua", 1),
+        }
+    }
+
+    fn end(node: &str, addresses: &[&str]) -> Endpoint {
+        Endpoint {
+            node: node.into(),
+            ifname: "eth0".into(),
+            addresses: addresses.iter().map(|a| a.parse().unwrap()).collect(),
+            mac: None,
+        }
+    }
+
+    /// a -- b on 198.18.0.0/24 and 2001:db8::/64; c -- d on another subnet.
+    fn lab(static_neighbours: bool) -> Lab {
+        let link = |x, y| Link { ends: [x, y], mtu: None, queues: None, origin: Origin::new("t.lua", 2) };
+        Lab {
+            name: "n".into(),
+            description: None,
+            file: "t.lua".into(),
+            nodes: ["a", "b", "c", "d"].map(node).to_vec(),
+            links: vec![
+                link(end("a", &["198.18.0.1/24", "2001:db8::1/64"]), end("b", &["198.18.0.2/24", "2001:db8::2/64"])),
+                link(end("c", &["198.18.1.1/24"]), end("d", &["198.18.1.2/24"])),
+            ],
+            experiments: vec![],
+            ipsec: vec![],
+            xdp: vec![],
+            params: vec![],
+            nics: vec![],
+            sriov: vec![],
+            exclusive: false,
+            impairments: vec![],
+            static_neighbours,
+        }
+    }
+
+    #[test]
+    fn static_neighbours_cover_every_address_on_each_connected_subnet() {
+        let lab = lab(true);
+        let entries = lab.neighbour_entries();
+        let of = |node: &str| -> Vec<String> {
+            entries.iter().filter(|e| e.node == node).map(|e| e.address.to_string()).collect()
+        };
+        assert_eq!(of("a"), ["198.18.0.2", "2001:db8::2"]);
+        assert_eq!(of("d"), ["198.18.1.1"]);
+        let b_mac = lab.mac_of(&lab.links[0].ends[1]);
+        assert!(entries.iter().filter(|e| e.node == "a").all(|e| e.mac == b_mac));
+        assert_eq!(entries.len(), 6);
+    }
+
+    #[test]
+    fn a_declared_entry_wins_and_a_missing_mac_is_the_owners() {
+        let mut lab = lab(true);
+        let given = MacAddr([2, 0, 0, 0, 0, 0x22]);
+        let origin = Origin::new("t.lua", 3);
+        lab.nodes[0].neighbours = vec![
+            Neighbour {
+                ifname: "eth0".into(),
+                address: "198.18.0.2".parse().unwrap(),
+                mac: Some(given),
+                origin: origin.clone(),
+            },
+            Neighbour { ifname: "eth0".into(), address: "2001:db8::2".parse().unwrap(), mac: None, origin },
+        ];
+        let entries = lab.neighbour_entries();
+        let a: Vec<_> = entries.iter().filter(|e| e.node == "a").collect();
+        assert_eq!(a.len(), 2, "each address once: {a:?}");
+        assert_eq!(a[0].mac, given);
+        assert_eq!(a[1].mac, lab.mac_of(&lab.links[0].ends[1]));
+        lab.static_neighbours = false;
+        assert_eq!(lab.neighbour_entries().len(), 2, "only the declared ones without the switch");
+    }
+}
