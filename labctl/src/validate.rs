@@ -13,7 +13,9 @@ use ipnet::IpNet;
 use crate::diag::{Diagnostic, Diagnostics, Origin};
 use crate::model::{Lab, Link, Node, NodeKind, BRIDGE_DEVICE};
 
+pub mod impair;
 mod ipsec;
+mod neighbour;
 mod nic;
 mod xdp;
 
@@ -44,11 +46,13 @@ pub fn validate(lab: &Lab) -> Result<(), Diagnostics> {
         check_routes(lab, node, &mut found);
         check_sysctls(lab, node, &mut found);
         check_tunings(lab, node, &mut found);
+        neighbour::check(lab, node, &mut found);
     }
     check_experiments(lab, &mut found);
     ipsec::check(lab, &mut found);
     xdp::check(lab, &mut found);
     nic::check(lab, &mut found);
+    impair::check(lab, &mut found);
     if found.is_empty() {
         return Ok(());
     }

@@ -52,6 +52,8 @@ pub enum StepError {
     Settle(#[from] super::settle::SettleError),
     #[error(transparent)]
     Nic(#[from] super::nic::NicError),
+    #[error(transparent)]
+    Impair(#[from] super::impair::ImpairError),
 }
 
 /// How long one phase of the plan took. Namespaces and links overlap, so
@@ -100,6 +102,7 @@ enum Late {
     Settle,
     Xdp,
     Ipsec,
+    Impair,
 }
 
 fn runner(phase: Phase) -> Runner {
@@ -112,6 +115,7 @@ fn runner(phase: Phase) -> Runner {
         Phase::Settle => Runner::Late(Late::Settle),
         Phase::Xdp => Runner::Late(Late::Xdp),
         Phase::Ipsec => Runner::Late(Late::Ipsec),
+        Phase::Impair => Runner::Late(Late::Impair),
     }
 }
 
@@ -124,10 +128,18 @@ enum WorkerStep<'a> {
 /// The netlink request of a step, if it is one.
 enum Request<'a> {
     Bridge(NewLink<'a>),
-    Veth { main: NewLink<'a>, peer: NewLink<'a>, peer_node: &'a str, options: VethOptions },
+    Veth {
+        main: NewLink<'a>,
+        peer: NewLink<'a>,
+        peer_node: &'a str,
+        options: VethOptions,
+    },
     SetUp(u32),
     Address(u32, ipnet::IpNet),
     Route(ipnet::IpNet, std::net::IpAddr),
+    Neighbour(u32, std::net::IpAddr, crate::model::MacAddr),
+    /// The egress qdiscs of an impaired end (apply/impair/qdisc.rs).
+    Qdiscs(Vec<rtnetlink::packet_route::tc::TcMessage>),
 }
 
 fn worker_step(step: &Step) -> Option<WorkerStep<'_>> {
@@ -144,7 +156,10 @@ fn worker_step(step: &Step) -> Option<WorkerStep<'_>> {
         | Step::ClaimNic { .. }
         | Step::ConfigureSriov { .. }
         | Step::StartIpsec { .. }
-        | Step::AttachXdp { .. } => None,
+        | Step::AttachXdp { .. }
+        | Step::AddNeighbour { .. }
+        | Step::ShapeEgress { .. }
+        | Step::AttachLoss { .. } => None,
     }
 }
 
@@ -164,6 +179,10 @@ fn request(step: &Step) -> Option<Request<'_>> {
         Step::SetUp { device } => Some(Request::SetUp(device.ifindex)),
         Step::AddAddress { device, address } => Some(Request::Address(device.ifindex, *address)),
         Step::AddRoute { destination, via, .. } => Some(Request::Route(*destination, *via)),
+        Step::AddNeighbour { device, address, mac } => Some(Request::Neighbour(device.ifindex, *address, *mac)),
+        Step::ShapeEgress { device, settings, mtu } => {
+            Some(Request::Qdiscs(super::impair::qdisc::messages(device.ifindex, settings, *mtu)))
+        }
         Step::CreateNamespace { .. }
         | Step::NodeDefaults { .. }
         | Step::Sysctl { .. }
@@ -172,7 +191,8 @@ fn request(step: &Step) -> Option<Request<'_>> {
         | Step::ClaimNic { .. }
         | Step::ConfigureSriov { .. }
         | Step::StartIpsec { .. }
-        | Step::AttachXdp { .. } => None,
+        | Step::AttachXdp { .. }
+        | Step::AttachLoss { .. } => None,
     }
 }
 
@@ -255,6 +275,7 @@ pub fn execute(
                     Late::Routes => run_concurrently(&nodes, steps, &mut tracker).await?,
                     Late::Settle => settle_ipv6(&nodes, steps, &mut tracker)?,
                     Late::Nics => claim_nics(&nodes, steps, state, &mut tracker)?,
+                    Late::Impair => attach_loss(&nodes, steps, &mut tracker)?,
                 }
                 timings.push(PhaseTiming {
                     phase: *phase,
@@ -481,6 +502,12 @@ async fn send(netlink: &Netlink, peer_netns: Option<&File>, step: &Step) -> Resu
         Request::SetUp(ifindex) => netlink.set_up(ifindex).await?,
         Request::Address(ifindex, address) => netlink.add_address(ifindex, address).await?,
         Request::Route(destination, via) => netlink.add_route(destination, via).await?,
+        Request::Neighbour(ifindex, address, mac) => netlink.add_neighbour(ifindex, address, mac).await?,
+        Request::Qdiscs(messages) => {
+            for msg in messages {
+                netlink.add_qdisc(msg, false).await?;
+            }
+        }
     }
     Ok(())
 }
@@ -511,6 +538,25 @@ fn attach_xdp(
     one_by_one(steps, tracker, |step| {
         let attachment = super::xdp::Attachment::of(step).expect("an XDP phase step");
         super::xdp::attach(attachment, &nodes[step.node()].netns).map(drop).map_err(StepError::from)
+    })
+}
+
+/// Loss programs (apply/impair/loss.rs), one by one, each from a thread in its node.
+fn attach_loss(
+    nodes: &HashMap<String, Node>,
+    steps: &[(usize, &Step)],
+    tracker: &mut Tracker<'_>,
+) -> Result<(), ApplyError> {
+    one_by_one(steps, tracker, |step| match step {
+        Step::AttachLoss { device, ppm, seed, pins, .. } => Ok(super::impair::loss::attach(
+            &device.to_string(),
+            &device.ifname,
+            &nodes[step.node()].netns,
+            pins,
+            *ppm,
+            *seed,
+        )?),
+        other => Err(StepError::Misrouted(other.to_string())),
     })
 }
 

@@ -9,6 +9,7 @@ mod executor;
 mod faults;
 pub mod floor;
 pub mod host_sysctl;
+pub mod impair;
 mod interrupt;
 pub mod ipsec;
 mod netlink;
@@ -63,6 +64,9 @@ pub enum ApplyError {
     /// Host devices the lab may not take (apply/nic/preflight.rs): nothing was created.
     #[error("{0}")]
     Preflight(crate::diag::Diagnostics),
+    /// A loss program or an impairment change (apply/impair/).
+    #[error(transparent)]
+    Impair(#[from] impair::ImpairError),
     /// Reading or restoring host devices (apply/nic/).
     #[error(transparent)]
     Nic(#[from] nic::NicError),
@@ -118,7 +122,9 @@ pub fn up(lab: &Lab, script: &Path, plan: &Plan, progress: Progress<'_>) -> Resu
     // Compile and verify XDP programs before anything exists.
     xdp::prepare(plan).map_err(ApplyError::Xdp)?;
     // Host devices exist and may be taken, before anything changes.
-    let problems = nic::preflight::check(lab)?;
+    let mut problems = nic::preflight::check(lab)?;
+    // Impairments this kernel cannot do (netem), and the loss program compiled.
+    problems.extend(impair::probe::check(lab));
     if !problems.is_empty() {
         return Err(ApplyError::Preflight(crate::diag::Diagnostics(problems)));
     }

@@ -6,8 +6,14 @@
 use std::net::IpAddr;
 use std::os::fd::{AsRawFd, RawFd};
 
+use futures::StreamExt;
 use ipnet::IpNet;
+use netlink_packet_core::{
+    NetlinkMessage, NetlinkPayload, NLM_F_ACK, NLM_F_CREATE, NLM_F_EXCL, NLM_F_REPLACE, NLM_F_REQUEST,
+};
 use rtnetlink::packet_route::link::{InfoData, InfoKind, InfoVeth, LinkAttribute};
+use rtnetlink::packet_route::tc::{TcHandle, TcMessage};
+use rtnetlink::packet_route::RouteNetlinkMessage;
 use rtnetlink::{Handle, LinkBridge, LinkMessageBuilder, LinkUnspec, RouteMessageBuilder};
 
 use crate::model::MacAddr;
@@ -108,5 +114,45 @@ impl Netlink {
             .map_err(|e| Error::Route(format!("{e:?}")))?
             .build();
         Ok(self.handle.route().add(msg).execute().await?)
+    }
+
+    /// RTM_NEWQDISC of a message built elsewhere (apply/impair/qdisc.rs);
+    /// `replace`: NLM_F_REPLACE rather than NLM_F_EXCL.
+    pub async fn add_qdisc(&self, msg: TcMessage, replace: bool) -> Result<(), Error> {
+        let how = if replace { NLM_F_REPLACE } else { NLM_F_EXCL };
+        self.request(RouteNetlinkMessage::NewQueueDiscipline(msg), NLM_F_CREATE | how).await
+    }
+
+    /// RTM_DELQDISC of the root qdisc of `ifindex`; none there is fine.
+    pub async fn delete_root_qdisc(&self, ifindex: u32) -> Result<(), Error> {
+        let mut msg = TcMessage::with_index(ifindex as i32);
+        msg.header.parent = TcHandle::ROOT;
+        match self.request(RouteNetlinkMessage::DelQueueDiscipline(msg), 0).await {
+            Err(Error::Netlink(rtnetlink::Error::NetlinkError(e)))
+                if e.raw_code() == -libc::ENOENT || e.raw_code() == -libc::EINVAL =>
+            {
+                Ok(())
+            }
+            other => other,
+        }
+    }
+
+    /// A permanent neighbour entry (RTM_NEWNEIGH, NUD_PERMANENT), replacing any.
+    pub async fn add_neighbour(&self, ifindex: u32, address: IpAddr, mac: MacAddr) -> Result<(), Error> {
+        Ok(self.handle.neighbours().add(ifindex, address).link_layer_address(&mac.0).replace().execute().await?)
+    }
+
+    async fn request(&self, message: RouteNetlinkMessage, flags: u16) -> Result<(), Error> {
+        let mut req = NetlinkMessage::from(message);
+        req.header.flags = NLM_F_REQUEST | NLM_F_ACK | flags;
+        let mut response = self.handle.clone().request(req)?;
+        while let Some(message) = response.next().await {
+            if let NetlinkPayload::Error(e) = message.payload {
+                if e.code.is_some() {
+                    return Err(rtnetlink::Error::NetlinkError(e).into());
+                }
+            }
+        }
+        Ok(())
     }
 }

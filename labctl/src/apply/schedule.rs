@@ -39,7 +39,10 @@ fn needs(step: &Step) -> Vec<Resource> {
         | Step::ClaimNic { .. }
         | Step::ConfigureSriov { .. }
         | Step::StartIpsec { .. }
-        | Step::AttachXdp { .. } => vec![],
+        | Step::AttachXdp { .. }
+        | Step::AddNeighbour { .. }
+        | Step::ShapeEgress { .. }
+        | Step::AttachLoss { .. } => vec![],
     }
 }
 
@@ -59,7 +62,10 @@ pub fn provides(step: &Step) -> Vec<(&str, u32)> {
         | Step::ClaimNic { .. }
         | Step::ConfigureSriov { .. }
         | Step::StartIpsec { .. }
-        | Step::AttachXdp { .. } => vec![],
+        | Step::AttachXdp { .. }
+        | Step::AddNeighbour { .. }
+        | Step::ShapeEgress { .. }
+        | Step::AttachLoss { .. } => vec![],
     }
 }
 

@@ -30,6 +30,8 @@ pub fn remove_journaled(journal: &[Step]) -> Result<Removed, NetnsError> {
     // XDP programs first: detach their links and remove their pins (bpffs
     // is not in any namespace: removing the namespaces would leave them).
     super::xdp::unpin_journaled(journal)?;
+    // Loss programs likewise (apply/impair/loss.rs).
+    super::impair::unpin_journaled(journal)?;
     // IPsec daemons by their pidfiles first, then anything else left inside.
     let daemons = super::ipsec::stop_journaled(journal);
     let mut removed = Removed { processes: daemons + stop_processes_in(&names), ..Removed::default() };

@@ -111,6 +111,15 @@ fn tunnel_edge_label(tunnel: &TunnelRow, newline: &str) -> String {
     format!("{}{newline}{}", overlays::tunnel_label(tunnel), overlays::protected_traffic(tunnel))
 }
 
+/// A link end on an edge: its interface, and what it does to the packets
+/// it sends if the lab impairs it (`eth0 (rate 10mbit, loss 1% (seed 7))`).
+fn end_label(lab: &Lab, end: &labctl::model::Endpoint) -> String {
+    match lab.impairment_of(&end.node, &end.ifname) {
+        Some(i) => format!("{} ({})", end.ifname, i.settings.describe()),
+        None => end.ifname.clone(),
+    }
+}
+
 fn mermaid(lab: &Lab) -> String {
     let mut out = String::from("graph LR\n");
     // Mermaid ids are positional: node names may contain '-', which Mermaid reads as an edge.
@@ -125,7 +134,8 @@ fn mermaid(lab: &Lab) -> String {
     }
     for link in &lab.links {
         let [a, b] = &link.ends;
-        let _ = writeln!(out, "  {} ---|\"{} - {}\"| {}", id(&a.node), a.ifname, b.ifname, id(&b.node));
+        let (a_end, b_end) = (end_label(lab, a), end_label(lab, b));
+        let _ = writeln!(out, "  {} ---|\"{a_end} - {b_end}\"| {}", id(&a.node), id(&b.node));
     }
     // Dotted: a tunnel is not a wire, it rides on the links above.
     for tunnel in overlays::tunnel_rows(lab) {
@@ -160,7 +170,10 @@ fn dot(lab: &Lab) -> String {
         let _ = writeln!(
             out,
             "  \"{}\" -- \"{}\" [taillabel=\"{}\", headlabel=\"{}\"];",
-            a.node, b.node, a.ifname, b.ifname
+            a.node,
+            b.node,
+            end_label(lab, a),
+            end_label(lab, b)
         );
     }
     // Dashed and without layout weight: a tunnel rides on the links, it must not pull nodes together.

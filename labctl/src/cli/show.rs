@@ -113,6 +113,9 @@ pub fn run(args: Args) -> Result<(), Failure> {
     if !shown.xdp.is_empty() {
         say!("\nxdp:\n{}", shown.xdp.iter().map(xdp_line).collect::<Vec<_>>().join("\n"));
     }
+    if !lab.impairments.is_empty() {
+        say!("\nimpairments (what each end sends):\n{}", impairment_lines(lab).join("\n"));
+    }
     if !shown.ipsec.is_empty() {
         say!("\nipsec:\n{}", shown.ipsec.iter().map(tunnel_line).collect::<Vec<_>>().join("\n"));
     }
@@ -120,6 +123,22 @@ pub fn run(args: Args) -> Result<(), Failure> {
         print_drift(&shown);
     }
     Ok(())
+}
+
+/// `  h4:eth0 rate 10mbit, loss 0% (seed 7); loss program at s1:eth3 (pinned)`
+fn impairment_lines(lab: &Lab) -> Vec<String> {
+    lab.impairments
+        .iter()
+        .map(|i| {
+            let mut line = format!("  {}:{} {}", i.node, i.ifname, i.settings.describe());
+            if let (Some(_), Some(peer)) = (i.settings.loss, lab.peer_of(&i.node, &i.ifname)) {
+                let pins = labctl::model::layout::loss_pin_dir(&lab.name, &peer.node, &peer.ifname);
+                let state = if pins.join("link").exists() { "pinned" } else { "not pinned" };
+                line.push_str(&format!("; loss program at {}:{} ({state})", peer.node, peer.ifname));
+            }
+            line
+        })
+        .collect()
 }
 
 /// Every node's interfaces, routes and neighbours, from inside its namespace;

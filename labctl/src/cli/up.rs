@@ -87,10 +87,11 @@ fn phase_name(phase: Phase) -> &'static str {
         Phase::Configure => "addresses, links up",
         Phase::DeviceSysctls => "interface sysctls, tune",
         Phase::Nics => "host NICs and VFs",
-        Phase::Routes => "routes",
+        Phase::Routes => "routes, neighbours, qdiscs",
         Phase::Settle => "ipv6 settling (DAD, MLD)",
         Phase::Xdp => "xdp programs",
         Phase::Ipsec => "ipsec tunnels",
+        Phase::Impair => "loss programs",
     }
 }
 

@@ -8,7 +8,7 @@ use mlua::{MetaMethod, UserData, UserDataMethods, Value};
 
 use super::options::bad_argument;
 use super::runtime::{fail, NodeRef, Runtime};
-use super::{chart, counters, host_sysctl, ipsec, results, send, spawn, traces, traffic, xdp};
+use super::{chart, counters, host_sysctl, impair, ipsec, results, send, spawn, traces, traffic, xdp};
 
 /// `x:sleep` is for letting the kernel settle, not for waiting out a test.
 const MAX_SLEEP: Duration = Duration::from_secs(60);
@@ -34,6 +34,7 @@ impl UserData for Runtime {
         ipsec::register(methods);
         xdp::register(methods);
         chart::register(methods);
+        impair::register(methods);
     }
 }
 

@@ -171,6 +171,7 @@ mod tests {
             include_str!("traffic.rs"),
             include_str!("spawn.rs"),
             include_str!("send.rs"),
+            include_str!("impair.rs"),
         ];
         let mut found = BTreeSet::new();
         for text in files {
@@ -191,8 +192,19 @@ mod tests {
         assert!(names("x").contains("snapshot") && names("a node (x.h1)").contains("ping"));
         // api.rs names every domain whose register() this reads.
         let api = include_str!("api.rs");
-        let domains =
-            ["results", "counters", "traces", "host_sysctl", "ipsec", "xdp", "chart", "traffic", "spawn", "send"];
+        let domains = [
+            "results",
+            "counters",
+            "traces",
+            "host_sysctl",
+            "ipsec",
+            "xdp",
+            "chart",
+            "traffic",
+            "spawn",
+            "send",
+            "impair",
+        ];
         for domain in domains {
             assert!(api.contains(&format!("{domain}::register(methods)")), "api.rs no longer registers {domain}");
         }

@@ -8,6 +8,7 @@ mod chart;
 mod command;
 mod counters;
 mod host_sysctl;
+mod impair;
 mod ipsec;
 mod limit;
 mod methods;
@@ -123,7 +124,12 @@ pub fn run_function(
     let stopped = call_under_limit(script, experiment, function, runtime.clone(), &limit);
     runtime.stop_spawned();
     let bad_input = stopped.as_ref().is_some_and(|(_, bad)| *bad);
-    let error = stopped.map(|(diagnostic, _)| diagnostic);
+    let mut error = stopped.map(|(diagnostic, _)| diagnostic);
+    // Changes made for the experiment's length (x:impair) go back, pass or fail.
+    if let Err(e) = runtime.finish() {
+        let undo = script.diagnostic(&e, experiment.origin.clone(), methods::methods());
+        error.get_or_insert(undo);
+    }
     let (taken, failed) = runtime.results();
     ExperimentResult {
         name: experiment.name.clone(),

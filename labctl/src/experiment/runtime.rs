@@ -13,6 +13,7 @@
 //! | ipsec.rs | `x:ipsec`, `x:ipsec_stop`, `x:ipsec_start` |
 //! | xdp.rs | `x:map`, `x:map_set`, `x:map_delete`, `x:xdp*`, `x:ifindex`, `x:mac` |
 //! | chart.rs | `x:chart` |
+//! | impair.rs | `x:impair` |
 //! | traffic.rs | `x.h1:ping`, `udp`, `tcp`, `blast`, `run` |
 //! | spawn.rs | `x.h1:spawn` and its handle (`output`, `wait`, `stop`) |
 //! | send.rs | `x.h1:send` (crafted packets) |
@@ -44,7 +45,12 @@ struct Shared {
     failed: Vec<Expectation>,
     /// Background processes (`x.h1:spawn`), stopped when the experiment ends.
     spawned: Vec<Arc<Background>>,
+    /// What to undo when the experiment ends, pass or fail, newest first ([`Runtime::at_end`]).
+    at_end: Vec<Undo>,
 }
+
+/// A change to take back at the end of the experiment.
+pub type Undo = Box<dyn FnOnce(&Runtime) -> mlua::Result<()> + Send>;
 
 #[derive(Clone)]
 pub struct Runtime {
@@ -76,7 +82,7 @@ pub fn lua_error(error: impl std::fmt::Display) -> mlua::Error {
 
 impl Runtime {
     pub fn new(lab: Lab, netns: BTreeMap<String, File>, artifacts: Option<PathBuf>, limit: Arc<Limit>) -> Runtime {
-        let shared = Shared { lab, netns, artifacts, taken: vec![], failed: vec![], spawned: vec![] };
+        let shared = Shared { lab, netns, artifacts, taken: vec![], failed: vec![], spawned: vec![], at_end: vec![] };
         Runtime { shared: Arc::new(Mutex::new(shared)), limit }
     }
 
@@ -170,6 +176,25 @@ impl Runtime {
         for process in spawned {
             process.stop();
         }
+    }
+
+    /// Runs `undo` when the experiment ends, pass or fail (after later ones).
+    pub fn at_end(&self, undo: Undo) {
+        self.lock().at_end.push(undo);
+    }
+
+    /// Runs what [`Runtime::at_end`] collected, newest first; the first error.
+    pub fn finish(&self) -> mlua::Result<()> {
+        let undo = std::mem::take(&mut self.lock().at_end);
+        let mut first = Ok(());
+        for undo in undo.into_iter().rev() {
+            if let Err(e) = undo(self) {
+                if first.is_ok() {
+                    first = Err(e);
+                }
+            }
+        }
+        first
     }
 
     /// What the experiment took and which expectations failed.

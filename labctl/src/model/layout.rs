@@ -12,6 +12,7 @@
 //! /run/labctl/<lab>/cgroups               the cgroups of CPU-limited nodes
 //! <cgroup2>/labctl/<lab>-<node>/          a CPU-limited node's cgroup (cpu.max)
 //! /run/lock/labctl-test.{lock,gate}       turns on the machine between labs (sys/machine_turn.rs)
+//! /sys/fs/bpf/labctl/<lab>/loss/<node>-<if>/  a loss program's pins: link, prog, maps/loss
 //! ```
 
 use std::path::{Path, PathBuf};
@@ -56,6 +57,12 @@ pub fn lab_pin_dir(lab: &str) -> PathBuf {
 /// on `node:ifname` (`link`, `prog`, `maps/<name>`).
 pub fn pin_dir(lab: &str, node: &str, ifname: &str) -> PathBuf {
     lab_pin_dir(lab).join(pin_dir_name(node, ifname))
+}
+
+/// `/sys/fs/bpf/labctl/<lab>/loss/<node>-<ifname>`: the pins of the loss
+/// program at the ingress of `node:ifname` (`link`, `prog`, `maps/loss`).
+pub fn loss_pin_dir(lab: &str, node: &str, ifname: &str) -> PathBuf {
+    lab_pin_dir(lab).join("loss").join(pin_dir_name(node, ifname))
 }
 
 /// `<node>-<ifname>`, the folder of one attachment's pins.

@@ -4,9 +4,11 @@
 //! script stage builds a [`Lab`]; [`crate::validate`] checks it; the plan
 //! stage turns it into kernel steps.
 
+pub mod impair;
 pub mod ipsec;
 pub mod layout;
 mod mac;
+pub mod neighbour;
 pub mod nic;
 pub mod xdp;
 
@@ -17,8 +19,10 @@ use ipnet::IpNet;
 use serde::{Deserialize, Serialize};
 
 use crate::diag::Origin;
+pub use impair::{ImpairSettings, Impairment};
 pub use ipsec::{Backend, Cipher, Ipsec, IpsecMode};
 pub use mac::MacAddr;
+pub use neighbour::{Neighbour, NeighbourEntry};
 pub use nic::{MacvlanMode, NicClaim, NicSource, Param, Sriov, VfLinkState, VfSettings};
 pub use xdp::{Xdp, XdpMode, XdpObject};
 
@@ -53,6 +57,13 @@ pub struct Lab {
     /// lab runs (it changes something machine-wide, or measures the machine).
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub exclusive: bool,
+    /// Link impairments, one per impaired end (model/impair.rs).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub impairments: Vec<Impairment>,
+    /// `lab { static_neighbours = true }`: a permanent neighbour entry for
+    /// every lab address on every connected subnet (model/neighbour.rs).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub static_neighbours: bool,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -79,6 +90,9 @@ pub struct Node {
     /// percent of one CPU (cgroup v2 `cpu.max`, apply/cgroup.rs).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub cpu_percent: Option<u32>,
+    /// Permanent neighbour entries: `h1:neighbour("eth0", ip, mac)` (model/neighbour.rs).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub neighbours: Vec<Neighbour>,
     pub origin: Origin,
 }
 
@@ -187,6 +201,20 @@ impl Lab {
             }
         }
         names
+    }
+
+    /// The impairment of one end, if the lab declares one.
+    pub fn impairment_of(&self, node: &str, ifname: &str) -> Option<&Impairment> {
+        self.impairments.iter().find(|i| i.node == node && i.ifname == ifname)
+    }
+
+    /// The other end of the link `node`'s `ifname` is on.
+    pub fn peer_of(&self, node: &str, ifname: &str) -> Option<&Endpoint> {
+        self.links.iter().find_map(|l| match &l.ends {
+            [a, b] if a.node == node && a.ifname == ifname => Some(b),
+            [a, b] if b.node == node && b.ifname == ifname => Some(a),
+            _ => None,
+        })
     }
 
     /// The MAC an endpoint gets: the script's, or one derived from lab, node and interface.

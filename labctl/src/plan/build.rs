@@ -141,6 +141,7 @@ pub fn plan(lab: &Lab) -> Plan {
     steps.extend(super::nic::steps(lab));
     steps.extend(super::ipsec::steps(lab));
     steps.extend(super::xdp::steps(lab, &ifindex_of));
+    steps.extend(super::impair::steps(lab, &ifindex_of));
     steps.sort_by_key(Step::phase); // stable: keeps declaration order within a phase
     Plan { lab: lab.name.clone(), steps }
 }

@@ -68,6 +68,13 @@ impl fmt::Display for Step {
             Step::ClaimNic { node, ifname, source, mtu, addresses } => {
                 super::nic::describe_claim(f, node, ifname, source, *mtu, addresses)
             }
+            Step::AddNeighbour { device, address, mac } => {
+                write!(f, "{device}: neigh add {address} lladdr {mac} permanent")
+            }
+            Step::ShapeEgress { device, settings, mtu } => super::impair::describe_shape(f, device, settings, *mtu),
+            Step::AttachLoss { device, from, ppm, seed, pins } => {
+                write!(f, "{device}: tc ingress loss program, drops {}% of {from}'s packets (seed {seed}, pinned in {})", *ppm as f64 / 10_000.0, pins.display())
+            }
         }
     }
 }

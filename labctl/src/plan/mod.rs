@@ -7,6 +7,7 @@
 
 mod build;
 mod display;
+mod impair;
 mod ipsec;
 mod nic;
 mod xdp;
@@ -139,6 +140,31 @@ pub enum Step {
         mtu: Option<u32>,
         addresses: Vec<IpNet>,
     },
+    /// A permanent neighbour (ARP/NDP) entry: RTM_NEWNEIGH, NUD_PERMANENT.
+    AddNeighbour {
+        device: Device,
+        address: IpAddr,
+        mac: MacAddr,
+    },
+    /// Egress qdiscs of an impaired end (apply/impair/qdisc.rs): tbf for
+    /// rate and limit, netem (under it) for delay, jitter, corruption.
+    /// Gone with the namespace.
+    ShapeEgress {
+        device: Device,
+        settings: crate::model::ImpairSettings,
+        /// The link's MTU (1500 unless set): tbf's burst and limit follow it.
+        mtu: u32,
+    },
+    /// The seeded loss program (apply/impair/loss.bpf.c) at the ingress of
+    /// `device`, the receiving end of `from`'s packets (tcx), its link,
+    /// program and state map pinned in `pins`, which teardown removes.
+    AttachLoss {
+        device: Device,
+        from: Device,
+        ppm: u32,
+        seed: u64,
+        pins: std::path::PathBuf,
+    },
 }
 
 /// Steps of one phase depend only on steps of earlier phases, so apply may
@@ -161,6 +187,8 @@ pub enum Phase {
     Xdp,
     /// After routes: IKE needs the peer reachable.
     Ipsec,
+    /// Loss programs, once every device exists (plan/impair.rs).
+    Impair,
 }
 
 impl Step {
@@ -180,6 +208,8 @@ impl Step {
             Step::StartIpsec { .. } => Phase::Ipsec,
             Step::AttachXdp { .. } => Phase::Xdp,
             Step::ConfigureSriov { .. } | Step::ClaimNic { .. } => Phase::Nics,
+            Step::AddNeighbour { .. } | Step::ShapeEgress { .. } => Phase::Routes,
+            Step::AttachLoss { .. } => Phase::Impair,
         }
     }
 
@@ -200,7 +230,10 @@ impl Step {
             | Step::Tune { device, .. }
             | Step::SetUp { device }
             | Step::AddAddress { device, .. }
-            | Step::AttachXdp { device, .. } => &device.node,
+            | Step::AttachXdp { device, .. }
+            | Step::AddNeighbour { device, .. }
+            | Step::ShapeEgress { device, .. }
+            | Step::AttachLoss { device, .. } => &device.node,
         }
     }
 }

@@ -39,6 +39,8 @@ impl Builder {
                 nics: Vec::new(),
                 sriov: Vec::new(),
                 exclusive: false,
+                impairments: Vec::new(),
+                static_neighbours: false,
             },
             lab_call: None,
             diagnostics: Vec::new(),
@@ -61,6 +63,7 @@ impl Builder {
             sysctls: Vec::new(),
             tunings: Vec::new(),
             cpu_percent: None,
+            neighbours: Vec::new(),
             origin,
         });
         self.lab.nodes.len() - 1

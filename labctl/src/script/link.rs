@@ -8,7 +8,7 @@ use super::builder;
 use super::vocabulary::NodeHandle;
 use crate::model::{Endpoint, Link, MacAddr};
 
-const VALID: &[&str] = &["names", "mtu", "queues", "mac"];
+const VALID: &[&str] = &["names", "mtu", "queues", "mac", "impair"];
 const EXAMPLE: &str = r#"write link(h1, r1, { "198.18.1.1/24", "198.18.1.2/24" })"#;
 
 pub(super) fn link(lua: &Lua, (a, b, opts): (Value, Value, Value)) -> mlua::Result<()> {
@@ -25,11 +25,12 @@ pub(super) fn link(lua: &Lua, (a, b, opts): (Value, Value, Value)) -> mlua::Resu
     };
 
     let origin = builder::origin(lua)?;
-    builder::with(lua, |builder| {
+    let impair = opts.as_ref().map(|o| o.raw_get::<Value>("impair")).transpose()?.filter(|v| !v.is_nil());
+    let ends = builder::with(lua, |builder| {
         for (message, help) in problems.0 {
             builder.report(origin.clone(), format!("link(): {message}"), help);
         }
-        let (Some(a), Some(b)) = (a, b) else { return };
+        let (Some(a), Some(b)) = (a, b) else { return None };
         let [a_addresses, b_addresses] = spec.addresses;
         let [a_name, b_name] = spec.names;
         let [a_mac, b_mac] = spec.macs;
@@ -44,7 +45,16 @@ pub(super) fn link(lua: &Lua, (a, b, opts): (Value, Value, Value)) -> mlua::Resu
             queues: spec.queues,
             origin,
         });
-    })
+        let ends = &builder.lab.links.last().expect("just pushed").ends;
+        Some(ends.clone().map(|e| (e.node, e.ifname)))
+    })?;
+    // `impair = {...}`: the same impairment on both ends, each for what it sends.
+    if let (Some(impair), Some(ends)) = (impair, ends) {
+        for (i, (node, ifname)) in ends.into_iter().enumerate() {
+            super::impair::declare(lua, "link(): impair", &node, &ifname, &impair, i == 0)?;
+        }
+    }
+    Ok(())
 }
 
 /// Messages and help lines, reported together at the call's line.

@@ -30,7 +30,7 @@ fn report(lua: &Lua, origin: Origin, message: impl Into<String>, help: impl Into
 
 /// `lab { name = "part1", description = "...", exclusive = true }`
 pub(super) fn lab(lua: &Lua, spec: Value) -> mlua::Result<()> {
-    const VALID: &[&str] = &["name", "description", "exclusive"];
+    const VALID: &[&str] = &["name", "description", "exclusive", "static_neighbours"];
     let origin = builder::origin(lua)?;
     let Value::Table(spec) = spec else {
         return report(
@@ -75,6 +75,16 @@ pub(super) fn lab(lua: &Lua, spec: Value) -> mlua::Result<()> {
             origin.clone(),
             format!("lab(): description must be a string, got {}", show(&other)),
             r#"write lab { description = "two hosts and a router" }"#,
+        )?,
+    }
+    match spec.get::<Value>("static_neighbours")? {
+        Value::Nil => {}
+        Value::Boolean(on) => builder::with(lua, |b| b.lab.static_neighbours = on)?,
+        other => report(
+            lua,
+            origin.clone(),
+            format!("lab(): static_neighbours must be true or false, got {}", show(&other)),
+            "write lab { static_neighbours = true } for a permanent neighbour entry of every address on every connected subnet",
         )?,
     }
     match spec.get::<Value>("exclusive")? {
@@ -219,6 +229,19 @@ impl UserData for NodeHandle {
             }
             Ok(this)
         });
+        methods.add_function("impair", |lua, (this, ifname, settings): (Value, Value, Value)| {
+            if method_target(lua, "impair", &this, r#"h1:impair("eth0", { rate = "20mbit" })"#)?.is_some() {
+                let name = node_name(&this);
+                super::impair::impair(lua, &name, &ifname, &settings)?;
+            }
+            Ok(this)
+        });
+        methods.add_function("neighbour", |lua, (this, ifname, address, mac): (Value, Value, Value, Value)| {
+            if let Some(index) = method_target(lua, "neighbour", &this, r#"h1:neighbour("eth0", "198.18.0.2")"#)? {
+                super::neighbour::neighbour(lua, index, &ifname, &address, &mac)?;
+            }
+            Ok(this)
+        });
         for method in [super::nic::Method::Nic, super::nic::Method::Macvlan, super::nic::Method::Vf] {
             methods.add_function(
                 method.name(),
@@ -231,6 +254,14 @@ impl UserData for NodeHandle {
             );
         }
         methods.add_meta_method(MetaMethod::ToString, |_, this, ()| Ok(format!("node {:?}", this.name)));
+    }
+}
+
+/// The name of the node handle a method was called on.
+fn node_name(this: &Value) -> String {
+    match this {
+        Value::UserData(ud) => ud.borrow::<NodeHandle>().map(|h| h.name.clone()).unwrap_or_default(),
+        _ => String::new(),
     }
 }
 
