@@ -284,6 +284,10 @@ pub fn execute(
                     overlaps: false,
                 });
             }
+            // `up` returns once every link carries packets (apply/settle.rs).
+            for node in nodes.values() {
+                super::settle::links(&node.netns).map_err(ApplyError::Links)?;
+            }
             Ok(timings)
         });
         // No namespace may appear after this returns: rollback starts then.

@@ -48,6 +48,8 @@ pub enum ApplyError {
     Step { number: usize, step: String, source: Box<StepError> },
     #[error("interrupted")]
     Interrupted,
+    #[error("the lab was built, but {0}")]
+    Links(settle::SettleError),
     #[error(transparent)]
     State(StateError),
     #[error(transparent)]

@@ -1,3 +1,12 @@
+//! Waits at the end of `up` for work the kernel finishes after it answered.
+//!
+//! [`links`]: every device that is up and has its carrier carries packets.
+//! A veth's carrier comes on at once, but its queueing discipline stays
+//! `noop`, which drops everything (drop reason QDISC_DROP), until the
+//! kernel's link-watch work runs; on a loaded machine that can be a second
+//! later, and a lab's first ping was lost to it. The kernel shows the
+//! discipline in each link's IFLA_QDISC.
+//!
 //! [`Step::SettleIpv6`](crate::plan::Step::SettleIpv6): waits, inside a
 //! node, until its IPv6 will send nothing more by itself: no address is
 //! tentative (the start of DAD is queued work, after which a forwarding
@@ -9,6 +18,9 @@
 
 use std::fs::File;
 use std::time::{Duration, Instant};
+
+use futures::TryStreamExt;
+use rtnetlink::packet_route::link::{LinkAttribute, LinkFlags, LinkMessage};
 
 use super::netns::{self, NetnsError};
 
@@ -23,6 +35,10 @@ const LIMIT: Duration = Duration::from_secs(5);
 pub enum SettleError {
     #[error("IPv6 did not settle within {LIMIT:?}: {0}")]
     Timeout(String),
+    #[error("links did not start carrying packets within {LIMIT:?}: {0}")]
+    Links(String),
+    #[error("cannot list links: {0}")]
+    Netlink(String),
     #[error("cannot read {path}: {source}")]
     Read { path: &'static str, source: std::io::Error },
     #[error(transparent)]
@@ -44,6 +60,56 @@ pub fn ipv6(netns: &File) -> Result<(), SettleError> {
             std::thread::sleep(Duration::from_millis(1));
         }
     })?
+}
+
+/// Waits until no device in the namespace behind `netns` is up, with its
+/// carrier, and still on the `noop` discipline.
+pub fn links(netns: &File) -> Result<(), SettleError> {
+    netns::run_in(netns, || {
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .map_err(|e| SettleError::Netlink(e.to_string()))?;
+        runtime.block_on(async {
+            let (connection, handle, _) =
+                rtnetlink::new_connection().map_err(|e| SettleError::Netlink(e.to_string()))?;
+            tokio::spawn(connection);
+            let started = Instant::now();
+            loop {
+                let mut dump = handle.link().get().execute();
+                let mut waiting = Vec::new();
+                while let Some(msg) = dump.try_next().await.map_err(|e| SettleError::Netlink(e.to_string()))? {
+                    if let Some(name) = not_carrying(&msg) {
+                        waiting.push(name);
+                    }
+                }
+                if waiting.is_empty() {
+                    return Ok(());
+                }
+                if started.elapsed() > LIMIT {
+                    return Err(SettleError::Links(format!("{} still on the noop qdisc", waiting.join(", "))));
+                }
+                tokio::time::sleep(Duration::from_millis(2)).await;
+            }
+        })
+    })?
+}
+
+/// The link's name if it is up with a carrier yet still drops everything (`noop`).
+fn not_carrying(msg: &LinkMessage) -> Option<String> {
+    let up = msg.header.flags.contains(LinkFlags::Up) && !msg.header.flags.contains(LinkFlags::Loopback);
+    let mut carrier = false;
+    let mut noop = false;
+    let mut name = None;
+    for attribute in &msg.attributes {
+        match attribute {
+            LinkAttribute::Carrier(c) => carrier = *c != 0,
+            LinkAttribute::Qdisc(q) => noop = q == "noop",
+            LinkAttribute::IfName(n) => name = Some(n.clone()),
+            _ => {}
+        }
+    }
+    (up && carrier && noop).then(|| name.unwrap_or_else(|| format!("if{}", msg.header.index)))
 }
 
 /// What still has work pending, as `eth0 2001:db8::1 tentative` / `eth0 ff02::1:ff00:1 report due`.
