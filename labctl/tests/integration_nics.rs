@@ -23,7 +23,12 @@ fn stand_in(sb: &Sandbox) {
          ip link property add dev hostnic altname uplink0
          ip link property add dev hostnic altname wan0
          ip link set hostpeer up
-         ip link set hostnic up",
+         ip link set hostnic up
+         # The kernel turns the carrier on in a work item: states compare once it has run.
+         for i in $(seq 500); do
+           ip link show hostnic | grep -q 'state UP' && ip link show hostpeer | grep -q 'state UP' && break
+           sleep 0.01
+         done",
     );
 }
 
