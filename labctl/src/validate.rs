@@ -14,7 +14,9 @@ use crate::diag::{Diagnostic, Diagnostics, Origin};
 use crate::model::{Lab, Link, Node, NodeKind, BRIDGE_DEVICE};
 
 mod ipsec;
+mod l2;
 mod nic;
+mod routing;
 mod xdp;
 
 /// Lab names end up in `<lab>-<node>` netns names and state file names.
@@ -44,6 +46,8 @@ pub fn validate(lab: &Lab) -> Result<(), Diagnostics> {
         check_routes(lab, node, &mut found);
         check_sysctls(lab, node, &mut found);
         check_tunings(lab, node, &mut found);
+        routing::check(lab, node, &mut found);
+        l2::check(lab, node, &mut found);
     }
     check_experiments(lab, &mut found);
     ipsec::check(lab, &mut found);

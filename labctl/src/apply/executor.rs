@@ -124,10 +124,17 @@ enum WorkerStep<'a> {
 /// The netlink request of a step, if it is one.
 enum Request<'a> {
     Bridge(NewLink<'a>),
-    Veth { main: NewLink<'a>, peer: NewLink<'a>, peer_node: &'a str, options: VethOptions },
+    Veth {
+        main: NewLink<'a>,
+        peer: NewLink<'a>,
+        peer_node: &'a str,
+        options: VethOptions,
+    },
     SetUp(u32),
     Address(u32, ipnet::IpNet),
     Route(ipnet::IpNet, std::net::IpAddr),
+    /// Routes with options, rules, VRFs, VLANs, bridge and port options (apply/routing.rs, apply/l2.rs).
+    More(&'a Step),
 }
 
 fn worker_step(step: &Step) -> Option<WorkerStep<'_>> {
@@ -144,7 +151,14 @@ fn worker_step(step: &Step) -> Option<WorkerStep<'_>> {
         | Step::ClaimNic { .. }
         | Step::ConfigureSriov { .. }
         | Step::StartIpsec { .. }
-        | Step::AttachXdp { .. } => None,
+        | Step::AttachXdp { .. }
+        | Step::AddRouteSpec { .. }
+        | Step::AddRule { .. }
+        | Step::CreateVrf { .. }
+        | Step::CreateVlan { .. }
+        | Step::SetMaster { .. }
+        | Step::ConfigureBridge { .. }
+        | Step::ConfigurePort { .. } => None,
     }
 }
 
@@ -164,6 +178,13 @@ fn request(step: &Step) -> Option<Request<'_>> {
         Step::SetUp { device } => Some(Request::SetUp(device.ifindex)),
         Step::AddAddress { device, address } => Some(Request::Address(device.ifindex, *address)),
         Step::AddRoute { destination, via, .. } => Some(Request::Route(*destination, *via)),
+        Step::AddRouteSpec { .. }
+        | Step::AddRule { .. }
+        | Step::CreateVrf { .. }
+        | Step::CreateVlan { .. }
+        | Step::SetMaster { .. }
+        | Step::ConfigureBridge { .. }
+        | Step::ConfigurePort { .. } => Some(Request::More(step)),
         Step::CreateNamespace { .. }
         | Step::NodeDefaults { .. }
         | Step::Sysctl { .. }
@@ -481,8 +502,28 @@ async fn send(netlink: &Netlink, peer_netns: Option<&File>, step: &Step) -> Resu
         Request::SetUp(ifindex) => netlink.set_up(ifindex).await?,
         Request::Address(ifindex, address) => netlink.add_address(ifindex, address).await?,
         Request::Route(destination, via) => netlink.add_route(destination, via).await?,
+        Request::More(step) => send_more(netlink, step).await?,
     }
     Ok(())
+}
+
+/// The requests of routes with options, rules, VRFs, VLANs, bridge and port options.
+async fn send_more(netlink: &Netlink, step: &Step) -> Result<(), super::netlink::Error> {
+    let handle = netlink.handle();
+    match step {
+        Step::AddRouteSpec { route, ifindexes, .. } => super::routing::add_route(handle, route, ifindexes).await,
+        Step::AddRule { rule, .. } => super::routing::add_rule(handle, rule).await,
+        Step::CreateVrf { device, table } => super::l2::create(handle, super::l2::vrf_message(device, *table)).await,
+        Step::CreateVlan { device, parent, id, protocol } => {
+            super::l2::create(handle, super::l2::vlan_message(device, *parent, *id, *protocol)).await
+        }
+        Step::SetMaster { device, master, .. } => super::l2::set_master(handle, device.ifindex, *master).await,
+        Step::ConfigureBridge { device, options } => super::l2::configure_bridge(handle, device.ifindex, options).await,
+        Step::ConfigurePort { device, options, drop_vlan } => {
+            super::l2::configure_port(handle, device.ifindex, options, *drop_vlan).await
+        }
+        other => Err(super::netlink::Error::Route(format!("not a netlink step here: {other}"))),
+    }
 }
 
 /// IPsec daemons or XFRM objects (apply/ipsec/), after routes.

@@ -10,9 +10,11 @@ pub mod floor;
 pub mod host_sysctl;
 mod interrupt;
 pub mod ipsec;
+mod l2;
 mod netlink;
 pub mod nic;
 pub mod privileges;
+mod routing;
 mod schedule;
 mod settle;
 pub mod state;
@@ -109,7 +111,9 @@ pub fn up(lab: &Lab, script: &Path, plan: &Plan, progress: Progress<'_>) -> Resu
     // Compile and verify XDP programs before anything exists.
     xdp::prepare(plan).map_err(ApplyError::Xdp)?;
     // Host devices exist and may be taken, before anything changes.
-    let problems = nic::preflight::check(lab)?;
+    let mut problems = nic::preflight::check(lab)?;
+    // VRFs and VLANs this kernel has (apply/l2.rs).
+    problems.extend(l2::preflight(lab));
     if !problems.is_empty() {
         return Err(ApplyError::Preflight(crate::diag::Diagnostics(problems)));
     }

@@ -29,6 +29,14 @@ fn needs(step: &Step) -> Vec<Resource> {
             needs
         }
         Step::SetUp { device } | Step::AddAddress { device, .. } => vec![(device.node.clone(), device.ifindex)],
+        Step::CreateVrf { device, .. } => vec![(device.node.clone(), NAMESPACE)],
+        Step::CreateVlan { device, parent, .. } => vec![(device.node.clone(), *parent)],
+        Step::SetMaster { device, master, .. } => {
+            vec![(device.node.clone(), device.ifindex), (device.node.clone(), *master)]
+        }
+        Step::ConfigureBridge { device, .. } | Step::ConfigurePort { device, .. } => {
+            vec![(device.node.clone(), device.ifindex)]
+        }
         // Not streamed: their phases wait for the whole stream.
         Step::CreateNamespace { .. }
         | Step::NodeDefaults { .. }
@@ -39,7 +47,9 @@ fn needs(step: &Step) -> Vec<Resource> {
         | Step::ClaimNic { .. }
         | Step::ConfigureSriov { .. }
         | Step::StartIpsec { .. }
-        | Step::AttachXdp { .. } => vec![],
+        | Step::AttachXdp { .. }
+        | Step::AddRouteSpec { .. }
+        | Step::AddRule { .. } => vec![],
     }
 }
 
@@ -48,6 +58,7 @@ pub fn provides(step: &Step) -> Vec<(&str, u32)> {
     match step {
         Step::CreateBridge { device, .. } => vec![(&device.node, device.ifindex)],
         Step::CreateVeth { device, peer, .. } => vec![(&device.node, device.ifindex), (&peer.node, peer.ifindex)],
+        Step::CreateVrf { device, .. } | Step::CreateVlan { device, .. } => vec![(&device.node, device.ifindex)],
         Step::CreateNamespace { .. }
         | Step::NodeDefaults { .. }
         | Step::Sysctl { .. }
@@ -59,7 +70,12 @@ pub fn provides(step: &Step) -> Vec<(&str, u32)> {
         | Step::ClaimNic { .. }
         | Step::ConfigureSriov { .. }
         | Step::StartIpsec { .. }
-        | Step::AttachXdp { .. } => vec![],
+        | Step::AttachXdp { .. }
+        | Step::AddRouteSpec { .. }
+        | Step::AddRule { .. }
+        | Step::SetMaster { .. }
+        | Step::ConfigureBridge { .. }
+        | Step::ConfigurePort { .. } => vec![],
     }
 }
 

@@ -50,6 +50,8 @@ const METHODS: crate::script::Methods = &[
             "delta",
             "neighbours",
             "routes",
+            "rules",
+            "fdb",
             "capture",
             "drops",
             "path",

@@ -6,11 +6,13 @@
 //! [`Delta`] turns two snapshots of a counter map into what moved.
 
 mod delta;
+mod fdb;
 mod link;
 mod procfs;
 mod tables;
 
 pub use delta::Delta;
+pub use fdb::{fdb, rules, FdbEntry, RuleEntry};
 pub use link::{link_stats, qdisc_stats, QdiscStats};
 pub use procfs::{
     cpu_times, parse_cpu_times, parse_netstat, parse_snmp6, parse_softirqs, parse_softnet, snmp, softirqs, softnet,

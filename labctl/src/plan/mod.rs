@@ -8,7 +8,9 @@
 mod build;
 mod display;
 mod ipsec;
+mod l2;
 mod nic;
+mod routing;
 mod xdp;
 
 use std::net::IpAddr;
@@ -19,6 +21,7 @@ use serde::{Deserialize, Serialize};
 use crate::model::MacAddr;
 pub use build::{plan, IPV6_OFF, NODE_DEFAULTS, QUIET_IPV6_ADDRESSED};
 pub use ipsec::IpsecTunnel;
+pub use routing::{route_text, rule_text};
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Plan {
@@ -139,6 +142,50 @@ pub enum Step {
         mtu: Option<u32>,
         addresses: Vec<IpNet>,
     },
+    /// A route with options (plan/routing.rs): `ifindexes` per hop, `None`
+    /// where apply looks the device up by name.
+    AddRouteSpec {
+        node: String,
+        route: crate::model::RouteSpec,
+        #[serde(default, skip_serializing_if = "Vec::is_empty")]
+        ifindexes: Vec<Option<u32>>,
+    },
+    /// A policy rule (plan/routing.rs).
+    AddRule {
+        node: String,
+        rule: crate::model::Rule,
+    },
+    /// A VRF device bound to `table` (plan/l2.rs).
+    CreateVrf {
+        device: Device,
+        table: u32,
+    },
+    /// A VLAN sub-interface on `parent` (an ifindex in the same node), up.
+    CreateVlan {
+        device: Device,
+        parent: u32,
+        id: u16,
+        protocol: crate::model::VlanProtocol,
+    },
+    /// `device` enslaved to `master` (a VRF).
+    SetMaster {
+        device: Device,
+        master: u32,
+        master_name: String,
+    },
+    /// The options of a bridge node's bridge, once its ports exist.
+    ConfigureBridge {
+        device: Device,
+        options: crate::model::BridgeOptions,
+    },
+    /// A bridge port's VLANs, learning and flooding; `drop_vlan`: the
+    /// default pvid the kernel gave the port, which it is not to carry.
+    ConfigurePort {
+        device: Device,
+        options: crate::model::PortOptions,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        drop_vlan: Option<u16>,
+    },
 }
 
 /// Steps of one phase depend only on steps of earlier phases, so apply may
@@ -180,6 +227,10 @@ impl Step {
             Step::StartIpsec { .. } => Phase::Ipsec,
             Step::AttachXdp { .. } => Phase::Xdp,
             Step::ConfigureSriov { .. } | Step::ClaimNic { .. } => Phase::Nics,
+            Step::AddRouteSpec { .. } | Step::AddRule { .. } => Phase::Routes,
+            Step::CreateVrf { .. } => Phase::Bridges,
+            Step::CreateVlan { .. } => Phase::Veths,
+            Step::SetMaster { .. } | Step::ConfigureBridge { .. } | Step::ConfigurePort { .. } => Phase::Configure,
         }
     }
 
@@ -192,7 +243,9 @@ impl Step {
             | Step::AddRoute { node, .. }
             | Step::SettleIpv6 { node }
             | Step::StartIpsec { node, .. }
-            | Step::ClaimNic { node, .. } => node,
+            | Step::ClaimNic { node, .. }
+            | Step::AddRouteSpec { node, .. }
+            | Step::AddRule { node, .. } => node,
             // In labctl's own namespace, which is no node's.
             Step::ConfigureSriov { .. } => "",
             Step::CreateBridge { device, .. }
@@ -200,7 +253,12 @@ impl Step {
             | Step::Tune { device, .. }
             | Step::SetUp { device }
             | Step::AddAddress { device, .. }
-            | Step::AttachXdp { device, .. } => &device.node,
+            | Step::AttachXdp { device, .. }
+            | Step::CreateVrf { device, .. }
+            | Step::CreateVlan { device, .. }
+            | Step::SetMaster { device, .. }
+            | Step::ConfigureBridge { device, .. }
+            | Step::ConfigurePort { device, .. } => &device.node,
         }
     }
 }

@@ -60,6 +60,8 @@ impl Builder {
             routes: Vec::new(),
             sysctls: Vec::new(),
             tunings: Vec::new(),
+            routing: Default::default(),
+            devices: Default::default(),
             origin,
         });
         self.lab.nodes.len() - 1
