@@ -4,7 +4,7 @@
 //! by pure functions the unit tests below read back.
 
 use rtnetlink::packet_route::link::{
-    BridgeStpState, BridgeVlanInfoFlags, InfoBridge, InfoData, InfoKind, LinkMessage, VlanProtocol as NlVlan,
+    BridgeStpState, BridgeVlanInfoFlags, InfoBridge, InfoData, InfoKind, LinkMessage, VlanFlags, VlanProtocol as NlVlan,
 };
 use rtnetlink::{Handle, LinkBridgePort, LinkBridgeVlan, LinkMessageBuilder, LinkUnspec, LinkVlan, LinkVrf};
 
@@ -26,7 +26,11 @@ pub fn vlan_message(device: &Device, parent: u32, id: u16, protocol: VlanProtoco
         VlanProtocol::Dot1Q => NlVlan::Ieee8021Q,
         VlanProtocol::Dot1Ad => NlVlan::Ieee8021Ad,
     };
-    LinkVlan::new(&device.ifname, parent, id).protocol(protocol).index(device.ifindex).up().build()
+    // Loose binding: created up while its parent may still be down (a
+    // veth peer is brought up later in the same stream); it follows the
+    // parent's carrier all the same.
+    let loose = VlanFlags::LooseBinding | VlanFlags::ReorderHdr;
+    LinkVlan::new(&device.ifname, parent, id).protocol(protocol).flags(loose, loose).index(device.ifindex).up().build()
 }
 
 pub fn master_message(ifindex: u32, master: u32) -> LinkMessage {
@@ -157,20 +161,23 @@ impl Feature {
 
     /// Tries to create one in the calling thread's (scratch) namespace.
     async fn probe(self, handle: &Handle) -> Result<(), String> {
+        const BASE: u32 = 100;
         let msg = match self {
             Feature::Vrf => LinkVrf::new("probe-vrf", 10).build(),
-            Feature::Vlan => LinkVlan::new("probe.10", 1, 10).build(),
+            Feature::Vlan => {
+                // On a veth: lo takes no VLANs on any kernel.
+                let peer = LinkUnspec::new_with_name("probe1").build();
+                let veth = LinkMessageBuilder::<LinkUnspec>::new_with_info_kind(InfoKind::Veth)
+                    .name("probe0")
+                    .index(BASE)
+                    .set_info_data(InfoData::Veth(rtnetlink::packet_route::link::InfoVeth::Peer(peer)))
+                    .build();
+                handle.link().add(veth).execute().await.map_err(|e| format!("a veth to probe on: {e}"))?;
+                LinkVlan::new("probe0.10", BASE, 10).build()
+            }
             Feature::VlanFiltering => rtnetlink::LinkBridge::new("probe-br").vlan_filtering(true).build(),
         };
-        match handle.link().add(msg).execute().await {
-            Ok(()) => Ok(()),
-            // A VLAN on lo is refused (EOPNOTSUPP) by a kernel that has VLANs;
-            // a kernel without the kind says "Unknown device type".
-            Err(rtnetlink::Error::NetlinkError(e)) if self == Feature::Vlan && e.raw_code() == -libc::EOPNOTSUPP => {
-                Ok(())
-            }
-            Err(e) => Err(e.to_string()),
-        }
+        handle.link().add(msg).execute().await.map_err(|e| e.to_string())
     }
 }
 
