@@ -89,7 +89,7 @@ pub(super) fn vlan(lua: &Lua, index: usize, parent: &Value, id: &Value, opts: Va
         unknown(lua, &origin, "vlan", opts, VLAN_KEYS)?;
     }
     let parsed = (|| -> Result<Vlan, Problem> {
-        let id = vid(id, "the VLAN id", 1)?;
+        let id = vid(id, "the id", 1)?;
         let mut vlan = Vlan {
             name: format!("{parent}.{id}"),
             parent: parent.clone(),
