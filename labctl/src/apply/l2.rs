@@ -216,6 +216,21 @@ pub fn preflight(lab: &Lab) -> Vec<Diagnostic> {
     found
 }
 
+/// Each device kind labs may ask for and whether this kernel makes it
+/// (`labctl doctor`): `("vrf (CONFIG_NET_VRF)", Ok(()))`, ...
+pub fn kernel_features() -> Vec<(String, Result<(), String>)> {
+    [Feature::Vrf, Feature::Vlan, Feature::VlanFiltering]
+        .into_iter()
+        .map(|f| {
+            let name = match f {
+                Feature::VlanFiltering => "bridge VLAN filtering",
+                other => other.what(),
+            };
+            (format!("{name} ({})", f.config()), probe(f))
+        })
+        .collect()
+}
+
 fn probe(feature: Feature) -> Result<(), String> {
     crate::sys::netns::in_scratch(|| {
         let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().map_err(|e| e.to_string())?;

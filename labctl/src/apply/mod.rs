@@ -10,7 +10,7 @@ pub mod floor;
 pub mod host_sysctl;
 mod interrupt;
 pub mod ipsec;
-mod l2;
+pub mod l2;
 mod netlink;
 pub mod nic;
 pub mod privileges;
