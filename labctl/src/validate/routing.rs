@@ -263,7 +263,7 @@ fn check_tables_used(node: &Node, found: &mut Vec<Diagnostic>) {
     let mut reported = BTreeSet::new();
     for route in routes {
         let Some(table) = route.table.filter(|t| *t != MAIN && reserved(*t).is_none()) else { continue };
-        let used = rules.iter().any(|r| r.table == table && r.ipv6 == !route.is_ipv4()) || vrf_tables.contains(&table);
+        let used = rules.iter().any(|r| r.table == table && r.ipv6 != route.is_ipv4()) || vrf_tables.contains(&table);
         if !used && reported.insert(table) {
             found.push(error(
                 &route.origin,
