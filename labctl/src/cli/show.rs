@@ -190,7 +190,13 @@ fn print_kernel(lab: &Lab, actual: &BTreeMap<String, Actual>) {
         }
         // Unicast routes and the dropping kinds a lab declares; other tables than main say which.
         let shown_kind = |k: &str| matches!(k, "unicast" | "blackhole" | "unreachable" | "prohibit");
-        for r in actual.routes.iter().filter(|r| !drift::is_link_local(&r.dst) && shown_kind(&r.kind)) {
+        // Tables other than main only where the lab declares routes (an IPsec daemon keeps its own, 220).
+        let declared_table = |t: Option<u32>| t.is_none() || node.routing.routes.iter().any(|d| d.table == t);
+        for r in actual
+            .routes
+            .iter()
+            .filter(|r| !drift::is_link_local(&r.dst) && shown_kind(&r.kind) && declared_table(r.table))
+        {
             let dev = r.dev.as_deref().map(|d| format!(" dev {d}")).unwrap_or_default();
             let connected = if r.proto == "kernel" { " (connected)" } else { "" };
             let kind = if r.kind == "unicast" { String::new() } else { format!("{} ", r.kind) };
@@ -198,7 +204,7 @@ fn print_kernel(lab: &Lab, actual: &BTreeMap<String, Actual>) {
             let route = drift::route_text(&r.dst, r.via);
             routes.push(format!("  {}: {kind}{route}{dev}{table}{connected}", node.name));
         }
-        for r in &actual.rules {
+        for r in actual.rules.iter().filter(|_| !node.routing.rules.is_empty()) {
             rules.push(format!("  {}: {}", node.name, rule_line(r)));
         }
         for n in &actual.neighbours {
