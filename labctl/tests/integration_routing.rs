@@ -1,4 +1,4 @@
-//! Routes of every kind, policy rules and bridge options in a real lab,
+//! Routes of every kind, nexthop objects, policy rules and bridge options in a real lab,
 //! each test in its own Sandbox (tests/common): `up` makes them, the
 //! kernel's netlink dumps (labctl's own readers, and `ip`/sysfs inside the
 //! nodes) show them as declared, `x:fdb` shows what a bridge learnt and
@@ -37,6 +37,12 @@ h1:rule { from = "198.18.1.1", to = "198.19.11.0/24", priority = 100, table = 10
 h2:route("198.19.0.0/16", { multipath = { { via = "198.18.1.254", weight = 1 }, { via = "198.18.2.254", weight = 3 } } })
 h2:route("default", "198.18.2.254", { table = 200 })
 h2:rule { fwmark = 7, iif = "lo", priority = 200, table = 200 }
+h2:nexthop(1, { via = "198.18.1.254" })
+h2:nexthop(2, { via = "198.18.2.254", dev = "eth1" })
+h2:nexthop(3, { group = { 1, { id = 2, weight = 3 } } })
+h2:nexthop(4, { blackhole = true })
+h2:route("198.19.64.0/18", { nexthop = 3 })
+h2:route("198.19.128.0/24", { nexthop = 4 })
 
 -- What the bridge learnt: h1 behind eth0 and r1 behind eth2; h2's port
 -- (eth1) does not learn, so h2's MAC is in no entry.
@@ -129,6 +135,18 @@ fn routes_rules_and_bridge_options_are_in_the_kernel_as_declared_and_down_remove
     let t200 = in_node(&sb, "rt-h2", "ip route show table 200");
     assert_eq!(t200.trim(), "default via 198.18.2.254 dev eth1 proto static");
 
+    // Nexthop objects and the routes through them.
+    let nexthops = in_node(&sb, "rt-h2", "ip nexthop show");
+    for want in
+        ["id 1 via 198.18.1.254 dev eth0", "id 2 via 198.18.2.254 dev eth1", "id 3 group 1/2,3", "id 4 blackhole"]
+    {
+        assert!(nexthops.contains(want), "{want:?} missing from:\n{nexthops}");
+    }
+    let through = in_node(&sb, "rt-h2", "ip route show 198.19.64.0/18");
+    assert!(through.starts_with("198.19.64.0/18 nhid 3"), "{through}");
+    let dropped = in_node(&sb, "rt-h2", "ip route show 198.19.128.0/24");
+    assert!(dropped.starts_with("blackhole 198.19.128.0/24 nhid 4"), "{dropped}");
+
     // Bridge and port options, from sysfs inside the bridge nodes.
     let sysfs = |netns: &str, file: &str| in_node(&sb, netns, &format!("cat /sys/class/net/{file}")).trim().to_string();
     assert_eq!(sysfs("rt-sw", "br0/bridge/ageing_time"), "4500");
@@ -144,7 +162,9 @@ fn routes_rules_and_bridge_options_are_in_the_kernel_as_declared_and_down_remove
     let show = sb.labctl_ok(["show", "rt"]);
     assert!(show.contains("h1: blackhole 198.19.9.0/24"), "{show}");
     assert!(show.contains("h1: 100: from 198.18.1.1/32 to 198.19.11.0/24 lookup 100"), "{show}");
-    assert!(!show.contains("missing route") && !show.contains("added route"), "{show}");
+    for drift in ["missing route", "added route", "changed route", "missing rule", "added rule"] {
+        assert!(!show.contains(drift), "{drift}: {show}");
+    }
 
     assert_code(&sb.labctl(["down", "rt"]), 0, "labctl down");
     sb.assert_clean(&before, "after down");

@@ -52,6 +52,8 @@ pub enum StepError {
     Settle(#[from] super::settle::SettleError),
     #[error(transparent)]
     Nic(#[from] super::nic::NicError),
+    #[error("nexthop: {0}")]
+    Nexthop(String),
 }
 
 /// How long one phase of the plan took. Namespaces and links overlap, so
@@ -94,6 +96,7 @@ enum Runner {
 /// The phases that need every device (and address) in place.
 #[derive(Clone, Copy)]
 enum Late {
+    Nexthops,
     Nics,
     DeviceSysctls,
     Routes,
@@ -108,6 +111,7 @@ fn runner(phase: Phase) -> Runner {
         Phase::Bridges | Phase::Veths | Phase::Configure => Runner::Stream,
         Phase::Nics => Runner::Late(Late::Nics),
         Phase::DeviceSysctls => Runner::Late(Late::DeviceSysctls),
+        Phase::Nexthops => Runner::Late(Late::Nexthops),
         Phase::Routes => Runner::Late(Late::Routes),
         Phase::Settle => Runner::Late(Late::Settle),
         Phase::Xdp => Runner::Late(Late::Xdp),
@@ -153,6 +157,7 @@ fn worker_step(step: &Step) -> Option<WorkerStep<'_>> {
         | Step::StartIpsec { .. }
         | Step::AttachXdp { .. }
         | Step::AddRouteSpec { .. }
+        | Step::AddNexthop { .. }
         | Step::AddRule { .. }
         | Step::CreateVrf { .. }
         | Step::CreateVlan { .. }
@@ -185,6 +190,8 @@ fn request(step: &Step) -> Option<Request<'_>> {
         | Step::SetMaster { .. }
         | Step::ConfigureBridge { .. }
         | Step::ConfigurePort { .. } => Some(Request::More(step)),
+        // Raw netlink inside the node (apply/nexthop.rs), not a rtnetlink request.
+        Step::AddNexthop { .. } => None,
         Step::CreateNamespace { .. }
         | Step::NodeDefaults { .. }
         | Step::Sysctl { .. }
@@ -274,6 +281,7 @@ pub fn execute(
                     Late::Ipsec => start_ipsec(&nodes, steps, &mut tracker)?,
                     Late::Xdp => attach_xdp(&nodes, steps, &mut tracker)?,
                     Late::Routes => run_concurrently(&nodes, steps, &mut tracker).await?,
+                    Late::Nexthops => add_nexthops(&nodes, steps, &mut tracker)?,
                     Late::Settle => settle_ipv6(&nodes, steps, &mut tracker)?,
                     Late::Nics => claim_nics(&nodes, steps, state, &mut tracker)?,
                 }
@@ -503,6 +511,26 @@ async fn send(netlink: &Netlink, peer_netns: Option<&File>, step: &Step) -> Resu
         Request::Address(ifindex, address) => netlink.add_address(ifindex, address).await?,
         Request::Route(destination, via) => netlink.add_route(destination, via).await?,
         Request::More(step) => send_more(netlink, step).await?,
+    }
+    Ok(())
+}
+
+/// Nexthop objects, one at a time in declaration order (a group names
+/// members made before it), each over a netlink socket inside its node.
+fn add_nexthops(
+    nodes: &HashMap<String, Node>,
+    steps: &[(usize, &Step)],
+    tracker: &mut Tracker<'_>,
+) -> Result<(), ApplyError> {
+    for &(index, step) in steps {
+        tracker.may_run(index, step)?;
+        let Step::AddNexthop { node, nexthop } = step else {
+            return Err(step_error(index, step, StepError::Misrouted(step.to_string())));
+        };
+        let added = netns::run_in(&nodes[node].netns, || super::nexthop::add(nexthop))
+            .map_err(|e| step_error(index, step, StepError::Nexthop(e.to_string())))?;
+        added.map_err(|e| step_error(index, step, StepError::Nexthop(e)))?;
+        tracker.applied(index);
     }
     Ok(())
 }

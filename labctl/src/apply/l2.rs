@@ -140,6 +140,7 @@ enum Feature {
     Vrf,
     Vlan,
     VlanFiltering,
+    Nexthop,
 }
 
 impl Feature {
@@ -148,6 +149,7 @@ impl Feature {
             Feature::Vrf => "CONFIG_NET_VRF",
             Feature::Vlan => "CONFIG_VLAN_8021Q",
             Feature::VlanFiltering => "CONFIG_BRIDGE_VLAN_FILTERING",
+            Feature::Nexthop => "nexthop objects (Linux 5.3 and later)",
         }
     }
 
@@ -156,12 +158,16 @@ impl Feature {
             Feature::Vrf => "vrf",
             Feature::Vlan => "vlan",
             Feature::VlanFiltering => "bridge",
+            Feature::Nexthop => "nexthop",
         }
     }
 
     /// Tries to create one in the calling thread's (scratch) namespace.
     async fn probe(self, handle: &Handle) -> Result<(), String> {
         const BASE: u32 = 100;
+        if self == Feature::Nexthop {
+            return super::nexthop::probe();
+        }
         let msg = match self {
             Feature::Vrf => LinkVrf::new("probe-vrf", 10).build(),
             Feature::Vlan => {
@@ -176,6 +182,7 @@ impl Feature {
                 LinkVlan::new("probe0.10", BASE, 10).build()
             }
             Feature::VlanFiltering => rtnetlink::LinkBridge::new("probe-br").vlan_filtering(true).build(),
+            Feature::Nexthop => unreachable!("probed above"),
         };
         handle.link().add(msg).execute().await.map_err(|e| e.to_string())
     }
@@ -191,13 +198,15 @@ pub fn preflight(lab: &Lab) -> Vec<Diagnostic> {
         if node.devices.bridge.vlan_filtering {
             uses.push((Feature::VlanFiltering, &node.origin));
         }
+        uses.extend(node.routing.nexthops.iter().map(|n| (Feature::Nexthop, &n.origin)));
     }
     let mut found = Vec::new();
-    for feature in [Feature::Vrf, Feature::Vlan, Feature::VlanFiltering] {
+    for feature in [Feature::Vrf, Feature::Vlan, Feature::VlanFiltering, Feature::Nexthop] {
         let Some((_, origin)) = uses.iter().find(|(f, _)| *f == feature) else { continue };
         if let Err(reason) = probe(feature) {
             let cannot = match feature {
                 Feature::VlanFiltering => "filter VLANs on a bridge".to_string(),
+                Feature::Nexthop => "keep nexthop objects".to_string(),
                 other => format!("create {} devices", other.what()),
             };
             found.push(
@@ -219,7 +228,7 @@ pub fn preflight(lab: &Lab) -> Vec<Diagnostic> {
 /// Each device kind labs may ask for and whether this kernel makes it
 /// (`labctl doctor`): `("vrf (CONFIG_NET_VRF)", Ok(()))`, ...
 pub fn kernel_features() -> Vec<(String, Result<(), String>)> {
-    [Feature::Vrf, Feature::Vlan, Feature::VlanFiltering]
+    [Feature::Vrf, Feature::Vlan, Feature::VlanFiltering, Feature::Nexthop]
         .into_iter()
         .map(|f| {
             let name = match f {

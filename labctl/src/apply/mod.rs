@@ -12,6 +12,7 @@ mod interrupt;
 pub mod ipsec;
 pub mod l2;
 mod netlink;
+mod nexthop;
 pub mod nic;
 pub mod privileges;
 mod routing;

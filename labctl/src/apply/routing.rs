@@ -65,7 +65,9 @@ pub fn route_message(route: &RouteSpec, ifindexes: &[Option<u32>]) -> RouteMessa
         attributes.push(RouteAttribute::Priority(metric));
     }
     let ifindex = |i: usize| ifindexes.get(i).copied().flatten();
-    if route.multipath {
+    if let Some(id) = route.nexthop {
+        attributes.push(RouteAttribute::NhId(id));
+    } else if route.multipath {
         let hops = route
             .hops
             .iter()
@@ -165,6 +167,7 @@ mod tests {
             src: None,
             table: None,
             stray_weight: None,
+            nexthop: None,
             origin: Origin::new("t.lua", 1),
         }
     }
@@ -209,6 +212,14 @@ mod tests {
         };
         assert_eq!(hops.iter().map(|h| h.hops).collect::<Vec<_>>(), [0, 2]);
         assert!(!msg.attributes.iter().any(|a| matches!(a, RouteAttribute::Destination(_))), "default has no RTA_DST");
+    }
+
+    #[test]
+    fn a_route_through_a_nexthop_object_carries_only_its_id() {
+        let route = RouteSpec { nexthop: Some(3), ..spec("198.19.64.0/18") };
+        let msg = route_message(&route, &[]);
+        assert!(msg.attributes.contains(&RouteAttribute::NhId(3)), "{:?}", msg.attributes);
+        assert!(!msg.attributes.iter().any(|a| matches!(a, RouteAttribute::MultiPath(_) | RouteAttribute::Gateway(_))));
     }
 
     #[test]

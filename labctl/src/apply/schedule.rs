@@ -49,6 +49,7 @@ fn needs(step: &Step) -> Vec<Resource> {
         | Step::StartIpsec { .. }
         | Step::AttachXdp { .. }
         | Step::AddRouteSpec { .. }
+        | Step::AddNexthop { .. }
         | Step::AddRule { .. } => vec![],
     }
 }
@@ -72,6 +73,7 @@ pub fn provides(step: &Step) -> Vec<(&str, u32)> {
         | Step::StartIpsec { .. }
         | Step::AttachXdp { .. }
         | Step::AddRouteSpec { .. }
+        | Step::AddNexthop { .. }
         | Step::AddRule { .. }
         | Step::SetMaster { .. }
         | Step::ConfigureBridge { .. }

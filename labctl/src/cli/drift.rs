@@ -190,11 +190,21 @@ fn routes(lab: &Lab, node: &str, actual: &[Route]) -> Vec<Drift> {
             at: r.origin.to_string(),
         })
         .collect();
+    // A route through a nexthop object shows as the nexthop resolves: a
+    // group by its first member, a blackhole nexthop as a blackhole route.
+    let nexthop = |id: u32| declared.routing.nexthops.iter().find(|n| n.id == id);
+    let resolved = |r: &labctl::model::RouteSpec| -> (Option<IpAddr>, &'static str) {
+        let Some(nh) = r.nexthop.and_then(nexthop) else {
+            return (r.hops.first().and_then(|h| h.via), r.kind.name());
+        };
+        let first = nh.group.first().and_then(|(id, _)| nexthop(*id)).unwrap_or(nh);
+        (first.via, if first.blackhole { "blackhole" } else { "unicast" })
+    };
     wanted.extend(declared.routing.routes.iter().map(|r| Wanted {
         dst: r.destination,
-        via: r.hops.first().and_then(|h| h.via),
+        via: resolved(r).0,
         table: r.table.filter(|t| *t != MAIN_TABLE),
-        kind: r.kind.name(),
+        kind: resolved(r).1,
         text: labctl::plan::route_text(r),
         at: r.origin.to_string(),
     }));

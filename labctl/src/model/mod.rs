@@ -23,7 +23,7 @@ pub use ipsec::{Backend, Cipher, Ipsec, IpsecMode};
 pub use l2::{BridgeOptions, Devices, PortOptions, Vlan, VlanProtocol, Vrf};
 pub use mac::MacAddr;
 pub use nic::{MacvlanMode, NicClaim, NicSource, Param, Sriov, VfLinkState, VfSettings};
-pub use routing::{Hop, RouteSpec, RouteType, Routing, Rule};
+pub use routing::{Hop, Nexthop, RouteSpec, RouteType, Routing, Rule};
 pub use xdp::{Xdp, XdpMode, XdpObject};
 
 /// Name of the bridge device inside a bridge node's namespace.

@@ -77,6 +77,9 @@ pub struct RouteSpec {
     /// A weight written outside `multipath` (validation reports it).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub stray_weight: Option<u16>,
+    /// A nexthop object (`h1:nexthop(id, ...)`) instead of hops: RTA_NH_ID.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub nexthop: Option<u32>,
     pub origin: Origin,
 }
 
@@ -106,6 +109,23 @@ pub struct Rule {
     pub origin: Origin,
 }
 
+/// `h1:nexthop(1, { via = "198.18.1.2" })`: a nexthop object (RTM_NEWNEXTHOP)
+/// routes name by id. One of: a gateway and/or device, a blackhole, a group.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Nexthop {
+    pub id: u32,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub via: Option<IpAddr>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub dev: Option<String>,
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub blackhole: bool,
+    /// Members of a multipath group: (nexthop id, weight 1..=256).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub group: Vec<(u32, u16)>,
+    pub origin: Origin,
+}
+
 /// The kernel's fixed tables a rule or route may not take by number.
 pub const RESERVED_TABLES: &[(u32, &str)] = &[(0, "unspec"), (253, "default"), (254, "main"), (255, "local")];
 
@@ -116,10 +136,12 @@ pub struct Routing {
     pub routes: Vec<RouteSpec>,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub rules: Vec<Rule>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub nexthops: Vec<Nexthop>,
 }
 
 impl Routing {
     pub fn is_empty(&self) -> bool {
-        self.routes.is_empty() && self.rules.is_empty()
+        self.routes.is_empty() && self.rules.is_empty() && self.nexthops.is_empty()
     }
 }

@@ -137,7 +137,7 @@ pub fn plan(lab: &Lab) -> Plan {
         for route in &node.routes {
             steps.push(Step::AddRoute { node: node.name.clone(), destination: route.destination, via: route.via });
         }
-        steps.extend(super::routing::steps(node, &ifindex_of));
+        steps.extend(super::routing::steps(lab, node, &ifindex_of));
     }
     steps.extend(ipv6_nodes.into_iter().map(|node| Step::SettleIpv6 { node }));
     steps.extend(super::nic::steps(lab));

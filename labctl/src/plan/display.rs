@@ -70,6 +70,7 @@ impl fmt::Display for Step {
             }
             Step::AddRouteSpec { node, route, .. } => super::routing::describe_route(f, node, route),
             Step::AddRule { node, rule } => super::routing::describe_rule(f, node, rule),
+            Step::AddNexthop { node, nexthop } => super::routing::describe_nexthop(f, node, nexthop),
             Step::CreateVrf { device, table } => {
                 write!(f, "{device}: link add type vrf table {table} (ifindex {})", device.ifindex)
             }

@@ -150,6 +150,12 @@ pub enum Step {
         #[serde(default, skip_serializing_if = "Vec::is_empty")]
         ifindexes: Vec<Option<u32>>,
     },
+    /// A nexthop object (plan/routing.rs), before the routes that name it;
+    /// its device is looked up by name in the node.
+    AddNexthop {
+        node: String,
+        nexthop: crate::model::Nexthop,
+    },
     /// A policy rule (plan/routing.rs).
     AddRule {
         node: String,
@@ -201,6 +207,8 @@ pub enum Phase {
     Nics,
     DeviceSysctls,
     Configure,
+    /// Nexthop objects, one after another (a group after its members).
+    Nexthops,
     Routes,
     /// IPv6 settled, before anything counts packets.
     Settle,
@@ -228,6 +236,7 @@ impl Step {
             Step::AttachXdp { .. } => Phase::Xdp,
             Step::ConfigureSriov { .. } | Step::ClaimNic { .. } => Phase::Nics,
             Step::AddRouteSpec { .. } | Step::AddRule { .. } => Phase::Routes,
+            Step::AddNexthop { .. } => Phase::Nexthops,
             Step::CreateVrf { .. } => Phase::Bridges,
             Step::CreateVlan { .. } => Phase::Veths,
             Step::SetMaster { .. } | Step::ConfigureBridge { .. } | Step::ConfigurePort { .. } => Phase::Configure,
@@ -245,6 +254,7 @@ impl Step {
             | Step::StartIpsec { node, .. }
             | Step::ClaimNic { node, .. }
             | Step::AddRouteSpec { node, .. }
+            | Step::AddNexthop { node, .. }
             | Step::AddRule { node, .. } => node,
             // In labctl's own namespace, which is no node's.
             Step::ConfigureSriov { .. } => "",

@@ -5,13 +5,24 @@ use std::collections::HashMap;
 use std::fmt;
 
 use super::Step;
-use crate::model::{Node, RouteSpec, RouteType, Rule};
+use crate::model::{Lab, Nexthop, Node, RouteSpec, RouteType, Rule};
 
 /// One node's routes with options and rules. A hop's device is given by
 /// ifindex where the plan chose it (`None`: a claimed device, whose index
 /// is the kernel's; apply looks it up by name).
-pub(super) fn steps(node: &Node, ifindex_of: &HashMap<(String, String), u32>) -> Vec<Step> {
+pub(super) fn steps(lab: &Lab, node: &Node, ifindex_of: &HashMap<(String, String), u32>) -> Vec<Step> {
     let mut steps = Vec::new();
+    for nexthop in &node.routing.nexthops {
+        let mut nexthop = nexthop.clone();
+        // The kernel wants a gateway's device: the interface on its subnet.
+        if let (Some(via), None) = (nexthop.via, &nexthop.dev) {
+            nexthop.dev = lab
+                .endpoints_of(&node.name)
+                .find(|e| e.addresses.iter().any(|a| a.contains(&via)))
+                .map(|e| e.ifname.clone());
+        }
+        steps.push(Step::AddNexthop { node: node.name.clone(), nexthop });
+    }
     for route in &node.routing.routes {
         let ifindexes = route
             .hops
@@ -35,6 +46,9 @@ pub fn route_text(route: &RouteSpec) -> String {
     }
     let dest = if route.destination.prefix_len() == 0 { "default".to_string() } else { route.destination.to_string() };
     text.push_str(&dest);
+    if let Some(id) = route.nexthop {
+        text.push_str(&format!(" nhid {id}"));
+    }
     let hop_text = |h: &crate::model::Hop| {
         let mut t = String::new();
         if let Some(via) = h.via {
@@ -96,4 +110,28 @@ pub(super) fn describe_route(f: &mut fmt::Formatter<'_>, node: &str, route: &Rou
 pub(super) fn describe_rule(f: &mut fmt::Formatter<'_>, node: &str, rule: &Rule) -> fmt::Result {
     let family = if rule.ipv6 { " -6" } else { "" };
     write!(f, "{node}: rule{family} add {}", rule_text(rule))
+}
+
+/// `id 1 via 198.18.1.2 dev eth0`, `id 3 group 1/2,3`, `id 4 blackhole`, as `ip nexthop` writes them.
+pub fn nexthop_text(nh: &Nexthop) -> String {
+    let mut text = format!("id {}", nh.id);
+    if let Some(via) = nh.via {
+        text.push_str(&format!(" via {via}"));
+    }
+    if let Some(dev) = &nh.dev {
+        text.push_str(&format!(" dev {dev}"));
+    }
+    if nh.blackhole {
+        text.push_str(" blackhole");
+    }
+    if !nh.group.is_empty() {
+        let members: Vec<String> =
+            nh.group.iter().map(|(id, w)| if *w == 1 { id.to_string() } else { format!("{id},{w}") }).collect();
+        text.push_str(&format!(" group {}", members.join("/")));
+    }
+    text
+}
+
+pub(super) fn describe_nexthop(f: &mut fmt::Formatter<'_>, node: &str, nh: &Nexthop) -> fmt::Result {
+    write!(f, "{node}: nexthop add {}", nexthop_text(nh))
 }

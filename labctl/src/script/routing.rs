@@ -11,9 +11,11 @@ use mlua::{Lua, Table, Value};
 use super::args::{self, show};
 use super::builder;
 use crate::diag::Origin;
-use crate::model::{Hop, RouteSpec, RouteType, Rule};
+use crate::model::{Hop, Nexthop, RouteSpec, RouteType, Rule};
 
-const ROUTE_KEYS: &[&str] = &["via", "dev", "type", "multipath", "metric", "src", "table", "weight"];
+const ROUTE_KEYS: &[&str] = &["via", "dev", "type", "multipath", "metric", "src", "table", "weight", "nexthop"];
+const NEXTHOP_KEYS: &[&str] = &["via", "dev", "blackhole", "group"];
+const NEXTHOP_HELP: &str = r#"write h1:nexthop(1, { via = "198.18.0.254" }), h1:nexthop(3, { group = { 1, { id = 2, weight = 3 } } }) or h1:nexthop(4, { blackhole = true })"#;
 const HOP_KEYS: &[&str] = &["via", "dev", "weight"];
 const RULE_KEYS: &[&str] = &["from", "to", "iif", "fwmark", "priority", "table", "family"];
 const ROUTE_HELP: &str = r#"write h1:route("198.19.0.0/16", "198.18.0.254", { metric = 10 }), h1:route("198.19.0.0/16", { dev = "eth0" }) or h1:route("198.19.9.0/24", { type = "blackhole" })"#;
@@ -102,8 +104,73 @@ fn spec(opts: &Table, dest: &Value, via: Option<&Value>, origin: &Origin) -> Res
         src,
         table: optional_u32(opts, "table")?,
         stray_weight: optional_weight(opts)?,
+        nexthop: optional_u32(opts, "nexthop")?,
         origin: origin.clone(),
     })
+}
+
+/// `h1:nexthop(id, { via = ..., dev = ..., blackhole = true, group = { 1, { id = 2, weight = 3 } } })`
+pub(super) fn nexthop(lua: &Lua, index: usize, id: &Value, opts: Value) -> mlua::Result<()> {
+    let origin = builder::origin(lua)?;
+    let Some(id) = args::whole_number(id).and_then(|n| u32::try_from(n).ok()) else {
+        let message = format!("nexthop(): the id must be a whole number, got {}", show(id));
+        return report(lua, &origin, message, NEXTHOP_HELP);
+    };
+    let opts = match args::options(opts) {
+        Ok(Some(opts)) => opts,
+        Ok(None) => return report(lua, &origin, format!("nexthop({id}): says nothing of where to go"), NEXTHOP_HELP),
+        Err(m) => return report(lua, &origin, format!("nexthop({id}): {m}"), NEXTHOP_HELP),
+    };
+    for key in args::unknown_keys(&opts, NEXTHOP_KEYS, 0) {
+        report(lua, &origin, format!("nexthop(): unknown option {key}"), args::valid_keys_help(NEXTHOP_KEYS))?;
+    }
+    let parsed = (|| -> Result<Nexthop, Problem> {
+        let blackhole = match opts.get::<Value>("blackhole").unwrap_or(Value::Nil) {
+            Value::Nil => false,
+            Value::Boolean(b) => b,
+            other => return Err(format!("blackhole must be true or false, got {}", show(&other))),
+        };
+        let mut group = Vec::new();
+        match opts.get::<Value>("group").unwrap_or(Value::Nil) {
+            Value::Nil => {}
+            Value::Table(list) => {
+                for (i, item) in list.sequence_values::<Value>().enumerate() {
+                    group.push(member(&item.unwrap_or(Value::Nil), i + 1)?);
+                }
+            }
+            other => return Err(format!("group must be a list of nexthop ids, got {}", show(&other))),
+        }
+        Ok(Nexthop {
+            id,
+            via: optional_address(&opts, "via")?,
+            dev: optional_string(&opts, "dev")?,
+            blackhole,
+            group,
+            origin: origin.clone(),
+        })
+    })();
+    match parsed {
+        Ok(nh) => builder::with(lua, |b| b.lab.nodes[index].routing.nexthops.push(nh)),
+        Err(m) => report(lua, &origin, format!("nexthop({id}): {m}"), NEXTHOP_HELP),
+    }
+}
+
+/// A group member: `2` or `{ id = 2, weight = 3 }`.
+fn member(item: &Value, n: usize) -> Result<(u32, u16), Problem> {
+    let id_of = |v: &Value| args::whole_number(v).and_then(|n| u32::try_from(n).ok());
+    match item {
+        Value::Table(t) => {
+            if let Some(key) = args::unknown_keys(t, &["id", "weight"], 0).into_iter().next() {
+                return Err(format!("group member {n}: unknown option {key} (valid options: id, weight)"));
+            }
+            let id = id_of(&t.get::<Value>("id").unwrap_or(Value::Nil))
+                .ok_or_else(|| format!("group member {n} needs its id: {{ id = 2, weight = 3 }}"))?;
+            Ok((id, optional_weight(t).map_err(|m| format!("group member {n}: {m}"))?.unwrap_or(1)))
+        }
+        other => id_of(other)
+            .map(|id| (id, 1))
+            .ok_or_else(|| format!("group member {n} must be a nexthop id, got {}", show(other))),
+    }
 }
 
 /// `{ via = "198.18.1.2", dev = "eth0", weight = 2 }`, the `n`th of a multipath list.

@@ -222,6 +222,12 @@ impl UserData for NodeHandle {
             }
             Ok(this)
         });
+        methods.add_function("nexthop", |lua, (this, id, opts): (Value, Value, Value)| {
+            if let Some(index) = method_target(lua, "nexthop", &this, r#"h1:nexthop(1, { via = "198.18.0.254" })"#)? {
+                super::routing::nexthop(lua, index, &id, opts)?;
+            }
+            Ok(this)
+        });
         methods.add_function("vrf", |lua, (this, name, opts): (Value, Value, Value)| {
             let example = r#"h1:vrf("blue", { table = 10, interfaces = { "eth0" } })"#;
             if let Some(index) = method_target(lua, "vrf", &this, example)? {

@@ -55,6 +55,7 @@ pub(super) fn check(lab: &Lab, node: &Node, found: &mut Vec<Diagnostic>) {
     for rule in &routing.rules {
         check_rule(node, rule, &ifnames, found);
     }
+    check_nexthops(lab, node, &ifnames, found);
     check_tables_used(node, found);
 }
 
@@ -89,6 +90,22 @@ fn check_route(lab: &Lab, node: &Node, route: &RouteSpec, ifnames: &[String], fo
             format!("route(): table {} is the kernel's {name} table", route.table.unwrap_or_default()),
             "use a table number from 1 to 252 (or leave table out for main)",
         ));
+    }
+    if let Some(id) = route.nexthop {
+        if !route.hops.is_empty() || route.kind != RouteType::Unicast {
+            found.push(error(
+                origin,
+                format!("route(): the route to {dest} names nexthop {id} and also its own next hops or type"),
+                "give either nexthop = id, or via/dev/multipath/type",
+            ));
+        } else if !node.routing.nexthops.iter().any(|n| n.id == id) {
+            found.push(error(
+                origin,
+                format!("route(): {} has no nexthop {id}", node.name),
+                format!(r#"declare it first: {}:nexthop({id}, {{ via = "198.18.0.254" }})"#, node.name),
+            ));
+        }
+        return;
     }
     match (route.kind, route.hops.is_empty()) {
         (RouteType::Unicast, true) => found.push(error(
@@ -291,6 +308,77 @@ fn check_tables_used(node: &Node, found: &mut Vec<Diagnostic>) {
                     node.name
                 ),
             ));
+        }
+    }
+}
+
+/// Nexthop objects: ids unique and not 0; each one kind (gateway and/or
+/// device, blackhole, group); group members declared before and not groups;
+/// gateways on a subnet of the node (or of its dev).
+fn check_nexthops(lab: &Lab, node: &Node, ifnames: &[String], found: &mut Vec<Diagnostic>) {
+    let own: Vec<IpNet> = lab.addresses_of(&node.name).collect();
+    let nexthops = &node.routing.nexthops;
+    let mut seen: HashMap<u32, &Origin> = HashMap::new();
+    for (i, nh) in nexthops.iter().enumerate() {
+        let origin = &nh.origin;
+        if nh.id == 0 {
+            found.push(error(origin, "nexthop(): id 0 is not a nexthop id", "use ids from 1"));
+        } else if let Some(first) = seen.insert(nh.id, origin) {
+            found.push(error(
+                origin,
+                format!("nexthop(): {} already has nexthop {} (at {})", node.name, nh.id, place(first, origin)),
+                "give every nexthop its own id",
+            ));
+        }
+        let kinds = usize::from(nh.via.is_some() || nh.dev.is_some())
+            + usize::from(nh.blackhole)
+            + usize::from(!nh.group.is_empty());
+        if kinds != 1 {
+            found.push(error(
+                origin,
+                format!("nexthop({}): give one of via/dev, blackhole = true or group", nh.id),
+                r#"a nexthop is a gateway ({ via = "198.18.0.254" }), a drop ({ blackhole = true }) or a group ({ group = { 1, 2 } })"#,
+            ));
+            continue;
+        }
+        for &(member, _) in &nh.group {
+            match nexthops[..i].iter().find(|n| n.id == member) {
+                None => found.push(error(
+                    origin,
+                    format!("nexthop({}): group member {member} is not a nexthop declared before it", nh.id),
+                    "declare the members first, then the group",
+                )),
+                Some(m) if !m.group.is_empty() => found.push(error(
+                    origin,
+                    format!("nexthop({}): group member {member} is itself a group", nh.id),
+                    "a group's members are single nexthops",
+                )),
+                Some(_) => {}
+            }
+        }
+        if nh.via.is_some() || nh.dev.is_some() {
+            let as_route = RouteSpec {
+                destination: match nh.via {
+                    Some(std::net::IpAddr::V6(_)) => IpNet::V6(Default::default()),
+                    _ => IpNet::V4(Default::default()),
+                },
+                kind: RouteType::Unicast,
+                hops: vec![],
+                multipath: false,
+                metric: None,
+                src: None,
+                table: None,
+                stray_weight: None,
+                nexthop: None,
+                origin: origin.clone(),
+            };
+            let hop = Hop { via: nh.via, dev: nh.dev.clone(), weight: None };
+            let mut problems = Vec::new();
+            check_hop(lab, node, &as_route, &hop, ifnames, &own, &mut problems);
+            for p in problems {
+                let message = p.message.replacen("route():", &format!("nexthop({}):", nh.id), 1);
+                found.push(Diagnostic { message, ..p });
+            }
         }
     }
 }
