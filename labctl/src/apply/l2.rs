@@ -298,6 +298,23 @@ mod tests {
         assert!(data.contains(&InfoVlan::Protocol(NlVlan::Ieee8021Ad)));
     }
 
+    /// Emitted to bytes as the kernel receives them, and parsed back.
+    fn on_the_wire(msg: &LinkMessage) -> LinkMessage {
+        use netlink_packet_core::{Emitable, Parseable};
+        let mut buf = vec![0; msg.buffer_len()];
+        msg.emit(&mut buf);
+        LinkMessage::parse(buf.as_slice()).expect("parses back")
+    }
+
+    #[test]
+    fn vrf_and_vlan_messages_survive_the_wire() {
+        for msg in [vrf_message(&dev("blue", 7), 10), vlan_message(&dev("eth0.100", 9), 2, 100, VlanProtocol::Dot1Ad)] {
+            let back = on_the_wire(&msg);
+            assert_eq!(back.header.index, msg.header.index);
+            assert_eq!(info(&back), info(&msg));
+        }
+    }
+
     #[test]
     fn enslaving_sets_the_master() {
         assert!(master_message(3, 7).attributes.contains(&LinkAttribute::Controller(7)));
