@@ -107,9 +107,18 @@ fn check_vlans(lab: &Lab, node: &Node, found: &mut Vec<Diagnostic>) {
         check_name(&vlan.name, "vlan", &vlan.origin, &mut taken, found);
         // A parent is a device declared earlier: a link end, a device, or an earlier VLAN (QinQ).
         let earlier = vlans[..i].iter().any(|v| v.name == vlan.parent);
-        let base = lab.endpoints_of(&node.name).any(|e| e.ifname == vlan.parent)
-            || lab.nics_of(&node.name).any(|n| n.ifname == vlan.parent);
-        if !earlier && !base {
+        let base = lab.endpoints_of(&node.name).any(|e| e.ifname == vlan.parent);
+        if lab.nics_of(&node.name).any(|n| n.ifname == vlan.parent) {
+            // Claimed devices arrive after VLANs are made (plan/l2.rs).
+            found.push(error(
+                &vlan.origin,
+                format!(
+                    "vlan(): {}:{} is a claimed host device; VLANs go on link ends and other VLANs",
+                    node.name, vlan.parent
+                ),
+                "claim the VLAN itself from the host, or put it on a veth link end",
+            ));
+        } else if !earlier && !base {
             found.push(error(
                 &vlan.origin,
                 format!("vlan(): {} has no interface {:?} to put VLAN {} on", node.name, vlan.parent, vlan.id),
@@ -165,7 +174,13 @@ fn check_vrfs(lab: &Lab, node: &Node, found: &mut Vec<Diagnostic>) {
             ));
         }
         for ifname in &vrf.interfaces {
-            if !names.contains(ifname) || vrfs.iter().any(|v| &v.name == ifname) {
+            if lab.nics_of(&node.name).any(|n| &n.ifname == ifname) {
+                found.push(error(
+                    &vrf.origin,
+                    format!("vrf({:?}): {ifname} is a claimed host device, enslaved before it arrives", vrf.name),
+                    "enslave link ends and VLANs; route a claimed device's traffic with rules instead",
+                ));
+            } else if !names.contains(ifname) || vrfs.iter().any(|v| &v.name == ifname) {
                 found.push(error(
                     &vrf.origin,
                     format!("vrf({:?}): {} has no interface {ifname:?} to enslave", vrf.name, node.name),
