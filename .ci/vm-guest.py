@@ -3,7 +3,7 @@
 (Debian's kernel, two emulated Intel 82576 NICs `igb` cabled together by a
 QEMU hub, nothing else on the network). It runs the labctl built on the host
 (the guest sees the host's files read-only) against real SR-IOV hardware as
-QEMU emulates it, and the kernel's own XFRM ESP.
+QEMU emulates it, and the kernel's own XFRM ESP, VRF, 802.1Q/802.1ad and bridge VLAN filtering.
 
 Each test prints one line `PASS|FAIL|SKIP <name>: <detail>` to stdout and to
 <out>/results.txt; .ci/vm-lane fails the lane on any FAIL.
@@ -533,6 +533,92 @@ end)
         report("PASS", "netem-impairments", f"qdiscs {kinds} on h1:eth0; ping RTT at least the 20 ms delay")
     else:
         report("FAIL", "netem-impairments", f"qdiscs {kinds}; run exited {run.returncode}: {run.stdout[-1500:]} {run.stderr[-1500:]}")
+VRF_VLAN_LAB = """
+lab { name = "vv" }
+local h1, r1, h2 = node("h1"), node("r1", { forwarding = true }), node("h2")
+local sw = bridge("sw", { vlan_filtering = true })
+link(h1, sw, {})
+link(r1, sw, {})
+sw:port("eth0", { vlans = { 10 } })
+sw:port("eth1", { vlans = { 10 } })
+h1:vlan("eth0", 10, { addresses = { "198.18.10.1/24" } })
+r1:vlan("eth0", 10, { addresses = { "198.18.10.254/24" } })
+link(r1, h2, { { "198.18.20.254/24" }, { "198.18.20.1/24" } })
+r1:vrf("blue", { table = 10, interfaces = { "eth0.10", "eth1" } })
+h2:vlan("eth0", 100, { protocol = "802.1ad" })
+h2:vlan("eth0.100", 20, { addresses = { "198.18.30.1/24" } })
+h1:route("default", "198.18.10.254")
+h2:route("default", "198.18.20.254")
+
+experiment("across", function(x)
+  local p = x.h1:ping("198.18.20.1", { count = 2, interval = 0.1, timeout = 5 })
+  x:expect_eq(p.received, 2, "h1 reaches h2 over VLAN 10 and through r1's VRF")
+end)
+"""
+
+
+def in_node(lab, node, *argv):
+    return sh("ip", "netns", "exec", f"{lab}-{node}", *argv)
+
+
+def link_of(lab, node, ifname):
+    return json.loads(in_node(lab, node, "ip", "-j", "-d", "link", "show", "dev", ifname).stdout)[0]
+
+
+def test_vrf_vlan(pfs):
+    """A VRF with a VLAN and a veth enslaved, an 802.1Q trunk through a
+    VLAN-filtering bridge, and a QinQ stack: up, read back from the kernel,
+    traffic across, down leaves nothing."""
+    for module in ["vrf", "8021q", "bridge"]:
+        sh("modprobe", module, check=False)
+    before = host_state(pfs)
+    lab = write_lab("vv", VRF_VLAN_LAB)
+    problems = []
+    up = labctl("up", lab, check=False)
+    if up.returncode != 0:
+        report("FAIL", "vrf-vlan", f"up exited {up.returncode}: {up.stderr[-1500:]}")
+        labctl("down", "vv", check=False)
+        return
+    try:
+        blue = link_of("vv", "r1", "blue")
+        if blue.get("linkinfo", {}).get("info_kind") != "vrf" or blue["linkinfo"].get("info_data", {}).get("table") != 10:
+            problems.append(f"blue is not a VRF on table 10: {blue.get('linkinfo')}")
+        for ifname in ["eth0.10", "eth1"]:
+            if link_of("vv", "r1", ifname).get("master") != "blue":
+                problems.append(f"r1:{ifname} not enslaved to blue")
+        vlan = link_of("vv", "h1", "eth0.10")["linkinfo"]
+        if vlan.get("info_kind") != "vlan" or vlan["info_data"].get("id") != 10 or vlan["info_data"].get("protocol") != "802.1Q":
+            problems.append(f"h1:eth0.10 is not VLAN 10 802.1Q: {vlan}")
+        outer = link_of("vv", "h2", "eth0.100")["linkinfo"]["info_data"]
+        inner = link_of("vv", "h2", "eth0.100.20")
+        if outer.get("protocol") != "802.1ad" or outer.get("id") != 100:
+            problems.append(f"h2:eth0.100 is not 802.1ad 100: {outer}")
+        if inner["linkinfo"]["info_data"].get("id") != 20 or inner.get("link") != "eth0.100":
+            problems.append(f"h2:eth0.100.20 is not VLAN 20 on eth0.100: {inner}")
+        table = in_node("vv", "r1", "ip", "route", "show", "vrf", "blue").stdout
+        if "198.18.20.0/24 dev eth1" not in table or "198.18.10.0/24 dev eth0.10" not in table:
+            problems.append(f"VRF blue's table lacks the connected subnets: {table}")
+        filtering = in_node("vv", "sw", "cat", "/sys/class/net/br0/bridge/vlan_filtering").stdout.strip()
+        if filtering != "1":
+            problems.append(f"sw does not filter VLANs: {filtering}")
+        vlans = json.loads(in_node("vv", "sw", "bridge", "-j", "vlan", "show").stdout or "[]")
+        ports = {p["ifname"]: sorted(v["vlan"] for v in p["vlans"]) for p in vlans}
+        if ports.get("eth0") != [10] or ports.get("eth1") != [10]:
+            problems.append(f"sw's trunk ports do not carry exactly VLAN 10: {ports}")
+    finally:
+        down = labctl("down", "vv", check=False)
+    if down.returncode != 0:
+        problems.append(f"down exited {down.returncode}: {down.stderr[-500:]}")
+    run = labctl("run", lab, "--out", os.path.join(OUT, "vv"), check=False)
+    if run.returncode != 0:
+        problems.append(f"run exited {run.returncode}: {run.stdout[-1500:]} {run.stderr[-800:]}")
+    diff = differences(before, host_state(pfs))
+    if diff:
+        problems.append(f"not restored: {diff}")
+    if problems:
+        report("FAIL", "vrf-vlan", "; ".join(problems))
+    else:
+        report("PASS", "vrf-vlan", "VRF blue (table 10) with eth0.10 and eth1 enslaved, an 802.1Q trunk through a VLAN-filtering bridge, QinQ 802.1ad 100 / 802.1Q 20; h1 reached h2 through the VRF; down left nothing")
 
 
 def main():
@@ -559,6 +645,7 @@ def main():
         ("part5-kernel-esp", lambda: test_part5_kernel(pfs)),
         ("cpu-limit", lambda: test_cpu_limit(pfs)),
         ("netem-impairments", lambda: test_netem_impairments(pfs)),
+        ("vrf-vlan", lambda: test_vrf_vlan(pfs)),
     ]
     for name, test in tests:
         if only and name not in only.split(","):

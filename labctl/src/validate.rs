@@ -15,8 +15,10 @@ use crate::model::{Lab, Link, Node, NodeKind, BRIDGE_DEVICE};
 
 pub mod impair;
 mod ipsec;
+mod l2;
 mod neighbour;
 mod nic;
+mod routing;
 mod xdp;
 
 /// Lab names end up in `<lab>-<node>` netns names and state file names.
@@ -47,6 +49,8 @@ pub fn validate(lab: &Lab) -> Result<(), Diagnostics> {
         check_sysctls(lab, node, &mut found);
         check_tunings(lab, node, &mut found);
         neighbour::check(lab, node, &mut found);
+        routing::check(lab, node, &mut found);
+        l2::check(lab, node, &mut found);
     }
     check_experiments(lab, &mut found);
     ipsec::check(lab, &mut found);

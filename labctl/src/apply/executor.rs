@@ -54,6 +54,8 @@ pub enum StepError {
     Nic(#[from] super::nic::NicError),
     #[error(transparent)]
     Impair(#[from] super::impair::ImpairError),
+    #[error("nexthop: {0}")]
+    Nexthop(String),
 }
 
 /// How long one phase of the plan took. Namespaces and links overlap, so
@@ -96,6 +98,7 @@ enum Runner {
 /// The phases that need every device (and address) in place.
 #[derive(Clone, Copy)]
 enum Late {
+    Nexthops,
     Nics,
     DeviceSysctls,
     Routes,
@@ -111,6 +114,7 @@ fn runner(phase: Phase) -> Runner {
         Phase::Bridges | Phase::Veths | Phase::Configure => Runner::Stream,
         Phase::Nics => Runner::Late(Late::Nics),
         Phase::DeviceSysctls => Runner::Late(Late::DeviceSysctls),
+        Phase::Nexthops => Runner::Late(Late::Nexthops),
         Phase::Routes => Runner::Late(Late::Routes),
         Phase::Settle => Runner::Late(Late::Settle),
         Phase::Xdp => Runner::Late(Late::Xdp),
@@ -140,6 +144,8 @@ enum Request<'a> {
     Neighbour(u32, std::net::IpAddr, crate::model::MacAddr),
     /// The egress qdiscs of an impaired end (apply/impair/qdisc.rs).
     Qdiscs(Vec<rtnetlink::packet_route::tc::TcMessage>),
+    /// Routes with options, rules, VRFs, VLANs, bridge and port options (apply/routing.rs, apply/l2.rs).
+    More(&'a Step),
 }
 
 fn worker_step(step: &Step) -> Option<WorkerStep<'_>> {
@@ -159,7 +165,15 @@ fn worker_step(step: &Step) -> Option<WorkerStep<'_>> {
         | Step::AttachXdp { .. }
         | Step::AddNeighbour { .. }
         | Step::ShapeEgress { .. }
-        | Step::AttachLoss { .. } => None,
+        | Step::AttachLoss { .. }
+        | Step::AddRouteSpec { .. }
+        | Step::AddNexthop { .. }
+        | Step::AddRule { .. }
+        | Step::CreateVrf { .. }
+        | Step::CreateVlan { .. }
+        | Step::SetMaster { .. }
+        | Step::ConfigureBridge { .. }
+        | Step::ConfigurePort { .. } => None,
     }
 }
 
@@ -183,6 +197,15 @@ fn request(step: &Step) -> Option<Request<'_>> {
         Step::ShapeEgress { device, settings, mtu } => {
             Some(Request::Qdiscs(super::impair::qdisc::messages(device.ifindex, settings, *mtu)))
         }
+        Step::AddRouteSpec { .. }
+        | Step::AddRule { .. }
+        | Step::CreateVrf { .. }
+        | Step::CreateVlan { .. }
+        | Step::SetMaster { .. }
+        | Step::ConfigureBridge { .. }
+        | Step::ConfigurePort { .. } => Some(Request::More(step)),
+        // Raw netlink inside the node (apply/nexthop.rs), not a rtnetlink request.
+        Step::AddNexthop { .. } => None,
         Step::CreateNamespace { .. }
         | Step::NodeDefaults { .. }
         | Step::Sysctl { .. }
@@ -273,6 +296,7 @@ pub fn execute(
                     Late::Ipsec => start_ipsec(&nodes, steps, &mut tracker)?,
                     Late::Xdp => attach_xdp(&nodes, steps, &mut tracker)?,
                     Late::Routes => run_concurrently(&nodes, steps, &mut tracker).await?,
+                    Late::Nexthops => add_nexthops(&nodes, steps, &mut tracker)?,
                     Late::Settle => settle_ipv6(&nodes, steps, &mut tracker)?,
                     Late::Nics => claim_nics(&nodes, steps, state, &mut tracker)?,
                     Late::Impair => attach_loss(&nodes, steps, &mut tracker)?,
@@ -512,8 +536,48 @@ async fn send(netlink: &Netlink, peer_netns: Option<&File>, step: &Step) -> Resu
                 netlink.add_qdisc(msg, false).await?;
             }
         }
+        Request::More(step) => send_more(netlink, step).await?,
     }
     Ok(())
+}
+
+/// Nexthop objects, one at a time in declaration order (a group names
+/// members made before it), each over a netlink socket inside its node.
+fn add_nexthops(
+    nodes: &HashMap<String, Node>,
+    steps: &[(usize, &Step)],
+    tracker: &mut Tracker<'_>,
+) -> Result<(), ApplyError> {
+    for &(index, step) in steps {
+        tracker.may_run(index, step)?;
+        let Step::AddNexthop { node, nexthop } = step else {
+            return Err(step_error(index, step, StepError::Misrouted(step.to_string())));
+        };
+        let added = netns::run_in(&nodes[node].netns, || super::nexthop::add(nexthop))
+            .map_err(|e| step_error(index, step, StepError::Nexthop(e.to_string())))?;
+        added.map_err(|e| step_error(index, step, StepError::Nexthop(e)))?;
+        tracker.applied(index);
+    }
+    Ok(())
+}
+
+/// The requests of routes with options, rules, VRFs, VLANs, bridge and port options.
+async fn send_more(netlink: &Netlink, step: &Step) -> Result<(), super::netlink::Error> {
+    let handle = netlink.handle();
+    match step {
+        Step::AddRouteSpec { route, ifindexes, .. } => super::routing::add_route(handle, route, ifindexes).await,
+        Step::AddRule { rule, .. } => super::routing::add_rule(handle, rule).await,
+        Step::CreateVrf { device, table } => super::l2::create(handle, super::l2::vrf_message(device, *table)).await,
+        Step::CreateVlan { device, parent, id, protocol } => {
+            super::l2::create(handle, super::l2::vlan_message(device, *parent, *id, *protocol)).await
+        }
+        Step::SetMaster { device, master, .. } => super::l2::set_master(handle, device.ifindex, *master).await,
+        Step::ConfigureBridge { device, options } => super::l2::configure_bridge(handle, device.ifindex, options).await,
+        Step::ConfigurePort { device, options, drop_vlan } => {
+            super::l2::configure_port(handle, device.ifindex, options, *drop_vlan).await
+        }
+        other => Err(super::netlink::Error::Route(format!("not a netlink step here: {other}"))),
+    }
 }
 
 /// IPsec daemons or XFRM objects (apply/ipsec/), after routes.

@@ -12,9 +12,12 @@ pub mod host_sysctl;
 pub mod impair;
 mod interrupt;
 pub mod ipsec;
+pub mod l2;
 mod netlink;
+mod nexthop;
 pub mod nic;
 pub mod privileges;
+mod routing;
 mod schedule;
 mod settle;
 pub mod spawned;
@@ -127,6 +130,8 @@ pub fn up(lab: &Lab, script: &Path, plan: &Plan, progress: Progress<'_>) -> Resu
     let mut problems = nic::preflight::check(lab)?;
     // Impairments this kernel cannot do (netem), and the loss program compiled.
     problems.extend(impair::probe::check(lab));
+    // VRFs and VLANs this kernel has (apply/l2.rs).
+    problems.extend(l2::preflight(lab));
     if !problems.is_empty() {
         return Err(ApplyError::Preflight(crate::diag::Diagnostics(problems)));
     }

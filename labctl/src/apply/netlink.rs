@@ -98,6 +98,11 @@ impl Netlink {
         Ok(self.handle.link().add(msg).execute().await?)
     }
 
+    /// The connection, for the requests of apply/routing.rs and apply/l2.rs.
+    pub fn handle(&self) -> &Handle {
+        &self.handle
+    }
+
     pub async fn set_up(&self, ifindex: u32) -> Result<(), Error> {
         let msg = LinkUnspec::new_with_index(ifindex).up().build();
         Ok(self.handle.link().set(msg).execute().await?)

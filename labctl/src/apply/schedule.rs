@@ -29,6 +29,14 @@ fn needs(step: &Step) -> Vec<Resource> {
             needs
         }
         Step::SetUp { device } | Step::AddAddress { device, .. } => vec![(device.node.clone(), device.ifindex)],
+        Step::CreateVrf { device, .. } => vec![(device.node.clone(), NAMESPACE)],
+        Step::CreateVlan { device, parent, .. } => vec![(device.node.clone(), *parent)],
+        Step::SetMaster { device, master, .. } => {
+            vec![(device.node.clone(), device.ifindex), (device.node.clone(), *master)]
+        }
+        Step::ConfigureBridge { device, .. } | Step::ConfigurePort { device, .. } => {
+            vec![(device.node.clone(), device.ifindex)]
+        }
         // Not streamed: their phases wait for the whole stream.
         Step::CreateNamespace { .. }
         | Step::NodeDefaults { .. }
@@ -42,7 +50,10 @@ fn needs(step: &Step) -> Vec<Resource> {
         | Step::AttachXdp { .. }
         | Step::AddNeighbour { .. }
         | Step::ShapeEgress { .. }
-        | Step::AttachLoss { .. } => vec![],
+        | Step::AttachLoss { .. }
+        | Step::AddRouteSpec { .. }
+        | Step::AddNexthop { .. }
+        | Step::AddRule { .. } => vec![],
     }
 }
 
@@ -51,6 +62,7 @@ pub fn provides(step: &Step) -> Vec<(&str, u32)> {
     match step {
         Step::CreateBridge { device, .. } => vec![(&device.node, device.ifindex)],
         Step::CreateVeth { device, peer, .. } => vec![(&device.node, device.ifindex), (&peer.node, peer.ifindex)],
+        Step::CreateVrf { device, .. } | Step::CreateVlan { device, .. } => vec![(&device.node, device.ifindex)],
         Step::CreateNamespace { .. }
         | Step::NodeDefaults { .. }
         | Step::Sysctl { .. }
@@ -65,7 +77,13 @@ pub fn provides(step: &Step) -> Vec<(&str, u32)> {
         | Step::AttachXdp { .. }
         | Step::AddNeighbour { .. }
         | Step::ShapeEgress { .. }
-        | Step::AttachLoss { .. } => vec![],
+        | Step::AttachLoss { .. }
+        | Step::AddRouteSpec { .. }
+        | Step::AddNexthop { .. }
+        | Step::AddRule { .. }
+        | Step::SetMaster { .. }
+        | Step::ConfigureBridge { .. }
+        | Step::ConfigurePort { .. } => vec![],
     }
 }
 

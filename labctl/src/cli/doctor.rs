@@ -122,6 +122,17 @@ pub fn run(args: Args) -> Result<(), Failure> {
         findings.push(finding("kernel ESP (XFRM)", false, "not probed: needs root (a scratch network namespace)"));
     }
 
+    // VRF, 802.1Q and bridge VLAN filtering: probed in a scratch namespace, so root.
+    if root {
+        for (name, made) in labctl::apply::l2::kernel_features() {
+            let detail = match made {
+                Ok(()) => "present".to_string(),
+                Err(e) => format!("absent ({e}): labs using it are refused; run them in the VM lane (.ci/vm-lane)"),
+            };
+            findings.push(finding(format!("kernel {name}"), detail == "present", detail));
+        }
+    }
+
     let btf = Path::new("/sys/kernel/btf/vmlinux").exists();
     findings.push(finding(
         "BTF (/sys/kernel/btf/vmlinux)",

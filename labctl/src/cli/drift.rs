@@ -7,7 +7,7 @@ use std::net::IpAddr;
 
 use ipnet::IpNet;
 use labctl::model::{Lab, MacAddr, NodeKind, BRIDGE_DEVICE};
-use labctl::observe::counters::{Neighbour, Route};
+use labctl::observe::counters::{Neighbour, Route, RuleEntry};
 use labctl::observe::interfaces::Interface;
 use serde::Serialize;
 
@@ -16,7 +16,22 @@ use serde::Serialize;
 pub struct Actual {
     pub interfaces: Vec<Interface>,
     pub routes: Vec<Route>,
+    /// Policy rules but the kernel's three defaults (local, main, default).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub rules: Vec<RuleEntry>,
     pub neighbours: Vec<Neighbour>,
+}
+
+/// Leaves out the rules every namespace starts with.
+pub fn non_default_rules(rules: Vec<RuleEntry>) -> Vec<RuleEntry> {
+    let default = |r: &RuleEntry| {
+        r.from.is_none()
+            && r.to.is_none()
+            && r.iif.is_none()
+            && r.fwmark.is_none()
+            && matches!((r.priority, r.table), (0, 255) | (32766, 254) | (32767, 253))
+    };
+    rules.into_iter().filter(|r| !default(r)).collect()
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize)]
@@ -53,7 +68,8 @@ const KERNEL_OWN: &[&str] =
 /// An interface as declared: name, MAC, MTU (if set) and addresses.
 struct Declared {
     name: String,
-    mac: MacAddr,
+    /// `None` for VRFs (a random MAC) and VLANs (their parent's).
+    mac: Option<MacAddr>,
     mtu: Option<u32>,
     addresses: Vec<IpNet>,
     origin: String,
@@ -64,18 +80,28 @@ fn declared_interfaces(lab: &Lab, node: &str) -> Vec<Declared> {
     if lab.node(node).is_some_and(|n| n.kind == NodeKind::Bridge) {
         let origin = lab.node(node).map(|n| n.origin.to_string()).unwrap_or_default();
         let mac = MacAddr::derive(&lab.name, node, BRIDGE_DEVICE);
-        declared.push(Declared { name: BRIDGE_DEVICE.into(), mac, mtu: None, addresses: vec![], origin });
+        declared.push(Declared { name: BRIDGE_DEVICE.into(), mac: Some(mac), mtu: None, addresses: vec![], origin });
     }
     for link in &lab.links {
         for end in link.ends.iter().filter(|e| e.node == node) {
             declared.push(Declared {
                 name: end.ifname.clone(),
-                mac: lab.mac_of(end),
+                mac: Some(lab.mac_of(end)),
                 mtu: link.mtu,
                 addresses: end.addresses.clone(),
                 origin: link.origin.to_string(),
             });
         }
+    }
+    // VRFs and VLANs (model/l2.rs).
+    let devices = lab.node(node).map(|n| &n.devices);
+    for vrf in devices.iter().flat_map(|d| &d.vrfs) {
+        let origin = vrf.origin.to_string();
+        declared.push(Declared { name: vrf.name.clone(), mac: None, mtu: None, addresses: vec![], origin });
+    }
+    for vlan in devices.iter().flat_map(|d| &d.vlans) {
+        let (name, addresses, origin) = (vlan.name.clone(), vlan.addresses.clone(), vlan.origin.to_string());
+        declared.push(Declared { name, mac: None, mtu: None, addresses, origin });
     }
     declared
 }
@@ -88,6 +114,7 @@ pub fn of_node(lab: &Lab, node: &str, actual: Option<&Actual>) -> Vec<Drift> {
     };
     let mut found = interfaces(node, &declared_interfaces(lab, node), &actual.interfaces);
     found.extend(routes(lab, node, &actual.routes));
+    found.extend(rules(lab, node, &actual.rules));
     found.sort();
     found
 }
@@ -105,8 +132,10 @@ fn interfaces(node: &str, declared: &[Declared], actual: &[Interface]) -> Vec<Dr
             continue;
         };
         let mut changes = Vec::new();
-        if have.mac.is_some_and(|m| m != want.mac) {
-            changes.push(format!("mac {} (declared {})", have.mac.expect("checked"), want.mac));
+        if let (Some(have_mac), Some(want_mac)) = (have.mac, want.mac) {
+            if have_mac != want_mac {
+                changes.push(format!("mac {have_mac} (declared {want_mac})"));
+            }
         }
         if let (Some(want_mtu), Some(have_mtu)) = (want.mtu, have.mtu) {
             if want_mtu != have_mtu {
@@ -141,33 +170,131 @@ pub fn is_link_local(address: &IpNet) -> bool {
     matches!(address.addr(), IpAddr::V6(a) if a.segments()[0] & 0xffc0 == 0xfe80)
 }
 
-/// Declared routes against the kernel's main table, leaving out the routes
-/// the kernel makes for connected subnets (proto kernel).
+/// Declared routes against the kernel's main table and the tables the
+/// node's routes with options name, leaving out the routes the kernel
+/// makes for connected subnets (proto kernel).
 fn routes(lab: &Lab, node: &str, actual: &[Route]) -> Vec<Drift> {
-    let Some(declared) = lab.node(node).map(|n| &n.routes) else { return vec![] };
-    let chosen: Vec<&Route> = actual.iter().filter(|r| r.table.is_none() && r.proto != "kernel").collect();
+    let Some(declared) = lab.node(node) else { return vec![] };
+    let tables: BTreeSet<Option<u32>> =
+        declared.routing.routes.iter().map(|r| r.table.filter(|t| *t != MAIN_TABLE)).chain([None]).collect();
+    let chosen: Vec<&Route> = actual.iter().filter(|r| tables.contains(&r.table) && r.proto != "kernel").collect();
+    let mut wanted: Vec<Wanted> = declared
+        .routes
+        .iter()
+        .map(|r| Wanted {
+            dst: r.destination,
+            via: Some(r.via),
+            table: None,
+            kind: "unicast",
+            text: route_text(&r.destination, Some(r.via)),
+            at: r.origin.to_string(),
+        })
+        .collect();
+    // A route through a nexthop object shows as the nexthop resolves: a
+    // group by its first member, a blackhole nexthop as a blackhole route.
+    let nexthop = |id: u32| declared.routing.nexthops.iter().find(|n| n.id == id);
+    let resolved = |r: &labctl::model::RouteSpec| -> (Option<IpAddr>, &'static str) {
+        let Some(nh) = r.nexthop.and_then(nexthop) else {
+            return (r.hops.first().and_then(|h| h.via), r.kind.name());
+        };
+        let first = nh.group.first().and_then(|(id, _)| nexthop(*id)).unwrap_or(nh);
+        (first.via, if first.blackhole { "blackhole" } else { "unicast" })
+    };
+    wanted.extend(declared.routing.routes.iter().map(|r| Wanted {
+        dst: r.destination,
+        via: resolved(r).0,
+        table: r.table.filter(|t| *t != MAIN_TABLE),
+        kind: resolved(r).1,
+        text: labctl::plan::route_text(r),
+        at: r.origin.to_string(),
+    }));
     let mut found = Vec::new();
     let mut explained = BTreeSet::new();
-    for want in declared {
-        let at = Some(want.origin.to_string());
-        let what = format!("route {}", route_text(&want.destination, Some(want.via)));
-        if chosen.iter().any(|r| r.dst == want.destination && r.via == Some(want.via)) {
-            explained.insert((want.destination, Some(want.via)));
+    for want in &wanted {
+        let at = Some(want.at.clone());
+        let what = format!("route {}", want.text);
+        let same_place = |r: &&&Route| r.dst == want.dst && r.table == want.table;
+        if chosen.iter().any(|r| same_place(&r) && r.via == want.via && r.kind == want.kind) {
+            explained.insert((want.dst, want.via, want.table));
             continue;
         }
-        match chosen.iter().find(|r| r.dst == want.destination) {
+        match chosen.iter().find(|r| same_place(r)) {
             Some(other) => {
-                explained.insert((other.dst, other.via));
-                let now = route_text(&other.dst, other.via);
+                explained.insert((other.dst, other.via, other.table));
+                let now = observed_text(other);
                 found.push(drift(node, Kind::Changed, what, Some(format!("now {now}")), at));
             }
             None => found.push(drift(node, Kind::Missing, what, None, at)),
         }
     }
-    for extra in chosen.iter().filter(|r| !explained.contains(&(r.dst, r.via))) {
-        found.push(drift(node, Kind::Added, format!("route {}", route_text(&extra.dst, extra.via)), None, None));
+    for extra in chosen.iter().filter(|r| !explained.contains(&(r.dst, r.via, r.table))) {
+        found.push(drift(node, Kind::Added, format!("route {}", observed_text(extra)), None, None));
     }
     found
+}
+
+const MAIN_TABLE: u32 = 254;
+
+/// Declared policy rules against the kernel's (its default three left out),
+/// on nodes that declare rules: elsewhere rules are an IPsec daemon's (220).
+fn rules(lab: &Lab, node: &str, actual: &[RuleEntry]) -> Vec<Drift> {
+    let Some(declared) = lab.node(node).filter(|n| !n.routing.rules.is_empty()) else { return vec![] };
+    let mut matched = vec![false; actual.len()];
+    let mut found = Vec::new();
+    for want in &declared.routing.rules {
+        let same = |r: &RuleEntry| {
+            r.from == want.from
+                && r.to == want.to
+                && r.iif == want.iif
+                && r.fwmark == want.fwmark
+                && r.table == want.table
+                && (r.family == 6) == want.ipv6
+                && want.priority.is_none_or(|p| p == r.priority)
+        };
+        match actual.iter().enumerate().find(|(i, r)| !matched[*i] && same(r)) {
+            Some((i, _)) => matched[i] = true,
+            None => found.push(drift(
+                node,
+                Kind::Missing,
+                format!("rule {}", labctl::plan::rule_text(want)),
+                None,
+                Some(want.origin.to_string()),
+            )),
+        }
+    }
+    for (r, _) in actual.iter().zip(&matched).filter(|(_, m)| !**m) {
+        let from = r.from.map_or("all".into(), |n| n.to_string());
+        found.push(drift(
+            node,
+            Kind::Added,
+            format!("rule {}: from {from} lookup {}", r.priority, r.table),
+            None,
+            None,
+        ));
+    }
+    found
+}
+
+/// A declared route, plain or with options, as drift compares it.
+struct Wanted {
+    dst: IpNet,
+    via: Option<IpAddr>,
+    table: Option<u32>,
+    kind: &'static str,
+    text: String,
+    at: String,
+}
+
+/// A kernel route as `route_text` writes it, with its kind and table when not plain.
+fn observed_text(r: &Route) -> String {
+    let mut text = route_text(&r.dst, r.via);
+    if r.kind != "unicast" {
+        text = format!("{} {text}", r.kind);
+    }
+    if let Some(table) = r.table {
+        text.push_str(&format!(" table {table}"));
+    }
+    text
 }
 
 /// `default via 198.18.1.2`, `198.19.0.0/16 via 198.18.1.2`, `198.19.5.0/24`.
@@ -214,7 +341,7 @@ mod tests {
             metric: None,
             src: None,
         };
-        Actual { interfaces: vec![eth0], routes: vec![route], neighbours: vec![] }
+        Actual { interfaces: vec![eth0], routes: vec![route], rules: vec![], neighbours: vec![] }
     }
 
     #[test]

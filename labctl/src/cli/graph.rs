@@ -96,13 +96,39 @@ fn xdp_marks(lab: &Lab, node: &str) -> Vec<String> {
         .collect()
 }
 
-/// The lines of a node's label: its name, addresses, then XDP programs.
+/// VRFs, VLANs and VLAN-filtering ports of a node, one line each:
+/// `vrf blue (table 10): eth0, eth1`, `vlan eth0.10 (802.1q 10 on eth0): 198.18.10.1/24`,
+/// `eth0: vlans 10 20, pvid 10`.
+fn l2_marks(lab: &Lab, node: &str) -> Vec<String> {
+    let Some(node) = lab.node(node) else { return vec![] };
+    let mut lines = Vec::new();
+    for vrf in &node.devices.vrfs {
+        lines.push(format!("vrf {} (table {}): {}", vrf.name, vrf.table, vrf.interfaces.join(", ")));
+    }
+    for vlan in &node.devices.vlans {
+        let addresses: Vec<String> = vlan.addresses.iter().map(ToString::to_string).collect();
+        let on = format!("vlan {} ({} {} on {})", vlan.name, vlan.protocol.name(), vlan.id, vlan.parent);
+        lines.push(if addresses.is_empty() { on } else { format!("{on}: {}", addresses.join(" ")) });
+    }
+    if node.devices.bridge.vlan_filtering {
+        lines.push("vlan filtering".into());
+    }
+    for port in node.devices.ports.iter().filter(|p| p.has_vlans()) {
+        let vids: Vec<String> = port.all_vlans().iter().map(ToString::to_string).collect();
+        let pvid = port.pvid.map(|p| format!(", pvid {p}")).unwrap_or_default();
+        lines.push(format!("{}: vlans {}{pvid}", port.ifname, vids.join(" ")));
+    }
+    lines
+}
+
+/// The lines of a node's label: its name, addresses, then XDP programs, VRFs and VLANs.
 fn label_lines(lab: &Lab, node: &str) -> Vec<String> {
     let mut lines = vec![node.to_string()];
     lines.extend(addresses(lab, node));
     lines.extend(xdp_marks(lab, node));
     // node("h1", { cpu = "50%" }): its commands' CPU limit.
     lines.extend(lab.node(node).and_then(|n| n.cpu_percent).map(|p| format!("cpu {p}%")));
+    lines.extend(l2_marks(lab, node));
     lines
 }
 

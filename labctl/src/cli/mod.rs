@@ -69,7 +69,7 @@ enum Command {
     Down(down::Args),
     /// List running labs
     Ls(ls::Args),
-    /// Show a running lab as the kernel has it (interfaces, addresses, state, routes, neighbours, XDP
+    /// Show a running lab as the kernel has it (interfaces, addresses, state, routes, rules, neighbours, XDP
     /// programs, IPsec tunnels) and every drift from its script (reading the kernel needs root)
     Show(show::Args),
     /// Run a command inside a node of a running lab (needs root)

@@ -151,6 +151,7 @@ fn read_kernel(lab: &Lab) -> BTreeMap<String, Actual> {
             Ok(Actual {
                 interfaces: interfaces::interfaces(&ns)?,
                 routes: counters::routes(&ns)?,
+                rules: drift::non_default_rules(counters::rules(&ns)?),
                 neighbours: counters::neighbours(&ns)?,
             })
         };
@@ -189,6 +190,7 @@ fn print_kernel(lab: &Lab, actual: &BTreeMap<String, Actual>) {
     let peers: BTreeMap<(String, String), String> =
         table::interface_rows(lab).into_iter().map(|r| ((r.node, r.interface), r.peer)).collect();
     let mut routes = Vec::new();
+    let mut rules = Vec::new();
     let mut neighbours = Vec::new();
     for node in &lab.nodes {
         let Some(actual) = actual.get(&node.name) else { continue };
@@ -205,12 +207,24 @@ fn print_kernel(lab: &Lab, actual: &BTreeMap<String, Actual>) {
                 peer,
             ]);
         }
-        for r in
-            actual.routes.iter().filter(|r| r.table.is_none() && !drift::is_link_local(&r.dst) && r.kind == "unicast")
+        // Unicast routes and the dropping kinds a lab declares; other tables than main say which.
+        let shown_kind = |k: &str| matches!(k, "unicast" | "blackhole" | "unreachable" | "prohibit");
+        // Tables other than main only where the lab declares routes (an IPsec daemon keeps its own, 220).
+        let declared_table = |t: Option<u32>| t.is_none() || node.routing.routes.iter().any(|d| d.table == t);
+        for r in actual
+            .routes
+            .iter()
+            .filter(|r| !drift::is_link_local(&r.dst) && shown_kind(&r.kind) && declared_table(r.table))
         {
             let dev = r.dev.as_deref().map(|d| format!(" dev {d}")).unwrap_or_default();
             let connected = if r.proto == "kernel" { " (connected)" } else { "" };
-            routes.push(format!("  {}: {}{dev}{connected}", node.name, drift::route_text(&r.dst, r.via)));
+            let kind = if r.kind == "unicast" { String::new() } else { format!("{} ", r.kind) };
+            let table = r.table.map(|t| format!(" table {t}")).unwrap_or_default();
+            let route = drift::route_text(&r.dst, r.via);
+            routes.push(format!("  {}: {kind}{route}{dev}{table}{connected}", node.name));
+        }
+        for r in actual.rules.iter().filter(|_| !node.routing.rules.is_empty()) {
+            rules.push(format!("  {}: {}", node.name, rule_line(r)));
         }
         for n in &actual.neighbours {
             let mac = n.lladdr.map(|m| format!(" lladdr {m}")).unwrap_or_default();
@@ -219,9 +233,30 @@ fn print_kernel(lab: &Lab, actual: &BTreeMap<String, Actual>) {
     }
     say!("\n{rows}");
     say!("\nroutes (from the kernel):\n{}", if routes.is_empty() { "  none".into() } else { routes.join("\n") });
+    if !rules.is_empty() {
+        say!("\nrules (from the kernel, the default three left out):\n{}", rules.join("\n"));
+    }
     if !neighbours.is_empty() {
         say!("\nneighbours (from the kernel):\n{}", neighbours.join("\n"));
     }
+}
+
+/// `100: from 198.18.1.0/24 lookup 100`, as `ip rule` shows it.
+fn rule_line(r: &counters::RuleEntry) -> String {
+    let mut text = format!("{}: from {}", r.priority, r.from.map_or("all".into(), |n| n.to_string()));
+    if let Some(to) = r.to {
+        text.push_str(&format!(" to {to}"));
+    }
+    if let Some(iif) = &r.iif {
+        text.push_str(&format!(" iif {iif}"));
+    }
+    if let Some(mark) = r.fwmark {
+        text.push_str(&format!(" fwmark {mark:#x}"));
+    }
+    if r.family == 6 {
+        text.push_str(" (IPv6)");
+    }
+    format!("{text} {} {}", r.action, r.table)
 }
 
 /// `drift from the script (2):` and one line per difference, or "none".

@@ -87,6 +87,7 @@ fn phase_name(phase: Phase) -> &'static str {
         Phase::Configure => "addresses, links up",
         Phase::DeviceSysctls => "interface sysctls, tune",
         Phase::Nics => "host NICs and VFs",
+        Phase::Nexthops => "nexthop objects",
         Phase::Routes => "routes, neighbours, qdiscs",
         Phase::Settle => "ipv6 settling (DAD, MLD)",
         Phase::Xdp => "xdp programs",

@@ -1,12 +1,12 @@
 //! Counters: `x:counters` (absolute values now), `x:delta` (what moved while
 //! a function ran; nftables rule counters such as
-//! `"r1:nft:inet/filter/forward/class-e"` among them, see observe.rs), and a
-//! node's tables, `x:neighbours` and `x:routes`.
+//! `"r1:nft:inet/filter/forward/class-e"` among them, see observe.rs), and a node's tables, `x:neighbours`, `x:routes`,
+//! `x:rules` and a bridge's `x:fdb`.
 
-use mlua::{Function, Lua, LuaSerdeExt, UserDataMethods, Value};
+use mlua::{Function, Lua, LuaSerdeExt, Table, UserDataMethods, Value};
 
 use super::observe as look;
-use super::options::{bad_argument, names};
+use super::options::{bad_argument, names, Options};
 use super::runtime::{fail, lua_error, Runtime};
 
 /// The counter names of `specs`, the nftables ones checked for their
@@ -53,5 +53,32 @@ pub(super) fn register<M: UserDataMethods<Runtime>>(methods: &mut M) {
         let netns = this.netns(&node)?;
         let table = crate::observe::counters::routes(&netns).map_err(|e| fail(format!("routes of {node}: {e}")))?;
         lua.to_value(&table)
+    });
+    // x:rules("r1"): the policy rules, IPv4 then IPv6, by priority.
+    methods.add_method("rules", |lua, this, node: String| {
+        let netns = this.netns(&node)?;
+        let table = crate::observe::counters::rules(&netns).map_err(|e| fail(format!("rules of {node}: {e}")))?;
+        lua.to_value(&table)
+    });
+    // x:fdb("sw", { learned = true, vlan = 10 }): the bridge's forwarding entries.
+    methods.add_method("fdb", |lua, this, (node, opts): (String, Option<Table>)| {
+        let opts = Options::check(lua, "x:fdb()", opts, &["learned", "vlan", "port"])?;
+        let is_bridge = this.with_lab(|lab| lab.node(&node).map(|n| n.kind == crate::model::NodeKind::Bridge));
+        if is_bridge == Some(false) {
+            return Err(fail(format!("x:fdb(): {node} is not a bridge; give the name of a bridge(...) node")));
+        }
+        let netns = this.netns(&node)?;
+        let learned = opts.get::<bool>("learned")?.unwrap_or(false);
+        let vlan = opts.get::<u16>("vlan")?;
+        let port = opts.get::<String>("port")?;
+        let table = crate::observe::counters::fdb(&netns, crate::model::BRIDGE_DEVICE)
+            .map_err(|e| fail(format!("fdb of {node}: {e}")))?;
+        let kept: Vec<_> = table
+            .into_iter()
+            .filter(|e| !learned || e.flags.first().is_some_and(|f| f == "learned"))
+            .filter(|e| vlan.is_none() || e.vlan == vlan)
+            .filter(|e| port.as_ref().is_none_or(|p| &e.port == p))
+            .collect();
+        lua.to_value(&kept)
     });
 }

@@ -7,7 +7,7 @@
 //! | file | methods |
 //! |---|---|
 //! | results.rs | `x:snapshot`, `x:expect`, `x:expect_eq`, `x.range`, `x.positive` |
-//! | counters.rs | `x:counters`, `x:delta`, `x:neighbours`, `x:routes` |
+//! | counters.rs | `x:counters`, `x:delta`, `x:neighbours`, `x:routes`, `x:rules`, `x:fdb` |
 //! | traces.rs | `x:capture`, `x:drops`, `x:path` |
 //! | host_sysctl.rs | `x:host_sysctl` |
 //! | ipsec.rs | `x:ipsec`, `x:ipsec_stop`, `x:ipsec_start` |

@@ -6,10 +6,12 @@
 
 pub mod impair;
 pub mod ipsec;
+pub mod l2;
 pub mod layout;
 mod mac;
 pub mod neighbour;
 pub mod nic;
+pub mod routing;
 pub mod xdp;
 
 use std::net::IpAddr;
@@ -21,9 +23,11 @@ use serde::{Deserialize, Serialize};
 use crate::diag::Origin;
 pub use impair::{ImpairSettings, Impairment};
 pub use ipsec::{Backend, Cipher, Ipsec, IpsecMode};
+pub use l2::{BridgeOptions, Devices, PortOptions, Vlan, VlanProtocol, Vrf};
 pub use mac::MacAddr;
 pub use neighbour::{Neighbour, NeighbourEntry};
 pub use nic::{MacvlanMode, NicClaim, NicSource, Param, Sriov, VfLinkState, VfSettings};
+pub use routing::{Hop, Nexthop, RouteSpec, RouteType, Routing, Rule};
 pub use xdp::{Xdp, XdpMode, XdpObject};
 
 /// Name of the bridge device inside a bridge node's namespace.
@@ -93,6 +97,12 @@ pub struct Node {
     /// Permanent neighbour entries: `h1:neighbour("eth0", ip, mac)` (model/neighbour.rs).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub neighbours: Vec<Neighbour>,
+    /// Routes with options and policy rules (model/routing.rs).
+    #[serde(default, skip_serializing_if = "Routing::is_empty")]
+    pub routing: Routing,
+    /// VRFs, VLANs, bridge and port options (model/l2.rs).
+    #[serde(default, skip_serializing_if = "Devices::is_empty")]
+    pub devices: Devices,
     pub origin: Origin,
 }
 
@@ -179,10 +189,12 @@ impl Lab {
         self.nics.iter().filter(move |n| n.node == node)
     }
 
-    /// Every address of `node`: on its link ends, then on its claimed devices.
+    /// Every address of `node`: on its link ends, then on its claimed devices, then on its VLANs.
     pub fn addresses_of<'a>(&'a self, node: &'a str) -> impl Iterator<Item = IpNet> + 'a {
         let links = self.endpoints_of(node).flat_map(|e| e.addresses.iter().copied());
-        links.chain(self.nics_of(node).flat_map(|n| n.addresses.iter().copied()))
+        let vlans =
+            self.node(node).into_iter().flat_map(|n| n.devices.vlans.iter().flat_map(|v| v.addresses.iter().copied()));
+        links.chain(self.nics_of(node).flat_map(|n| n.addresses.iter().copied())).chain(vlans)
     }
 
     /// Every link end that sits in `node`, in declaration order.

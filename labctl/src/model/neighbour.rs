@@ -98,6 +98,8 @@ mod tests {
             tunings: vec![],
             neighbours: vec![],
             cpu_percent: None,
+            routing: Default::default(),
+            devices: Default::default(),
             origin: Origin::new("t.lua", 1),
         }
     }

@@ -6,12 +6,14 @@
 //! [`Delta`] turns two snapshots of a counter map into what moved.
 
 mod delta;
+mod fdb;
 mod link;
 mod nft;
 mod procfs;
 mod tables;
 
 pub use delta::Delta;
+pub use fdb::{fdb, rules, FdbEntry, RuleEntry};
 pub use link::{link_stats, qdisc_stats, QdiscStats};
 pub use nft::{nft_counters, nft_rules, NftRule, FAMILIES as NFT_FAMILIES};
 pub use procfs::{

@@ -119,6 +119,7 @@ pub fn plan(lab: &Lab) -> Plan {
         }
     }
     steps.extend(configure);
+    steps.extend(super::l2::steps(lab, &mut ifindex_of, &mut take_index, &bridge_index));
 
     for node in &lab.nodes {
         if node.forwarding {
@@ -136,6 +137,7 @@ pub fn plan(lab: &Lab) -> Plan {
         for route in &node.routes {
             steps.push(Step::AddRoute { node: node.name.clone(), destination: route.destination, via: route.via });
         }
+        steps.extend(super::routing::steps(lab, node, &ifindex_of));
     }
     steps.extend(ipv6_nodes.into_iter().map(|node| Step::SettleIpv6 { node }));
     steps.extend(super::nic::steps(lab));

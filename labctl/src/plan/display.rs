@@ -75,6 +75,23 @@ impl fmt::Display for Step {
             Step::AttachLoss { device, from, ppm, seed, pins } => {
                 write!(f, "{device}: tc ingress loss program, drops {}% of {from}'s packets (seed {seed}, pinned in {})", *ppm as f64 / 10_000.0, pins.display())
             }
+            Step::AddRouteSpec { node, route, .. } => super::routing::describe_route(f, node, route),
+            Step::AddRule { node, rule } => super::routing::describe_rule(f, node, rule),
+            Step::AddNexthop { node, nexthop } => super::routing::describe_nexthop(f, node, nexthop),
+            Step::CreateVrf { device, table } => {
+                write!(f, "{device}: link add type vrf table {table} (ifindex {})", device.ifindex)
+            }
+            Step::CreateVlan { device, parent, id, protocol } => write!(
+                f,
+                "{device}: link add link ifindex {parent} type vlan protocol {} id {id} (ifindex {}, up)",
+                protocol.name(),
+                device.ifindex
+            ),
+            Step::SetMaster { device, master_name, .. } => write!(f, "{device}: link set master {master_name}"),
+            Step::ConfigureBridge { device, options } => super::l2::describe_bridge(f, device, options),
+            Step::ConfigurePort { device, options, drop_vlan } => {
+                super::l2::describe_port(f, device, options, *drop_vlan)
+            }
         }
     }
 }

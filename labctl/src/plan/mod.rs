@@ -9,7 +9,9 @@ mod build;
 mod display;
 mod impair;
 mod ipsec;
+mod l2;
 mod nic;
+mod routing;
 mod xdp;
 
 use std::net::IpAddr;
@@ -20,6 +22,7 @@ use serde::{Deserialize, Serialize};
 use crate::model::MacAddr;
 pub use build::{plan, IPV6_OFF, NODE_DEFAULTS, QUIET_IPV6_ADDRESSED};
 pub use ipsec::IpsecTunnel;
+pub use routing::{route_text, rule_text};
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Plan {
@@ -165,6 +168,56 @@ pub enum Step {
         seed: u64,
         pins: std::path::PathBuf,
     },
+    /// A route with options (plan/routing.rs): `ifindexes` per hop, `None`
+    /// where apply looks the device up by name.
+    AddRouteSpec {
+        node: String,
+        route: crate::model::RouteSpec,
+        #[serde(default, skip_serializing_if = "Vec::is_empty")]
+        ifindexes: Vec<Option<u32>>,
+    },
+    /// A nexthop object (plan/routing.rs), before the routes that name it;
+    /// its device is looked up by name in the node.
+    AddNexthop {
+        node: String,
+        nexthop: crate::model::Nexthop,
+    },
+    /// A policy rule (plan/routing.rs).
+    AddRule {
+        node: String,
+        rule: crate::model::Rule,
+    },
+    /// A VRF device bound to `table` (plan/l2.rs).
+    CreateVrf {
+        device: Device,
+        table: u32,
+    },
+    /// A VLAN sub-interface on `parent` (an ifindex in the same node), up.
+    CreateVlan {
+        device: Device,
+        parent: u32,
+        id: u16,
+        protocol: crate::model::VlanProtocol,
+    },
+    /// `device` enslaved to `master` (a VRF).
+    SetMaster {
+        device: Device,
+        master: u32,
+        master_name: String,
+    },
+    /// The options of a bridge node's bridge, once its ports exist.
+    ConfigureBridge {
+        device: Device,
+        options: crate::model::BridgeOptions,
+    },
+    /// A bridge port's VLANs, learning and flooding; `drop_vlan`: the
+    /// default pvid the kernel gave the port, which it is not to carry.
+    ConfigurePort {
+        device: Device,
+        options: crate::model::PortOptions,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        drop_vlan: Option<u16>,
+    },
 }
 
 /// Steps of one phase depend only on steps of earlier phases, so apply may
@@ -180,6 +233,8 @@ pub enum Phase {
     Nics,
     DeviceSysctls,
     Configure,
+    /// Nexthop objects, one after another (a group after its members).
+    Nexthops,
     Routes,
     /// IPv6 settled, before anything counts packets.
     Settle,
@@ -210,6 +265,11 @@ impl Step {
             Step::ConfigureSriov { .. } | Step::ClaimNic { .. } => Phase::Nics,
             Step::AddNeighbour { .. } | Step::ShapeEgress { .. } => Phase::Routes,
             Step::AttachLoss { .. } => Phase::Impair,
+            Step::AddRouteSpec { .. } | Step::AddRule { .. } => Phase::Routes,
+            Step::AddNexthop { .. } => Phase::Nexthops,
+            Step::CreateVrf { .. } => Phase::Bridges,
+            Step::CreateVlan { .. } => Phase::Veths,
+            Step::SetMaster { .. } | Step::ConfigureBridge { .. } | Step::ConfigurePort { .. } => Phase::Configure,
         }
     }
 
@@ -222,7 +282,10 @@ impl Step {
             | Step::AddRoute { node, .. }
             | Step::SettleIpv6 { node }
             | Step::StartIpsec { node, .. }
-            | Step::ClaimNic { node, .. } => node,
+            | Step::ClaimNic { node, .. }
+            | Step::AddRouteSpec { node, .. }
+            | Step::AddNexthop { node, .. }
+            | Step::AddRule { node, .. } => node,
             // In labctl's own namespace, which is no node's.
             Step::ConfigureSriov { .. } => "",
             Step::CreateBridge { device, .. }
@@ -233,7 +296,12 @@ impl Step {
             | Step::AttachXdp { device, .. }
             | Step::AddNeighbour { device, .. }
             | Step::ShapeEgress { device, .. }
-            | Step::AttachLoss { device, .. } => &device.node,
+            | Step::AttachLoss { device, .. }
+            | Step::CreateVrf { device, .. }
+            | Step::CreateVlan { device, .. }
+            | Step::SetMaster { device, .. }
+            | Step::ConfigureBridge { device, .. }
+            | Step::ConfigurePort { device, .. } => &device.node,
         }
     }
 }

@@ -64,6 +64,8 @@ impl Builder {
             tunings: Vec::new(),
             cpu_percent: None,
             neighbours: Vec::new(),
+            routing: Default::default(),
+            devices: Default::default(),
             origin,
         });
         self.lab.nodes.len() - 1

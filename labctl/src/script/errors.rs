@@ -26,7 +26,8 @@ pub fn error_at(lua: &Lua, message: String, help: &str) -> mlua::Error {
 pub type Methods<'a> = &'a [(&'a str, &'a [&'a str])];
 
 /// The methods of a lab script's node handles.
-pub const LAB_SCRIPT_METHODS: Methods = &[("a node", &["route", "sysctl", "tune"])];
+pub const LAB_SCRIPT_METHODS: Methods =
+    &[("a node", &["route", "sysctl", "tune", "rule", "nexthop", "vrf", "vlan", "port"])];
 
 /// `fallback` is used when the error carries no location at all.
 pub(super) fn to_diagnostic(error: &mlua::Error, files: &[PathBuf], fallback: Origin, methods: Methods) -> Diagnostic {
@@ -156,7 +157,7 @@ mod tests {
         );
         assert_eq!(
             method_help("attempt to call a nil value (method 'zzzzzz')", LAB_SCRIPT_METHODS),
-            "a node has the methods route, sysctl, tune"
+            "a node has the methods route, sysctl, tune, rule, nexthop, vrf, vlan, port"
         );
     }
 

@@ -103,16 +103,28 @@ pub(super) fn lab(lua: &Lua, spec: Value) -> mlua::Result<()> {
 /// `node("h1", { forwarding = true })` and `bridge("sw")`.
 pub(super) fn declare(lua: &Lua, kind: NodeKind, name: Value, opts: Value) -> mlua::Result<AnyUserData> {
     let call = if kind == NodeKind::Bridge { "bridge" } else { "node" };
-    let valid: &[&str] = if kind == NodeKind::Bridge { &[] } else { &["forwarding", "cpu"] };
+    let valid: &[&str] = if kind == NodeKind::Bridge { super::l2::BRIDGE_KEYS } else { &["forwarding", "cpu"] };
     let origin = builder::origin(lua)?;
     let mut forwarding = false;
     let mut cpu_percent = None;
+    let mut bridge_options = None;
     match args::options(opts) {
         Err(message) => report(lua, origin.clone(), format!("{call}(): {message}"), args::valid_keys_help(valid))?,
         Ok(None) => {}
         Ok(Some(opts)) => {
             for key in args::unknown_keys(&opts, valid, 0) {
                 report(lua, origin.clone(), format!("{call}(): unknown option {key}"), args::valid_keys_help(valid))?;
+            }
+            if kind == NodeKind::Bridge {
+                match super::l2::bridge_options(&opts) {
+                    Ok(options) => bridge_options = Some(options),
+                    Err(message) => report(
+                        lua,
+                        origin.clone(),
+                        format!("bridge(): {message}"),
+                        r#"write bridge("sw", { vlan_filtering = true, ageing = "30s", stp = false })"#,
+                    )?,
+                }
             }
             // On a bridge, `forwarding` was just reported as unknown.
             if kind == NodeKind::Host {
@@ -138,6 +150,7 @@ pub(super) fn declare(lua: &Lua, kind: NodeKind, name: Value, opts: Value) -> ml
             let index = builder::with(lua, |b| {
                 let index = b.add_node(name.clone(), kind, forwarding, origin);
                 b.lab.nodes[index].cpu_percent = cpu_percent;
+                b.lab.nodes[index].devices.bridge = bridge_options.unwrap_or_default();
                 index
             })?;
             NodeHandle { name, index: Some(index) }
@@ -208,9 +221,45 @@ impl UserData for NodeHandle {
     }
 
     fn add_methods<M: UserDataMethods<Self>>(methods: &mut M) {
-        methods.add_function("route", |lua, (this, dest, via): (Value, Value, Value)| {
+        methods.add_function("route", |lua, (this, dest, via, opts): (Value, Value, Value, Value)| {
             if let Some(index) = method_target(lua, "route", &this, r#"h1:route("default", "198.18.0.254")"#)? {
-                route(lua, index, &dest, &via)?;
+                // With an options table: script/routing.rs.
+                if !super::routing::route_with_options(lua, index, &dest, &via, opts)? {
+                    route(lua, index, &dest, &via)?;
+                }
+            }
+            Ok(this)
+        });
+        methods.add_function("rule", |lua, (this, spec): (Value, Value)| {
+            if let Some(index) =
+                method_target(lua, "rule", &this, r#"h1:rule { from = "198.18.1.0/24", table = 100 }"#)?
+            {
+                super::routing::rule(lua, index, &spec)?;
+            }
+            Ok(this)
+        });
+        methods.add_function("nexthop", |lua, (this, id, opts): (Value, Value, Value)| {
+            if let Some(index) = method_target(lua, "nexthop", &this, r#"h1:nexthop(1, { via = "198.18.0.254" })"#)? {
+                super::routing::nexthop(lua, index, &id, opts)?;
+            }
+            Ok(this)
+        });
+        methods.add_function("vrf", |lua, (this, name, opts): (Value, Value, Value)| {
+            let example = r#"h1:vrf("blue", { table = 10, interfaces = { "eth0" } })"#;
+            if let Some(index) = method_target(lua, "vrf", &this, example)? {
+                super::l2::vrf(lua, index, &name, opts)?;
+            }
+            Ok(this)
+        });
+        methods.add_function("vlan", |lua, (this, parent, id, opts): (Value, Value, Value, Value)| {
+            if let Some(index) = method_target(lua, "vlan", &this, r#"h1:vlan("eth0", 10)"#)? {
+                super::l2::vlan(lua, index, &parent, &id, opts)?;
+            }
+            Ok(this)
+        });
+        methods.add_function("port", |lua, (this, ifname, opts): (Value, Value, Value)| {
+            if let Some(index) = method_target(lua, "port", &this, r#"sw:port("eth0", { pvid = 10 })"#)? {
+                super::l2::port(lua, index, &ifname, opts)?;
             }
             Ok(this)
         });
