@@ -4,6 +4,7 @@
 //! if any step fails (or on Ctrl-C); `down` removes whatever the journal
 //! names, so it also cleans up after a `kill -9` at any moment of `up`.
 
+mod capacity;
 mod executor;
 mod faults;
 pub mod floor;
@@ -112,6 +113,11 @@ pub fn up(lab: &Lab, script: &Path, plan: &Plan, progress: Progress<'_>) -> Resu
     let problems = nic::preflight::check(lab)?;
     if !problems.is_empty() {
         return Err(ApplyError::Preflight(crate::diag::Diagnostics(problems)));
+    }
+    // Namespaces and mounts this machine has room for.
+    let over = capacity::check(lab, &capacity::Machine::read());
+    if !over.is_empty() {
+        return Err(ApplyError::Preflight(crate::diag::Diagnostics(over)));
     }
     let recorded = Recorded { lab: lab.clone(), script: script.to_path_buf(), pid: std::process::id() };
     let state = LabState::create(&recorded)?;

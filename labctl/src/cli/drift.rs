@@ -6,7 +6,10 @@ use std::collections::BTreeSet;
 use std::net::IpAddr;
 
 use ipnet::IpNet;
-use labctl::model::{Lab, MacAddr, NodeKind, BRIDGE_DEVICE};
+use labctl::model::index::LabIndex;
+#[cfg(test)]
+use labctl::model::Lab;
+use labctl::model::{MacAddr, NodeKind, BRIDGE_DEVICE};
 use labctl::observe::counters::{Neighbour, Route};
 use labctl::observe::interfaces::Interface;
 use serde::Serialize;
@@ -59,35 +62,41 @@ struct Declared {
     origin: String,
 }
 
-fn declared_interfaces(lab: &Lab, node: &str) -> Vec<Declared> {
+fn declared_interfaces(index: &LabIndex, node: &str) -> Vec<Declared> {
+    let lab = index.lab();
     let mut declared = Vec::new();
-    if lab.node(node).is_some_and(|n| n.kind == NodeKind::Bridge) {
-        let origin = lab.node(node).map(|n| n.origin.to_string()).unwrap_or_default();
+    if let Some(bridge) = index.node(node).filter(|n| n.kind == NodeKind::Bridge) {
+        let origin = bridge.origin.to_string();
         let mac = MacAddr::derive(&lab.name, node, BRIDGE_DEVICE);
         declared.push(Declared { name: BRIDGE_DEVICE.into(), mac, mtu: None, addresses: vec![], origin });
     }
-    for link in &lab.links {
-        for end in link.ends.iter().filter(|e| e.node == node) {
-            declared.push(Declared {
-                name: end.ifname.clone(),
-                mac: lab.mac_of(end),
-                mtu: link.mtu,
-                addresses: end.addresses.clone(),
-                origin: link.origin.to_string(),
-            });
-        }
+    for (link, side) in index.links_of(node) {
+        let end = &link.ends[side];
+        declared.push(Declared {
+            name: end.ifname.clone(),
+            mac: lab.mac_of(end),
+            mtu: link.mtu,
+            addresses: end.addresses.clone(),
+            origin: link.origin.to_string(),
+        });
     }
     declared
 }
 
 /// Every difference on `node`; `actual` None means its namespace is gone.
+#[cfg(test)]
 pub fn of_node(lab: &Lab, node: &str, actual: Option<&Actual>) -> Vec<Drift> {
-    let origin = lab.node(node).map(|n| n.origin.to_string());
+    of_node_in(&LabIndex::new(lab), node, actual)
+}
+
+/// [`of_node`] through an index of the lab: `show` asks it for every node.
+pub fn of_node_in(index: &LabIndex, node: &str, actual: Option<&Actual>) -> Vec<Drift> {
+    let origin = index.node(node).map(|n| n.origin.to_string());
     let Some(actual) = actual else {
         return vec![drift(node, Kind::Missing, "namespace", None, origin)];
     };
-    let mut found = interfaces(node, &declared_interfaces(lab, node), &actual.interfaces);
-    found.extend(routes(lab, node, &actual.routes));
+    let mut found = interfaces(node, &declared_interfaces(index, node), &actual.interfaces);
+    found.extend(routes(index, node, &actual.routes));
     found.sort();
     found
 }
@@ -143,8 +152,8 @@ pub fn is_link_local(address: &IpNet) -> bool {
 
 /// Declared routes against the kernel's main table, leaving out the routes
 /// the kernel makes for connected subnets (proto kernel).
-fn routes(lab: &Lab, node: &str, actual: &[Route]) -> Vec<Drift> {
-    let Some(declared) = lab.node(node).map(|n| &n.routes) else { return vec![] };
+fn routes(index: &LabIndex, node: &str, actual: &[Route]) -> Vec<Drift> {
+    let Some(declared) = index.node(node).map(|n| &n.routes) else { return vec![] };
     let chosen: Vec<&Route> = actual.iter().filter(|r| r.table.is_none() && r.proto != "kernel").collect();
     let mut found = Vec::new();
     let mut explained = BTreeSet::new();

@@ -143,7 +143,8 @@ fn read_kernel(lab: &Lab) -> BTreeMap<String, Actual> {
 }
 
 fn drift_of(lab: &Lab, actual: &BTreeMap<String, Actual>) -> Vec<Drift> {
-    lab.nodes.iter().flat_map(|n| drift::of_node(lab, &n.name, actual.get(&n.name))).collect()
+    let index = labctl::model::index::LabIndex::new(lab);
+    lab.nodes.iter().flat_map(|n| drift::of_node_in(&index, &n.name, actual.get(&n.name))).collect()
 }
 
 /// A lab whose `up` never finished: a short account and what to do.

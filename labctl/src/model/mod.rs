@@ -4,6 +4,7 @@
 //! script stage builds a [`Lab`]; [`crate::validate`] checks it; the plan
 //! stage turns it into kernel steps.
 
+pub mod index;
 pub mod ipsec;
 pub mod layout;
 mod mac;
