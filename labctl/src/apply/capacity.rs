@@ -16,7 +16,13 @@ pub struct Machine {
     pub mount_max: Option<usize>,
     /// Mounts in this mount namespace now.
     pub mounts: Option<usize>,
+    /// The hard limit of open files (labctl raises its soft limit to it).
+    pub open_files: Option<usize>,
 }
+
+/// Files `up` holds besides one per node (its namespace fd): the journal,
+/// the runtime, netlink connections in flight.
+const FILES_BESIDES_NODES: usize = 256;
 
 impl Machine {
     pub fn read() -> Self {
@@ -30,8 +36,16 @@ impl Machine {
             net_namespaces: slab(),
             mount_max: number("/proc/sys/fs/mount-max"),
             mounts: std::fs::read_to_string("/proc/self/mountinfo").ok().map(|t| t.lines().count()),
+            open_files: open_files_limit(),
         }
     }
+}
+
+/// The hard RLIMIT_NOFILE, or None when it is unlimited or unreadable.
+fn open_files_limit() -> Option<usize> {
+    use nix::sys::resource::{getrlimit, Resource};
+    let (_, hard) = getrlimit(Resource::RLIMIT_NOFILE).ok()?;
+    (hard != nix::sys::resource::RLIM_INFINITY).then_some(hard as usize)
 }
 
 /// One diagnostic per limit the lab's nodes would cross, at the first node past it.
@@ -64,6 +78,26 @@ pub fn check(lab: &Lab, machine: &Machine) -> Vec<Diagnostic> {
                 (used + lab.nodes.len()).next_multiple_of(1000)
             )),
         );
+    }
+    if let Some(limit) = machine.open_files {
+        let room = limit.saturating_sub(FILES_BESIDES_NODES);
+        if lab.nodes.len() > room {
+            let first_over = &lab.nodes[room];
+            found.push(
+                Diagnostic::new(
+                    first_over.origin.clone(),
+                    format!(
+                        "the lab has {} nodes, but labctl may open only {limit} files (the hard limit of open files) and holds one per node while it builds: node {:?} would be one too many",
+                        lab.nodes.len(),
+                        first_over.name
+                    ),
+                )
+                .help(format!(
+                    "raise the hard limit (ulimit -Hn {}, or LimitNOFILE= for a service; raising it needs CAP_SYS_RESOURCE), or build a smaller lab",
+                    (lab.nodes.len() + FILES_BESIDES_NODES).next_multiple_of(1000)
+                )),
+            );
+        }
     }
     found
 }
@@ -106,5 +140,16 @@ mod tests {
         assert_eq!(found.len(), 1, "{found:?}");
         assert!(found[0].to_string().contains("fs.mount-max"));
         assert!(check(&lab(50), &Machine::default()).is_empty());
+    }
+
+    #[test]
+    fn open_files_count_one_per_node() {
+        let machine = Machine { open_files: Some(FILES_BESIDES_NODES + 3), ..Machine::default() };
+        assert!(check(&lab(3), &machine).is_empty());
+        let found = check(&lab(4), &machine);
+        assert_eq!(found.len(), 1, "{found:?}");
+        let text = found[0].to_string();
+        assert!(text.contains("holds one per node while it builds: node \"h4\""), "{text}");
+        assert!(text.contains("ulimit -Hn"), "{text}");
     }
 }

@@ -148,8 +148,10 @@ fn raise_open_files_limit(plan: &Plan) {
     use nix::sys::resource::{getrlimit, setrlimit, Resource};
     let want = 64 + 2 * plan.steps.len() as u64;
     if let Ok((soft, hard)) = getrlimit(Resource::RLIMIT_NOFILE) {
-        if soft < want {
-            let _ = setrlimit(Resource::RLIMIT_NOFILE, want.max(hard), want.max(hard));
+        // Past the hard limit only with CAP_SYS_RESOURCE; else up to it
+        // (capacity.rs refused a lab that cannot fit).
+        if soft < want && setrlimit(Resource::RLIMIT_NOFILE, want.max(hard), want.max(hard)).is_err() {
+            let _ = setrlimit(Resource::RLIMIT_NOFILE, hard, hard);
         }
     }
 }
