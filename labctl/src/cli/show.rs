@@ -6,7 +6,7 @@ use std::collections::BTreeMap;
 
 use labctl::apply::{ipsec, state::LabState};
 use labctl::model::Lab;
-use labctl::observe::{counters, interfaces};
+use labctl::observe::interfaces;
 use labctl::sys::netns;
 use serde::Serialize;
 
@@ -128,15 +128,8 @@ fn read_kernel(lab: &Lab) -> BTreeMap<String, Actual> {
     let mut all = BTreeMap::new();
     for node in &lab.nodes {
         let Ok(ns) = netns::open(&lab.netns_name(&node.name)) else { continue };
-        let read = || -> labctl::observe::Result<Actual> {
-            Ok(Actual {
-                interfaces: interfaces::interfaces(&ns)?,
-                routes: counters::routes(&ns)?,
-                neighbours: counters::neighbours(&ns)?,
-            })
-        };
-        if let Ok(actual) = read() {
-            all.insert(node.name.clone(), actual);
+        if let Ok((interfaces, routes, neighbours)) = interfaces::tables(&ns) {
+            all.insert(node.name.clone(), Actual { interfaces, routes, neighbours });
         }
     }
     all
