@@ -11,11 +11,13 @@ use std::net::IpAddr;
 use ipnet::IpNet;
 
 use crate::diag::{Diagnostic, Diagnostics, Origin};
+use crate::model::index::LabIndex;
 use crate::model::{Lab, Link, Node, NodeKind, BRIDGE_DEVICE};
 
 pub mod impair;
 mod ipsec;
 mod l2;
+mod limits;
 mod neighbour;
 mod nic;
 mod routing;
@@ -41,18 +43,21 @@ pub fn validate(lab: &Lab) -> Result<(), Diagnostics> {
         }
         found.push(Diagnostic::new(Origin::new(&lab.file, 1), message).help(help));
     }
+    // Per-node questions through one index: a 10,000-node lab validates in linear time.
+    let index = LabIndex::new(lab);
     check_nodes(lab, &mut found);
-    check_links(lab, &mut found);
+    check_links(lab, &index, &mut found);
     check_unique_addresses(lab, &mut found);
     for node in &lab.nodes {
-        check_routes(lab, node, &mut found);
-        check_sysctls(lab, node, &mut found);
-        check_tunings(lab, node, &mut found);
+        check_routes(&index, node, &mut found);
+        check_sysctls(&index, node, &mut found);
+        check_tunings(lab, &index, node, &mut found);
         neighbour::check(lab, node, &mut found);
         routing::check(lab, node, &mut found);
         l2::check(lab, node, &mut found);
     }
     check_experiments(lab, &mut found);
+    limits::check(lab, &index, &mut found);
     ipsec::check(lab, &mut found);
     xdp::check(lab, &mut found);
     nic::check(lab, &mut found);
@@ -66,10 +71,10 @@ pub fn validate(lab: &Lab) -> Result<(), Diagnostics> {
 }
 
 /// `tune` names an interface the node has, once per interface; bridges have no queues to tune here.
-fn check_tunings(lab: &Lab, node: &Node, found: &mut Vec<Diagnostic>) {
+fn check_tunings(lab: &Lab, index: &LabIndex, node: &Node, found: &mut Vec<Diagnostic>) {
     let mut seen = std::collections::HashSet::new();
     for tuning in &node.tunings {
-        let has = lab.endpoints_of(&node.name).any(|e| e.ifname == tuning.ifname);
+        let has = index.endpoints_of(&node.name).any(|e| e.ifname == tuning.ifname);
         if !has {
             let names = lab.interface_names(&node.name);
             found.push(
@@ -157,7 +162,7 @@ fn check_nodes(lab: &Lab, found: &mut Vec<Diagnostic>) {
     }
 }
 
-fn check_links(lab: &Lab, found: &mut Vec<Diagnostic>) {
+fn check_links(lab: &Lab, index: &LabIndex, found: &mut Vec<Diagnostic>) {
     let mut ifnames: HashMap<(&str, &str), &Origin> = HashMap::new();
     let mut macs = HashMap::new();
     for link in &lab.links {
@@ -171,7 +176,7 @@ fn check_links(lab: &Lab, found: &mut Vec<Diagnostic>) {
             ));
         }
         for end in &link.ends {
-            let Some(node) = lab.node(&end.node) else {
+            let Some(node) = index.node(&end.node) else {
                 found.push(error(
                     origin,
                     format!("link(): there is no node named {:?}", end.node),
@@ -303,8 +308,8 @@ fn check_unique_addresses(lab: &Lab, found: &mut Vec<Diagnostic>) {
     }
 }
 
-fn check_routes(lab: &Lab, node: &Node, found: &mut Vec<Diagnostic>) {
-    let connected: Vec<IpNet> = lab.addresses_of(&node.name).collect();
+fn check_routes(index: &LabIndex, node: &Node, found: &mut Vec<Diagnostic>) {
+    let connected: Vec<IpNet> = index.addresses_of(&node.name).collect();
     let mut destinations: HashMap<IpNet, &Origin> = HashMap::new();
     for route in &node.routes {
         let (origin, dest, via) = (&route.origin, route.destination, route.via);
@@ -368,7 +373,7 @@ fn check_routes(lab: &Lab, node: &Node, found: &mut Vec<Diagnostic>) {
     }
 }
 
-fn check_sysctls(lab: &Lab, node: &Node, found: &mut Vec<Diagnostic>) {
+fn check_sysctls(index: &LabIndex, node: &Node, found: &mut Vec<Diagnostic>) {
     for sysctl in &node.sysctls {
         let (origin, key) = (&sysctl.origin, sysctl.key.as_str());
         let well_formed = !key.is_empty()
@@ -397,7 +402,7 @@ fn check_sysctls(lab: &Lab, node: &Node, found: &mut Vec<Diagnostic>) {
         if let ["net", "ipv4" | "ipv6", "conf" | "neigh", dev, _, ..] = parts.as_slice() {
             let known = ["all", "default", "lo"].contains(dev)
                 || (node.kind == NodeKind::Bridge && *dev == BRIDGE_DEVICE)
-                || lab.endpoints_of(&node.name).any(|e| e.ifname == *dev);
+                || index.endpoints_of(&node.name).any(|e| e.ifname == *dev);
             if !known {
                 found.push(error(
                     origin,

@@ -72,10 +72,12 @@ pub struct PhaseTiming {
 /// Called after each applied step with (steps done, steps in all).
 pub type Progress<'a> = &'a dyn Fn(usize, usize);
 
-/// A node whose namespace exists, with a netlink connection inside it.
+/// A node whose namespace exists, with a netlink connection inside it
+/// while steps still need it (closed after, so a 10,000-node lab holds one
+/// file per node, not two: see [`SocketUse`]).
 struct Node {
     netns: File,
-    netlink: Netlink,
+    netlink: Option<Netlink>,
 }
 
 /// What the namespace worker reports, in order.
@@ -283,7 +285,10 @@ pub fn execute(
         });
         let result = runtime.block_on(async {
             let mut nodes = HashMap::new();
-            let mut timings = build_nodes_and_links(per_node, &links, rx, &mut nodes, &mut tracker, started).await?;
+            let routes = late.iter().filter(|(_, how, _)| matches!(how, Late::Routes));
+            let sockets = SocketUse::new(&links, routes.flat_map(|(_, _, steps)| steps));
+            let mut timings =
+                build_nodes_and_links(per_node, &links, rx, &mut nodes, sockets, &mut tracker, started).await?;
             for (phase, how, steps) in &late {
                 let started = Instant::now();
                 state.journal(steps.iter().map(|(_, s)| *s))?;
@@ -330,7 +335,7 @@ fn create_nodes(steps: &[(usize, &Step)], faults: Faults, stop: &AtomicBool, tx:
     let send_ready = |current: &mut Option<(String, File)>| -> Result<(), StepError> {
         if let Some((node, netns)) = current.take() {
             let netlink = Netlink::open().map_err(StepError::Socket)?;
-            let _ = tx.send(Report::Ready(node, Node { netns, netlink }));
+            let _ = tx.send(Report::Ready(node, Node { netns, netlink: Some(netlink) }));
         }
         Ok(())
     };
@@ -385,6 +390,7 @@ async fn build_nodes_and_links(
     links: &[(usize, &Step)],
     mut reports: mpsc::UnboundedReceiver<Report>,
     nodes: &mut HashMap<String, Node>,
+    mut sockets: SocketUse<'_>,
     tracker: &mut Tracker<'_>,
     started: Instant,
 ) -> Result<Vec<PhaseTiming>, ApplyError> {
@@ -417,16 +423,22 @@ async fn build_nodes_and_links(
             }
             let netlink = nodes[step.node()].netlink.clone();
             pending.push(async move {
-                let result =
-                    if injected { Err(StepError::Injected) } else { send(&netlink, peer.as_ref(), step).await };
+                let result = match netlink {
+                    _ if injected => Err(StepError::Injected),
+                    Some(netlink) => send(&netlink, peer.as_ref(), step).await,
+                    None => Err(StepError::Misrouted(step.to_string())),
+                };
                 (index, step, result)
             });
         }
         tokio::select! {
             report = reports.recv(), if worker_open => match report {
                 Some(Report::Applied(index)) => done(index, phase_of[&index], tracker),
-                Some(Report::Ready(name, node)) => {
+                Some(Report::Ready(name, mut node)) => {
                     scheduler.node_ready(&name);
+                    if sockets.done_with(&name, 0) {
+                        node.netlink = None;
+                    }
                     nodes.insert(name, node);
                     ready += 1;
                 }
@@ -447,6 +459,11 @@ async fn build_nodes_and_links(
                 result.map_err(|e| step_error(index, step, e))?;
                 for (node, ifindex) in schedule::provides(step) {
                     scheduler.provide(node, ifindex);
+                }
+                if sockets.done_with(step.node(), 1) {
+                    if let Some(node) = nodes.get_mut(step.node()) {
+                        node.netlink = None;
+                    }
                 }
                 done(index, step.phase(), tracker);
             }
@@ -469,6 +486,41 @@ async fn build_nodes_and_links(
         })
         .filter(|t| t.steps > 0)
         .collect())
+}
+
+/// Which nodes still need their netlink connection: one per namespace kept
+/// open for a whole 10,000-node build, beside its namespace fd, reached
+/// the machine's limit of open files (20,000 here, not raisable without
+/// CAP_SYS_RESOURCE).
+struct SocketUse<'a> {
+    /// Streamed steps still to finish, per node.
+    remaining: HashMap<&'a str, usize>,
+    /// Nodes with netlink steps in a later phase (routes): kept open.
+    later: std::collections::HashSet<&'a str>,
+}
+
+impl<'a> SocketUse<'a> {
+    /// `later`: the steps of the phases after the stream that use netlink.
+    fn new<'b>(links: &[(usize, &'a Step)], later: impl IntoIterator<Item = &'b (usize, &'a Step)>) -> Self
+    where
+        'a: 'b,
+    {
+        let mut remaining: HashMap<&str, usize> = HashMap::new();
+        for (_, step) in links {
+            *remaining.entry(step.node()).or_default() += 1;
+        }
+        let later = later.into_iter().map(|(_, step)| step.node()).collect();
+        SocketUse { remaining, later }
+    }
+
+    /// `finished` more of `node`'s steps are done: may its connection close now?
+    fn done_with(&mut self, node: &str, finished: usize) -> bool {
+        let left = self.remaining.get_mut(node).map_or(0, |n| {
+            *n = n.saturating_sub(finished);
+            *n
+        });
+        left == 0 && !self.later.contains(node)
+    }
 }
 
 /// Device sysctls and tuning: this thread enters each node's namespace.
@@ -502,7 +554,13 @@ async fn run_concurrently(
     let mut pending = FuturesUnordered::new();
     for &(index, step) in steps {
         tracker.may_run(index, step)?;
-        pending.push(async move { (index, step, send(&nodes[step.node()].netlink, None, step).await) });
+        pending.push(async move {
+            let result = match &nodes[step.node()].netlink {
+                Some(netlink) => send(netlink, None, step).await,
+                None => Err(StepError::Misrouted(step.to_string())),
+            };
+            (index, step, result)
+        });
     }
     while let Some((index, step, result)) = pending.next().await {
         result.map_err(|e| step_error(index, step, e))?;

@@ -4,6 +4,7 @@
 //! if any step fails (or on Ctrl-C); `down` removes whatever the journal
 //! names, so it also cleans up after a `kill -9` at any moment of `up`.
 
+mod capacity;
 pub mod cgroup;
 mod executor;
 mod faults;
@@ -137,6 +138,11 @@ pub fn up(lab: &Lab, script: &Path, plan: &Plan, progress: Progress<'_>) -> Resu
     }
     // CPU limits need cgroup v2's cpu controller: refused here, before anything exists.
     cgroup::preflight(lab)?;
+    // Namespaces and mounts this machine has room for.
+    let over = capacity::check(lab, &capacity::Machine::read());
+    if !over.is_empty() {
+        return Err(ApplyError::Preflight(crate::diag::Diagnostics(over)));
+    }
     let recorded = Recorded { lab: lab.clone(), script: script.to_path_buf(), pid: std::process::id() };
     let state = LabState::create(&recorded)?;
     interrupt::catch();
@@ -167,8 +173,10 @@ fn raise_open_files_limit(plan: &Plan) {
     use nix::sys::resource::{getrlimit, setrlimit, Resource};
     let want = 64 + 2 * plan.steps.len() as u64;
     if let Ok((soft, hard)) = getrlimit(Resource::RLIMIT_NOFILE) {
-        if soft < want {
-            let _ = setrlimit(Resource::RLIMIT_NOFILE, want.max(hard), want.max(hard));
+        // Past the hard limit only with CAP_SYS_RESOURCE; else up to it
+        // (capacity.rs refused a lab that cannot fit).
+        if soft < want && setrlimit(Resource::RLIMIT_NOFILE, want.max(hard), want.max(hard)).is_err() {
+            let _ = setrlimit(Resource::RLIMIT_NOFILE, hard, hard);
         }
     }
 }

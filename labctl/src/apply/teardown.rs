@@ -2,6 +2,7 @@
 //! lab lives inside one of its namespaces, so removing the namespaces (after
 //! stopping the processes still in them) removes everything.
 
+use std::collections::HashSet;
 use std::os::unix::fs::MetadataExt;
 use std::time::{Duration, Instant};
 
@@ -45,11 +46,11 @@ pub fn remove_journaled(journal: &[Step]) -> Result<Removed, NetnsError> {
 }
 
 /// (device, inode) of each namespace that still exists.
-fn namespace_ids(names: &[&str]) -> Vec<(u64, u64)> {
+fn namespace_ids(names: &[&str]) -> HashSet<(u64, u64)> {
     names.iter().filter_map(|n| std::fs::metadata(netns::path(n)).ok()).map(|m| (m.dev(), m.ino())).collect()
 }
 
-fn pids_in(ids: &[(u64, u64)]) -> Vec<Pid> {
+fn pids_in(ids: &HashSet<(u64, u64)>) -> Vec<Pid> {
     let me = std::process::id();
     let Ok(dir) = std::fs::read_dir("/proc") else { return Vec::new() };
     dir.flatten()

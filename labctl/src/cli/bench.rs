@@ -16,6 +16,8 @@ use serde::Serialize;
 
 use super::{Failure, EXIT_FAILURE};
 
+mod scale;
+
 #[derive(Debug, clap::Args)]
 pub struct Args {
     /// Hosts in the star compared with the references
@@ -31,6 +33,11 @@ pub struct Args {
     /// copies built into labctl, from labctl/src/cli/bench/]
     #[arg(long)]
     reference_dir: Option<PathBuf>,
+    /// Instead of the comparison: a fabric (a core router, bridges of 500
+    /// hosts) at each of these sizes, beside the kernel's floor at each, e.g.
+    /// --scale 1000,2000,5000,10000
+    #[arg(long, value_delimiter = ',', value_parser = scale::parse_size, value_name = "HOSTS,...")]
+    scale: Vec<usize>,
     #[arg(long)]
     json: bool,
 }
@@ -60,6 +67,15 @@ pub fn run(args: Args) -> Result<(), Failure> {
     let work = Path::new("/run/labctl-bench");
     std::fs::create_dir_all(work).map_err(|e| failed(e.into()))?;
     let labctl = std::env::current_exe().map_err(|e| failed(e.into()))?;
+    if !args.scale.is_empty() {
+        let report = scale::run(&labctl, work, &args.scale, &|what| progress(&args, what)).map_err(failed)?;
+        if args.json {
+            println!("{}", serde_json::to_string_pretty(&report).expect("serializes"));
+        } else {
+            scale::print(&report);
+        }
+        return Ok(());
+    }
     let mut report = Report { hosts: args.hosts, runs: args.runs, large_hosts: args.large, ..Report::default() };
 
     // The large run first: max RSS of children is then labctl's own.

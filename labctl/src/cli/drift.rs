@@ -6,6 +6,7 @@ use std::collections::BTreeSet;
 use std::net::IpAddr;
 
 use ipnet::IpNet;
+use labctl::model::index::LabIndex;
 use labctl::model::{Lab, MacAddr, NodeKind, BRIDGE_DEVICE};
 use labctl::observe::counters::{Neighbour, Route, RuleEntry};
 use labctl::observe::interfaces::Interface;
@@ -75,23 +76,23 @@ struct Declared {
     origin: String,
 }
 
-fn declared_interfaces(lab: &Lab, node: &str) -> Vec<Declared> {
+fn declared_interfaces(index: &LabIndex, node: &str) -> Vec<Declared> {
+    let lab = index.lab();
     let mut declared = Vec::new();
-    if lab.node(node).is_some_and(|n| n.kind == NodeKind::Bridge) {
-        let origin = lab.node(node).map(|n| n.origin.to_string()).unwrap_or_default();
+    if let Some(bridge) = index.node(node).filter(|n| n.kind == NodeKind::Bridge) {
+        let origin = bridge.origin.to_string();
         let mac = MacAddr::derive(&lab.name, node, BRIDGE_DEVICE);
         declared.push(Declared { name: BRIDGE_DEVICE.into(), mac: Some(mac), mtu: None, addresses: vec![], origin });
     }
-    for link in &lab.links {
-        for end in link.ends.iter().filter(|e| e.node == node) {
-            declared.push(Declared {
-                name: end.ifname.clone(),
-                mac: Some(lab.mac_of(end)),
-                mtu: link.mtu,
-                addresses: end.addresses.clone(),
-                origin: link.origin.to_string(),
-            });
-        }
+    for (link, side) in index.links_of(node) {
+        let end = &link.ends[side];
+        declared.push(Declared {
+            name: end.ifname.clone(),
+            mac: Some(lab.mac_of(end)),
+            mtu: link.mtu,
+            addresses: end.addresses.clone(),
+            origin: link.origin.to_string(),
+        });
     }
     // VRFs and VLANs (model/l2.rs).
     let devices = lab.node(node).map(|n| &n.devices);
@@ -107,14 +108,20 @@ fn declared_interfaces(lab: &Lab, node: &str) -> Vec<Declared> {
 }
 
 /// Every difference on `node`; `actual` None means its namespace is gone.
+#[cfg(test)]
 pub fn of_node(lab: &Lab, node: &str, actual: Option<&Actual>) -> Vec<Drift> {
-    let origin = lab.node(node).map(|n| n.origin.to_string());
+    of_node_in(&LabIndex::new(lab), node, actual)
+}
+
+/// [`of_node`] through an index of the lab: `show` asks it for every node.
+pub fn of_node_in(index: &LabIndex, node: &str, actual: Option<&Actual>) -> Vec<Drift> {
+    let origin = index.node(node).map(|n| n.origin.to_string());
     let Some(actual) = actual else {
         return vec![drift(node, Kind::Missing, "namespace", None, origin)];
     };
-    let mut found = interfaces(node, &declared_interfaces(lab, node), &actual.interfaces);
-    found.extend(routes(lab, node, &actual.routes));
-    found.extend(rules(lab, node, &actual.rules));
+    let mut found = interfaces(node, &declared_interfaces(index, node), &actual.interfaces);
+    found.extend(routes(index, node, &actual.routes));
+    found.extend(rules(index.lab(), node, &actual.rules));
     found.sort();
     found
 }
@@ -173,8 +180,8 @@ pub fn is_link_local(address: &IpNet) -> bool {
 /// Declared routes against the kernel's main table and the tables the
 /// node's routes with options name, leaving out the routes the kernel
 /// makes for connected subnets (proto kernel).
-fn routes(lab: &Lab, node: &str, actual: &[Route]) -> Vec<Drift> {
-    let Some(declared) = lab.node(node) else { return vec![] };
+fn routes(index: &LabIndex, node: &str, actual: &[Route]) -> Vec<Drift> {
+    let Some(declared) = index.node(node) else { return vec![] };
     let tables: BTreeSet<Option<u32>> =
         declared.routing.routes.iter().map(|r| r.table.filter(|t| *t != MAIN_TABLE)).chain([None]).collect();
     let chosen: Vec<&Route> = actual.iter().filter(|r| tables.contains(&r.table) && r.proto != "kernel").collect();

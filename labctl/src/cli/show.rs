@@ -147,23 +147,17 @@ fn read_kernel(lab: &Lab) -> BTreeMap<String, Actual> {
     let mut all = BTreeMap::new();
     for node in &lab.nodes {
         let Ok(ns) = netns::open(&lab.netns_name(&node.name)) else { continue };
-        let read = || -> labctl::observe::Result<Actual> {
-            Ok(Actual {
-                interfaces: interfaces::interfaces(&ns)?,
-                routes: counters::routes(&ns)?,
-                rules: drift::non_default_rules(counters::rules(&ns)?),
-                neighbours: counters::neighbours(&ns)?,
-            })
-        };
-        if let Ok(actual) = read() {
-            all.insert(node.name.clone(), actual);
+        if let Ok((interfaces, routes, neighbours)) = interfaces::tables(&ns) {
+            let rules = counters::rules(&ns).map(drift::non_default_rules).unwrap_or_default();
+            all.insert(node.name.clone(), Actual { interfaces, routes, rules, neighbours });
         }
     }
     all
 }
 
 fn drift_of(lab: &Lab, actual: &BTreeMap<String, Actual>) -> Vec<Drift> {
-    lab.nodes.iter().flat_map(|n| drift::of_node(lab, &n.name, actual.get(&n.name))).collect()
+    let index = labctl::model::index::LabIndex::new(lab);
+    lab.nodes.iter().flat_map(|n| drift::of_node_in(&index, &n.name, actual.get(&n.name))).collect()
 }
 
 /// A lab whose `up` never finished: a short account and what to do.

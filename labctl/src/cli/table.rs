@@ -20,6 +20,7 @@ pub struct InterfaceRow {
 
 pub fn interface_rows(lab: &Lab) -> Vec<InterfaceRow> {
     let mut rows = Vec::new();
+    let index = labctl::model::index::LabIndex::new(lab);
     for node in &lab.nodes {
         let netns = lab.netns_name(&node.name);
         if node.kind == NodeKind::Bridge {
@@ -32,20 +33,18 @@ pub fn interface_rows(lab: &Lab) -> Vec<InterfaceRow> {
                 peer: "(bridge)".into(),
             });
         }
-        for link in &lab.links {
-            for (i, end) in link.ends.iter().enumerate().filter(|(_, e)| e.node == node.name) {
-                let other = &link.ends[1 - i];
-                rows.push(InterfaceRow {
-                    node: node.name.clone(),
-                    netns: netns.clone(),
-                    interface: end.ifname.clone(),
-                    mac: Some(lab.mac_of(end)),
-                    addresses: end.addresses.iter().map(|a| a.to_string()).collect(),
-                    peer: format!("{}:{}", other.node, other.ifname),
-                });
-            }
+        for (link, i) in index.links_of(&node.name) {
+            let (end, other) = (&link.ends[i], &link.ends[1 - i]);
+            rows.push(InterfaceRow {
+                node: node.name.clone(),
+                netns: netns.clone(),
+                interface: end.ifname.clone(),
+                mac: Some(lab.mac_of(end)),
+                addresses: end.addresses.iter().map(|a| a.to_string()).collect(),
+                peer: format!("{}:{}", other.node, other.ifname),
+            });
         }
-        for nic in lab.nics_of(&node.name) {
+        for nic in index.nics_of(&node.name) {
             rows.push(InterfaceRow {
                 node: node.name.clone(),
                 netns: netns.clone(),

@@ -5,6 +5,7 @@
 //! stage turns it into kernel steps.
 
 pub mod impair;
+pub mod index;
 pub mod ipsec;
 pub mod l2;
 pub mod layout;

@@ -21,3 +21,4 @@ pub use procfs::{
     CpuTimes, SoftnetRow,
 };
 pub use tables::{neighbours, routes, Neighbour, Route};
+pub(crate) use tables::{neighbours_on, routes_on};

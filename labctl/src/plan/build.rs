@@ -62,9 +62,10 @@ pub fn plan(lab: &Lab) -> Plan {
     let device = |node: &str, ifname: &str, ifindex| Device { node: node.into(), ifname: ifname.into(), ifindex };
 
     let mut ipv6_nodes = Vec::new();
+    let index = crate::model::index::LabIndex::new(lab);
     for node in &lab.nodes {
         steps.push(Step::CreateNamespace { node: node.name.clone(), netns: lab.netns_name(&node.name) });
-        let ipv6 = lab.addresses_of(&node.name).any(|a| matches!(a, IpNet::V6(_)));
+        let ipv6 = index.addresses_of(&node.name).any(|a| matches!(a, IpNet::V6(_)));
         steps.push(Step::NodeDefaults { node: node.name.clone(), ipv6 });
         if ipv6 {
             ipv6_nodes.push(node.name.clone());

@@ -2,13 +2,13 @@
 //! so far. Kept as the Lua state's app data so every vocabulary function can
 //! reach it.
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::path::{Path, PathBuf};
 
 use mlua::Lua;
 
 use crate::diag::{Diagnostic, Origin};
-use crate::model::{Lab, Node, NodeKind};
+use crate::model::{Lab, Link, Node, NodeKind};
 
 pub(super) struct Builder {
     pub lab: Lab,
@@ -20,6 +20,30 @@ pub(super) struct Builder {
     pub files: Vec<PathBuf>,
     /// `--set key=value` from the command line, read by `param()`.
     pub params_given: super::Params,
+    /// Link ends per node, kept up with `lab.links` by [`Builder::next_ifname`]
+    /// so naming a link end does not walk every link (10,000-node labs).
+    ends: EndIndex,
+}
+
+/// Per node: how many link ends it has and their interface names.
+#[derive(Default)]
+struct EndIndex {
+    /// `lab.links[..indexed]` are counted.
+    indexed: usize,
+    nodes: HashMap<String, (usize, HashSet<String>)>,
+}
+
+impl EndIndex {
+    fn catch_up(&mut self, links: &[Link]) {
+        for link in &links[self.indexed.min(links.len())..] {
+            for end in &link.ends {
+                let (count, names) = self.nodes.entry(end.node.clone()).or_default();
+                *count += 1;
+                names.insert(end.ifname.clone());
+            }
+        }
+        self.indexed = links.len();
+    }
 }
 
 impl Builder {
@@ -46,6 +70,7 @@ impl Builder {
             diagnostics: Vec::new(),
             files: vec![path.to_path_buf()],
             params_given,
+            ends: EndIndex::default(),
         }
     }
 
@@ -73,16 +98,14 @@ impl Builder {
 
     /// The next `ethN` free on `node`: N starts at the number of link ends
     /// the node already has and skips names already taken.
-    pub fn next_ifname(&self, node: &str, also_taken: Option<&str>) -> String {
-        let taken: HashSet<&str> = self
-            .lab
-            .endpoints_of(node)
-            .map(|e| e.ifname.as_str())
-            .chain(self.lab.nics_of(node).map(|n| n.ifname.as_str()))
-            .chain(also_taken)
-            .collect();
-        let first = self.lab.endpoints_of(node).count();
-        (first..).map(|n| format!("eth{n}")).find(|name| !taken.contains(name.as_str())).expect("unbounded range")
+    pub fn next_ifname(&mut self, node: &str, also_taken: Option<&str>) -> String {
+        self.ends.catch_up(&self.lab.links);
+        let (first, ends) = self.ends.nodes.get(node).map_or((0, None), |(count, names)| (*count, Some(names)));
+        let nics: Vec<&str> = self.lab.nics_of(node).map(|n| n.ifname.as_str()).collect();
+        let taken = |name: &str| {
+            ends.is_some_and(|names| names.contains(name)) || also_taken == Some(name) || nics.contains(&name)
+        };
+        (first..).map(|n| format!("eth{n}")).find(|name| !taken(name)).expect("unbounded range")
     }
 
     /// Sorts diagnostics into file order: by file in load order, then line.

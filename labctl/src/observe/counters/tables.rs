@@ -12,7 +12,7 @@ use ipnet::IpNet;
 use rtnetlink::packet_route::neighbour::{NeighbourAddress, NeighbourAttribute, NeighbourState};
 use rtnetlink::packet_route::route::{RouteAddress, RouteAttribute, RouteHeader, RouteMessage, RouteType};
 use rtnetlink::packet_route::AddressFamily;
-use rtnetlink::RouteMessageBuilder;
+use rtnetlink::{Handle, RouteMessageBuilder};
 use serde::{Deserialize, Serialize};
 
 use crate::model::MacAddr;
@@ -33,8 +33,13 @@ pub struct Neighbour {
 /// The IPv4 and IPv6 neighbour entries, by interface then address. Like
 /// `ip neigh`, NOARP entries (multicast, loopback) are left out.
 pub fn neighbours(netns: &File) -> Result<Vec<Neighbour>> {
-    query(netns, |handle| async move {
-        let names = link_names(&handle).await?;
+    query(netns, |handle| async move { neighbours_on(&handle).await })
+}
+
+/// [`neighbours`] over a connection already inside the namespace.
+pub(crate) async fn neighbours_on(handle: &Handle) -> Result<Vec<Neighbour>> {
+    {
+        let names = link_names(handle).await?;
         let mut dump = handle.neighbours().get().execute();
         let mut table = Vec::new();
         while let Some(msg) = dump.try_next().await.map_err(ObserveError::netlink("dump neighbours"))? {
@@ -63,7 +68,7 @@ pub fn neighbours(netns: &File) -> Result<Vec<Neighbour>> {
         }
         table.sort();
         Ok(table)
-    })
+    }
 }
 
 /// One route, as `ip route` / `ip -6 route` show it.
@@ -94,8 +99,13 @@ pub struct Route {
 /// addresses and broadcasts, which `ip route` hides too), sorted.
 /// Multipath routes show their first next hop only.
 pub fn routes(netns: &File) -> Result<Vec<Route>> {
-    query(netns, |handle| async move {
-        let names = link_names(&handle).await?;
+    query(netns, |handle| async move { routes_on(&handle).await })
+}
+
+/// [`routes`] over a connection already inside the namespace.
+pub(crate) async fn routes_on(handle: &Handle) -> Result<Vec<Route>> {
+    {
+        let names = link_names(handle).await?;
         let mut table = Vec::new();
         for request in [RouteMessageBuilder::<Ipv4Addr>::new().build(), RouteMessageBuilder::<Ipv6Addr>::new().build()]
         {
@@ -108,7 +118,7 @@ pub fn routes(netns: &File) -> Result<Vec<Route>> {
         }
         table.sort();
         Ok(table)
-    })
+    }
 }
 
 const RT_TABLE_LOCAL: u32 = 255;
