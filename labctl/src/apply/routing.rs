@@ -158,18 +158,7 @@ mod tests {
     use rtnetlink::packet_route::rule::RuleAttribute as R;
 
     fn spec(dest: &str) -> RouteSpec {
-        RouteSpec {
-            destination: dest.parse().unwrap(),
-            kind: RouteType::Unicast,
-            hops: vec![],
-            multipath: false,
-            metric: None,
-            src: None,
-            table: None,
-            stray_weight: None,
-            nexthop: None,
-            origin: Origin::new("t.lua", 1),
-        }
+        RouteSpec::unicast(dest.parse().unwrap(), Origin::new("t.lua", 1))
     }
 
     #[test]

@@ -84,6 +84,22 @@ pub struct RouteSpec {
 }
 
 impl RouteSpec {
+    /// A unicast route to `destination` with no hop and no option yet.
+    pub fn unicast(destination: IpNet, origin: Origin) -> RouteSpec {
+        RouteSpec {
+            destination,
+            kind: RouteType::Unicast,
+            hops: vec![],
+            multipath: false,
+            metric: None,
+            src: None,
+            table: None,
+            stray_weight: None,
+            nexthop: None,
+            origin,
+        }
+    }
+
     pub fn is_ipv4(&self) -> bool {
         self.destination.addr().is_ipv4()
     }

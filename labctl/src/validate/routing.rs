@@ -357,21 +357,11 @@ fn check_nexthops(lab: &Lab, node: &Node, ifnames: &[String], found: &mut Vec<Di
             }
         }
         if nh.via.is_some() || nh.dev.is_some() {
-            let as_route = RouteSpec {
-                destination: match nh.via {
-                    Some(std::net::IpAddr::V6(_)) => IpNet::V6(Default::default()),
-                    _ => IpNet::V4(Default::default()),
-                },
-                kind: RouteType::Unicast,
-                hops: vec![],
-                multipath: false,
-                metric: None,
-                src: None,
-                table: None,
-                stray_weight: None,
-                nexthop: None,
-                origin: origin.clone(),
+            let destination = match nh.via {
+                Some(std::net::IpAddr::V6(_)) => IpNet::V6(Default::default()),
+                _ => IpNet::V4(Default::default()),
             };
+            let as_route = RouteSpec::unicast(destination, origin.clone());
             let hop = Hop { via: nh.via, dev: nh.dev.clone(), weight: None };
             let mut problems = Vec::new();
             check_hop(lab, node, &as_route, &hop, ifnames, &own, &mut problems);
