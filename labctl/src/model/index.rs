@@ -66,10 +66,13 @@ impl<'a> LabIndex<'a> {
         self.nics.get(node).into_iter().flatten().map(move |&i| &lab.nics[i])
     }
 
-    /// What [`Lab::addresses_of`] returns: link ends first, then claimed devices.
+    /// What [`Lab::addresses_of`] returns: link ends first, then claimed
+    /// devices, then VLAN sub-interfaces.
     pub fn addresses_of(&self, node: &str) -> impl Iterator<Item = IpNet> + '_ {
         let links = self.endpoints_of(node).flat_map(|e| e.addresses.iter().copied());
-        links.chain(self.nics_of(node).flat_map(|n| n.addresses.iter().copied()))
+        let vlans =
+            self.node(node).into_iter().flat_map(|n| n.devices.vlans.iter().flat_map(|v| v.addresses.iter().copied()));
+        links.chain(self.nics_of(node).flat_map(|n| n.addresses.iter().copied())).chain(vlans)
     }
 }
 

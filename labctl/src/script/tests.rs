@@ -274,3 +274,19 @@ h1:vf("enp4s0", 1, { "198.18.8.2/24" })
         (Some(crate::model::VfLinkState::Enable), Some(100), None)
     );
 }
+
+#[test]
+fn a_gateway_on_a_vlan_subnet_is_connected() {
+    let script = eval(
+        r#"
+local h1, r1 = node("h1"), node("r1", { forwarding = true })
+link(h1, r1, {})
+h1:vlan("eth0", 10, { addresses = { "198.18.10.1/24" } })
+r1:vlan("eth0", 10, { addresses = { "198.18.10.254/24" } })
+h1:route("default", "198.18.10.254")
+"#,
+    );
+    // The VM lane found this: validation's lab index knew only link ends.
+    let checked = crate::validate::validate(&script.lab);
+    assert!(checked.is_ok(), "{}", checked.err().map(|e| e.to_string()).unwrap_or_default());
+}
