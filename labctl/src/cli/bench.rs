@@ -38,6 +38,7 @@ pub struct Args {
     /// --scale 1000,2000,5000,10000
     #[arg(long, value_delimiter = ',', value_parser = scale::parse_size, value_name = "HOSTS,...")]
     scale: Vec<usize>,
+    /// Print the figures as JSON (for scripts) instead of the table
     #[arg(long)]
     json: bool,
 }
