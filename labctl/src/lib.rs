@@ -16,7 +16,7 @@
 //! | foundation | [`diag`] | errors with file:line; imports nothing of labctl |
 //! | data | [`model`], [`plan`] | plain data, pure functions; [`model::layout`] owns every runtime path |
 //! | front end | [`script`], [`validate`] | Lua in, model out; every user mistake is a diagnostic, before the kernel |
-//! | kernel access | [`sys`], [`bpf`] | namespaces, sandboxes, socket options, bpffs, BPF loading: names and fds, no lab vocabulary |
+//! | kernel access | [`sys`], [`bpf`] | namespaces, sandboxes, socket options, bpffs, turns on the machine between labs, BPF loading: names and fds, no lab vocabulary |
 //! | actions | [`apply`], [`observe`], [`traffic`] | configure (journaled), read, send |
 //! | orchestration | [`experiment`], [`exercise`], [`snapshot`], this file, the CLI | run the stages in order; anyhow only in the CLI |
 //!
