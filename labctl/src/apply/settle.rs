@@ -22,6 +22,8 @@ use std::time::{Duration, Instant};
 use futures::TryStreamExt;
 use rtnetlink::packet_route::link::{LinkAttribute, LinkFlags, LinkMessage};
 
+use crate::observe::ObserveError;
+
 use super::netns::{self, NetnsError};
 
 /// `IFA_F_TENTATIVE` in `/proc/net/if_inet6`'s flags column.
@@ -65,34 +67,27 @@ pub fn ipv6(netns: &File) -> Result<(), SettleError> {
 /// Waits until no device in the namespace behind `netns` is up, with its
 /// carrier, and still on the `noop` discipline.
 pub fn links(netns: &File) -> Result<(), SettleError> {
-    netns::run_in(netns, || {
-        let runtime = tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-            .map_err(|e| SettleError::Netlink(e.to_string()))?;
-        runtime.block_on(async {
-            let (connection, handle, _) =
-                rtnetlink::new_connection().map_err(|e| SettleError::Netlink(e.to_string()))?;
-            tokio::spawn(connection);
-            let started = Instant::now();
-            loop {
-                let mut dump = handle.link().get().execute();
-                let mut waiting = Vec::new();
-                while let Some(msg) = dump.try_next().await.map_err(|e| SettleError::Netlink(e.to_string()))? {
-                    if let Some(name) = not_carrying(&msg) {
-                        waiting.push(name);
-                    }
-                }
-                if waiting.is_empty() {
-                    return Ok(());
-                }
-                if started.elapsed() > LIMIT {
-                    return Err(SettleError::Links(format!("{} still on the noop qdisc", waiting.join(", "))));
-                }
-                tokio::time::sleep(Duration::from_millis(2)).await;
+    // observe's query: a handle opened inside the namespace, on its own thread.
+    let waiting = crate::observe::netlink::query(netns, |handle| async move {
+        let started = Instant::now();
+        loop {
+            let mut dump = handle.link().get().execute();
+            let mut waiting = Vec::new();
+            while let Some(msg) = dump.try_next().await.map_err(ObserveError::netlink("dump links"))? {
+                waiting.extend(not_carrying(&msg));
             }
-        })
-    })?
+            if waiting.is_empty() || started.elapsed() > LIMIT {
+                return Ok(waiting);
+            }
+            tokio::time::sleep(Duration::from_millis(2)).await;
+        }
+    })
+    .map_err(|e| SettleError::Netlink(e.to_string()))?;
+    if waiting.is_empty() {
+        Ok(())
+    } else {
+        Err(SettleError::Links(format!("{} still on the noop qdisc", waiting.join(", "))))
+    }
 }
 
 /// The link's name if it is up with a carrier yet still drops everything (`noop`).

@@ -16,7 +16,7 @@ pub mod capture;
 pub mod counters;
 mod error;
 pub mod interfaces;
-mod netlink;
+pub(crate) mod netlink;
 pub mod normalize;
 pub mod pcapng;
 pub mod xdp;
