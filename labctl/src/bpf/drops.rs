@@ -38,6 +38,12 @@ const SOURCE: &str = include_str!("drops.bpf.c");
 const PROGRAMS: [(&str, &str); 3] =
     [("drops_kfree_skb", "kfree_skb"), ("drops_rx", "netif_receive_skb"), ("drops_tx", "net_dev_xmit")];
 
+/// (program in drops.c, tracepoint), attached only when receive work is
+/// timed: the ends of receive work, which close the time of the packet
+/// under way (see `struct rx_open` in drops.c).
+const RX_TIMING: [(&str, &str); 2] =
+    [("drops_rx_poll_end", "napi_poll"), ("drops_rx_call_end", "netif_receive_skb_exit")];
+
 const REASON_PREFIX: &str = "SKB_DROP_REASON_";
 
 /// `struct drop_key` of drops.c.
@@ -89,6 +95,13 @@ pub struct PathRecord {
     /// the receive work of this interface ran, unlike softnet's counters,
     /// which add up every interface of the machine.
     pub rx_per_cpu: Vec<u64>,
+    /// Nanoseconds the kernel's receive path (from the packet's
+    /// `netif_receive_skb` event to the next receive event on its CPU or
+    /// the end of the poll: protocol handlers, netfilter, routing, delivery
+    /// to a socket) spent on this interface's packets; 0 unless the tracer
+    /// was started with [`DropTracer::start_timing_rx`]. Time in softirq
+    /// context, which other programs on the machine cannot stretch.
+    pub rx_ns: u64,
 }
 
 /// Everything the tracer counted.
@@ -111,35 +124,46 @@ pub struct DropTracer {
 impl DropTracer {
     /// Traces drops in every network namespace of the machine.
     pub fn start() -> Result<DropTracer> {
-        DropTracer::start_with(None)
+        DropTracer::start_with(None, false)
     }
 
     /// Traces drops only in the namespaces with these inodes (see
     /// [`inodes`]); the filter runs in the kernel, so the rest of the machine
     /// costs a map lookup per packet and fills nothing.
     pub fn start_in(netns_inodes: &[u64]) -> Result<DropTracer> {
-        DropTracer::start_with(Some(netns_inodes))
+        DropTracer::start_with(Some(netns_inodes), false)
     }
 
-    fn start_with(filter: Option<&[u64]>) -> Result<DropTracer> {
+    /// [`start_in`](Self::start_in), also timing each watched interface's
+    /// receive path ([`PathRecord::rx_ns`]).
+    pub fn start_timing_rx(netns_inodes: &[u64]) -> Result<DropTracer> {
+        DropTracer::start_with(Some(netns_inodes), true)
+    }
+
+    fn start_with(filter: Option<&[u64]>, time_rx: bool) -> Result<DropTracer> {
         // Reason names and values come from this kernel, never from a table.
         let reasons = btf::kernel_enum("skb_drop_reason")?;
         let consumed =
             reasons.iter().find(|(_, name)| *name == "SKB_CONSUMED").map_or(u32::MAX, |(value, _)| *value as u32);
         let only_watched = u8::from(filter.is_some());
+        let timed = u8::from(time_rx);
 
         let object = compile_embedded("drops.c", SOURCE)?;
         let btf = super::kernel_btf()?;
         let mut ebpf = load(&object, &btf, |loader| {
             loader.override_global("consumed_reason", &consumed, true);
             loader.override_global("only_watched", &only_watched, true);
+            loader.override_global("time_rx", &timed, true);
         })?;
 
         if let Some(inodes) = filter {
             watch_namespaces(&mut ebpf, "drops.c", inodes)?;
         }
 
-        let program_ids = attach_tracepoints(&mut ebpf, &btf, "drops.c", &PROGRAMS)?;
+        let mut program_ids = attach_tracepoints(&mut ebpf, &btf, "drops.c", &PROGRAMS)?;
+        if time_rx {
+            program_ids.extend(attach_tracepoints(&mut ebpf, &btf, "drops.c", &RX_TIMING)?);
+        }
         Ok(DropTracer { ebpf, reasons, program_ids })
     }
 
@@ -166,6 +190,7 @@ impl DropTracer {
     pub fn stop_with_path(mut self) -> Result<KernelPath> {
         let drops = self.ebpf.take_map("drops").ok_or_else(|| missing_map("drops", "drops.c"))?;
         let path = self.ebpf.take_map("path").ok_or_else(|| missing_map("path", "drops.c"))?;
+        let rx_time = self.ebpf.take_map("rx_time").ok_or_else(|| missing_map("rx_time", "drops.c"))?;
         let lost = self.ebpf.take_map("lost").ok_or_else(|| missing_map("lost", "drops.c"))?;
         let reasons = std::mem::take(&mut self.reasons);
         // Detach and unload now: the counts stop moving.
@@ -173,6 +198,8 @@ impl DropTracer {
 
         let drops: PerCpuHashMap<MapData, DropKey, u64> = PerCpuHashMap::try_from(drops).map_err(map_error("drops"))?;
         let path: PerCpuHashMap<MapData, PathKey, u64> = PerCpuHashMap::try_from(path).map_err(map_error("path"))?;
+        let rx_time: PerCpuHashMap<MapData, PathKey, u64> =
+            PerCpuHashMap::try_from(rx_time).map_err(map_error("rx_time"))?;
         let lost: PerCpuArray<MapData, u64> = PerCpuArray::try_from(lost).map_err(map_error("lost"))?;
 
         let raw = sum_percpu_hash(&drops, "drops")?;
@@ -202,6 +229,7 @@ impl DropTracer {
                 rx: 0,
                 tx: 0,
                 rx_per_cpu: vec![0; per_cpu.len()],
+                rx_ns: 0,
             });
             let count: u64 = per_cpu.iter().sum();
             if key.dir == 0 {
@@ -211,10 +239,15 @@ impl DropTracer {
                 entry.tx += count;
             }
         }
+        for (key, ns) in sum_percpu_hash(&rx_time, "rx_time")? {
+            if let Some(entry) = by_if.get_mut(&(key.netns, key.ifindex)) {
+                entry.rx_ns += ns;
+            }
+        }
         let path = by_if.into_values().collect();
 
         let mut lost_total = 0;
-        for slot in 0..2 {
+        for slot in 0..3 {
             let values = lost.get(&slot, 0).map_err(map_error("lost"))?;
             lost_total += values.iter().sum::<u64>();
         }
@@ -255,11 +288,25 @@ pub fn by_node(records: &[DropRecord], nodes: &BTreeMap<String, File>, locations
 
 /// Packets each interface received (`rx`) and transmitted (`tx`), by the
 /// kernel's own tracepoints: `{"r1:eth0": {"rx": 3, "tx": 3}}`; with
-/// `per_cpu`, also what each CPU received: `"rx.cpu0"`, `"rx.cpu1"`, ...
+/// [`PathColumns::per_cpu`], also what each CPU received: `"rx.cpu0"`,
+/// `"rx.cpu1"`, ...; with [`PathColumns::rx_ns`], `"rx_ns"`.
 pub type PathTable = BTreeMap<String, BTreeMap<String, u64>>;
 
+/// What a [`PathTable`] shows beside `rx` and `tx`.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct PathColumns {
+    /// `rx` by CPU.
+    pub per_cpu: bool,
+    /// The receive path's time ([`PathRecord::rx_ns`]).
+    pub rx_ns: bool,
+}
+
 /// Path records in the lab's names, as [`by_node`] names drops.
-pub fn path_by_interface(records: &[PathRecord], nodes: &BTreeMap<String, File>, per_cpu: bool) -> Result<PathTable> {
+pub fn path_by_interface(
+    records: &[PathRecord],
+    nodes: &BTreeMap<String, File>,
+    columns: PathColumns,
+) -> Result<PathTable> {
     let places = Places::of(records.iter().map(|r| (r.netns_inode, r.ifindex)), nodes)?;
     let mut table = PathTable::new();
     for record in records {
@@ -267,10 +314,13 @@ pub fn path_by_interface(records: &[PathRecord], nodes: &BTreeMap<String, File>,
         let counts = table.entry(place).or_default();
         *counts.entry("rx".into()).or_default() += record.rx;
         *counts.entry("tx".into()).or_default() += record.tx;
-        if per_cpu {
+        if columns.per_cpu {
             for (cpu, count) in record.rx_per_cpu.iter().enumerate() {
                 *counts.entry(format!("rx.cpu{cpu}")).or_default() += count;
             }
+        }
+        if columns.rx_ns {
+            *counts.entry("rx_ns".into()).or_default() += record.rx_ns;
         }
     }
     Ok(table)

@@ -12,7 +12,7 @@ use super::observe::{self as look, Captures};
 use super::options::{names, Options};
 use super::runtime::{fail, lua_error, Runtime};
 use super::trace::Trace;
-use crate::bpf::drops::{self, KernelPath};
+use crate::bpf::drops::{self, KernelPath, PathColumns};
 use crate::bpf::{BpfError, DropTracer};
 
 /// How long the last packets of a step get to reach an observer.
@@ -31,10 +31,18 @@ pub(super) fn observed<T>(step: &Function, stop: impl FnOnce() -> T) -> mlua::Re
 
 /// Runs `step` with the kernel path tracer (bpf/drops.rs) on the lab's
 /// namespaces; what it counted, and the namespaces to name it by.
-fn trace_kernel(this: &Runtime, what: &str, step: &Function) -> mlua::Result<(KernelPath, BTreeMap<String, File>)> {
+/// With `time_rx`, the tracer also times each interface's receive path.
+fn trace_kernel(
+    this: &Runtime,
+    what: &str,
+    step: &Function,
+    time_rx: bool,
+) -> mlua::Result<(KernelPath, BTreeMap<String, File>)> {
     let bpf = |e: BpfError| fail(format!("{what}: {e}"));
     let netns = this.all_netns()?;
-    let tracer = DropTracer::start_in(&drops::inodes(&netns).map_err(bpf)?).map_err(bpf)?;
+    let inodes = drops::inodes(&netns).map_err(bpf)?;
+    let tracer = if time_rx { DropTracer::start_timing_rx(&inodes) } else { DropTracer::start_in(&inodes) };
+    let tracer = tracer.map_err(bpf)?;
     let traced = observed(step, || tracer.stop_with_path())?.map_err(bpf)?;
     if traced.lost > 0 {
         return Err(fail(format!("{what}: {} events were not counted (a full map)", traced.lost)));
@@ -56,18 +64,22 @@ pub(super) fn register<M: UserDataMethods<Runtime>>(methods: &mut M) {
     methods.add_method("drops", |lua, this, (step, opts): (Function, Option<Table>)| {
         let opts = Options::check(lua, "x:drops()", opts, &["locations"])?;
         let locations = opts.get::<bool>("locations")?.unwrap_or(false);
-        let (traced, netns) = trace_kernel(this, "x:drops()", &step)?;
+        let (traced, netns) = trace_kernel(this, "x:drops()", &step, false)?;
         let table = drops::by_node(&traced.drops, &netns, locations);
         lua.to_value(&table.map_err(|e| fail(format!("x:drops(): {e}")))?)
     });
-    // x:path(function() ... end, { per_cpu = true }): the packets each interface of the lab
-    // received and transmitted while fn ran, by the kernel's tracepoints:
-    // { ["r1:eth0"] = { rx = 3, tx = 3 } }; per_cpu adds ["rx.cpu0"] = 2, ["rx.cpu1"] = 1, ...
+    // x:path(function() ... end, { per_cpu = true, rx_time = true }): the packets each
+    // interface of the lab received and transmitted while fn ran, by the kernel's
+    // tracepoints: { ["r1:eth0"] = { rx = 3, tx = 3 } }; per_cpu adds ["rx.cpu0"] = 2,
+    // ["rx.cpu1"] = 1, ...; rx_time adds rx_ns, the nanoseconds the receive path spent.
     methods.add_method("path", |lua, this, (step, opts): (Function, Option<Table>)| {
-        let opts = Options::check(lua, "x:path()", opts, &["per_cpu"])?;
-        let per_cpu = opts.get::<bool>("per_cpu")?.unwrap_or(false);
-        let (traced, netns) = trace_kernel(this, "x:path()", &step)?;
-        let table = drops::path_by_interface(&traced.path, &netns, per_cpu);
+        let opts = Options::check(lua, "x:path()", opts, &["per_cpu", "rx_time"])?;
+        let columns = PathColumns {
+            per_cpu: opts.get::<bool>("per_cpu")?.unwrap_or(false),
+            rx_ns: opts.get::<bool>("rx_time")?.unwrap_or(false),
+        };
+        let (traced, netns) = trace_kernel(this, "x:path()", &step, columns.rx_ns)?;
+        let table = drops::path_by_interface(&traced.path, &netns, columns);
         lua.to_value(&table.map_err(|e| fail(format!("x:path(): {e}")))?)
     });
 }
