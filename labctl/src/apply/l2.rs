@@ -242,12 +242,8 @@ pub fn kernel_features() -> Vec<(String, Result<(), String>)> {
 
 fn probe(feature: Feature) -> Result<(), String> {
     crate::sys::netns::in_scratch(|| {
-        let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().map_err(|e| e.to_string())?;
-        runtime.block_on(async {
-            let (connection, handle, _) = rtnetlink::new_connection().map_err(|e| e.to_string())?;
-            tokio::spawn(connection);
-            feature.probe(&handle).await
-        })
+        crate::sys::rtnl::with_handle(|handle| async move { feature.probe(&handle).await })
+            .map_err(|e| e.to_string())?
     })
     .map_err(|e| e.to_string())?
 }

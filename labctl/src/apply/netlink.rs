@@ -55,6 +55,11 @@ impl Netlink {
         Ok(Self { handle })
     }
 
+    /// Requests over a connection opened elsewhere ([`crate::sys::rtnl::with_handle`]).
+    pub fn over(handle: Handle) -> Self {
+        Self { handle }
+    }
+
     pub async fn create_bridge(&self, link: NewLink<'_>) -> Result<(), Error> {
         let msg = LinkBridge::new(link.ifname).index(link.ifindex).address(link.mac.0.to_vec()).up().build();
         Ok(self.handle.link().add(msg).execute().await?)

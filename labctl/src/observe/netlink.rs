@@ -1,6 +1,5 @@
-//! Runs rtnetlink queries inside a namespace: a netlink socket belongs to the
-//! namespace of the thread that opens it, so the connection is opened on a
-//! [`run_in`] thread, driven by a current-thread runtime there.
+//! Runs rtnetlink queries inside a namespace: on a [`run_in`] thread, over a
+//! connection opened there ([`rtnl::with_handle`]).
 
 use std::collections::BTreeMap;
 use std::fs::File;
@@ -12,6 +11,7 @@ use rtnetlink::Handle;
 
 use super::error::{ObserveError, Result};
 use crate::sys::netns::run_in;
+use crate::sys::rtnl;
 
 /// Calls `query` with a fresh rtnetlink handle inside the namespace behind `netns`.
 pub(crate) fn query<T, F, Fut>(netns: &File, query: F) -> Result<T>
@@ -20,16 +20,7 @@ where
     F: FnOnce(Handle) -> Fut + Send,
     Fut: Future<Output = Result<T>>,
 {
-    run_in(netns, || {
-        let runtime =
-            tokio::runtime::Builder::new_current_thread().enable_all().build().map_err(ObserveError::Runtime)?;
-        runtime.block_on(async {
-            let (connection, handle, _) =
-                rtnetlink::new_connection().map_err(ObserveError::socket("open a netlink socket"))?;
-            tokio::spawn(connection);
-            query(handle).await
-        })
-    })?
+    run_in(netns, || rtnl::with_handle(query).map_err(ObserveError::Runtime)?)?
 }
 
 /// Interface names by index, to print tables with names rather than numbers.

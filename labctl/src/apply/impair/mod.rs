@@ -94,19 +94,15 @@ pub fn change(end: &End<'_>, settings: &ImpairSettings) -> Result<(), ImpairErro
     let qdisc_error =
         |e: super::netlink::Error| ImpairError::Qdisc { device: end.name.clone(), message: e.to_string() };
     crate::sys::netns::run_in(end.netns, || {
-        let runtime = tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-            .map_err(|e| ImpairError::Qdisc { device: end.name.clone(), message: e.to_string() })?;
-        runtime.block_on(async {
-            let netlink = super::netlink::Netlink::open()
-                .map_err(|e| ImpairError::Qdisc { device: end.name.clone(), message: e.to_string() })?;
+        crate::sys::rtnl::with_handle(|handle| async move {
+            let netlink = super::netlink::Netlink::over(handle);
             netlink.delete_root_qdisc(end.ifindex).await.map_err(qdisc_error)?;
             for msg in messages {
                 netlink.add_qdisc(msg, false).await.map_err(qdisc_error)?;
             }
             Ok::<(), ImpairError>(())
         })
+        .map_err(|e| ImpairError::Qdisc { device: end.name.clone(), message: e.to_string() })?
     })??;
     if let Some(pins) = end.loss_pins {
         loss::set(pins, settings.loss_ppm().unwrap_or(0), settings.seed.unwrap_or(crate::model::impair::DEFAULT_SEED))?;

@@ -4,16 +4,16 @@
 
 use crate::diag::Diagnostic;
 use crate::model::Lab;
-use crate::sys::netns;
+use crate::sys::{netns, rtnl};
 
 /// The kernel's answer to creating a netem qdisc: `None` if it took it.
 pub fn netem_missing() -> Option<String> {
     let tried = netns::in_scratch(|| {
-        let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().map_err(|e| e.to_string())?;
-        runtime.block_on(async {
-            let netlink = super::super::netlink::Netlink::open().map_err(|e| e.to_string())?;
+        rtnl::with_handle(|handle| async move {
+            let netlink = super::super::netlink::Netlink::over(handle);
             netlink.add_qdisc(super::qdisc::netem_probe(1), false).await.map_err(|e| e.to_string())
         })
+        .map_err(|e| e.to_string())?
     });
     match tried {
         Ok(Ok(())) => None,

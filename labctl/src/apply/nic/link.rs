@@ -151,14 +151,7 @@ where
     F: FnOnce(Handle) -> Fut + Send,
     Fut: Future<Output = Result<T, NicError>>,
 {
-    run_in(netns, || {
-        let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().map_err(NicError::Runtime)?;
-        runtime.block_on(async {
-            let (connection, handle, _) = rtnetlink::new_connection().map_err(NicError::Runtime)?;
-            tokio::spawn(connection);
-            f(handle).await
-        })
-    })?
+    run_in(netns, || crate::sys::rtnl::with_handle(f).map_err(NicError::Runtime)?)?
 }
 
 fn nl(what: &'static str) -> impl FnOnce(rtnetlink::Error) -> NicError {
