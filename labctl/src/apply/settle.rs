@@ -1,11 +1,15 @@
 //! Waits at the end of `up` for work the kernel finishes after it answered.
 //!
 //! [`links`]: every device that is up and has its carrier carries packets.
-//! A veth's carrier comes on at once, but its queueing discipline stays
-//! `noop`, which drops everything (drop reason QDISC_DROP), until the
-//! kernel's link-watch work runs; on a loaded machine that can be a second
-//! later, and a lab's first ping was lost to it. The kernel shows the
-//! discipline in each link's IFLA_QDISC.
+//! A veth's carrier comes on at once, but the end that was opened first
+//! (while its peer was still down) keeps its transmit queues on the `noop`
+//! discipline, which drops everything (drop reason QDISC_DROP in
+//! `__dev_queue_xmit`), until the kernel's link-watch work handles the
+//! carrier event: on a loaded machine up to a second later, and a lab's
+//! first ARP was lost to it. IFLA_QDISC does not show this (it names the
+//! device's discipline, `noqueue`, set when the device opened, not the
+//! queues'); the operational state does: link-watch sets it to UP just
+//! before it activates the queues.
 //!
 //! [`Step::SettleIpv6`](crate::plan::Step::SettleIpv6): waits, inside a
 //! node, until its IPv6 will send nothing more by itself: no address is
@@ -20,7 +24,7 @@ use std::fs::File;
 use std::time::{Duration, Instant};
 
 use futures::TryStreamExt;
-use rtnetlink::packet_route::link::{LinkAttribute, LinkFlags, LinkMessage};
+use rtnetlink::packet_route::link::{LinkAttribute, LinkFlags, LinkMessage, State};
 
 use crate::observe::ObserveError;
 
@@ -64,8 +68,8 @@ pub fn ipv6(netns: &File) -> Result<(), SettleError> {
     })?
 }
 
-/// Waits until no device in the namespace behind `netns` is up, with its
-/// carrier, and still on the `noop` discipline.
+/// Waits until every device in the namespace behind `netns` that is up,
+/// with its carrier, has been handled by link-watch (operational state UP).
 pub fn links(netns: &File) -> Result<(), SettleError> {
     // observe's query: a handle opened inside the namespace, on its own thread.
     let waiting = crate::observe::netlink::query(netns, |handle| async move {
@@ -86,25 +90,27 @@ pub fn links(netns: &File) -> Result<(), SettleError> {
     if waiting.is_empty() {
         Ok(())
     } else {
-        Err(SettleError::Links(format!("{} still on the noop qdisc", waiting.join(", "))))
+        Err(SettleError::Links(format!("{} not yet operationally up", waiting.join(", "))))
     }
 }
 
-/// The link's name if it is up with a carrier yet still drops everything (`noop`).
+/// The link's name if it is up with a carrier yet link-watch has not
+/// handled it: its operational state is neither UP nor UNKNOWN (devices
+/// that do not report one, as `lo`), so its queues may still be `noop`.
 fn not_carrying(msg: &LinkMessage) -> Option<String> {
     let up = msg.header.flags.contains(LinkFlags::Up) && !msg.header.flags.contains(LinkFlags::Loopback);
     let mut carrier = false;
-    let mut noop = false;
+    let mut handled = false;
     let mut name = None;
     for attribute in &msg.attributes {
         match attribute {
             LinkAttribute::Carrier(c) => carrier = *c != 0,
-            LinkAttribute::Qdisc(q) => noop = q == "noop",
+            LinkAttribute::OperState(state) => handled = matches!(state, State::Up | State::Unknown),
             LinkAttribute::IfName(n) => name = Some(n.clone()),
             _ => {}
         }
     }
-    (up && carrier && noop).then(|| name.unwrap_or_else(|| format!("if{}", msg.header.index)))
+    (up && carrier && !handled).then(|| name.unwrap_or_else(|| format!("if{}", msg.header.index)))
 }
 
 /// What still has work pending, as `eth0 2001:db8::1 tentative` / `eth0 ff02::1:ff00:1 report due`.
@@ -146,5 +152,34 @@ mod tests {
         let igmp6 = "2    eth0            ff0200000000000000000001ff000001     1 00000005       1\n\
                      2    eth0            ff020000000000000000000000000001     1 0000000C       0\n";
         assert_eq!(reports_due(igmp6), ["eth0 ff0200000000000000000001ff000001 report due"]);
+    }
+
+    fn link(name: &str, flags: LinkFlags, carrier: u8, state: State) -> LinkMessage {
+        let mut msg = LinkMessage::default();
+        msg.header.flags = flags;
+        msg.attributes = vec![
+            LinkAttribute::IfName(name.into()),
+            LinkAttribute::Carrier(carrier),
+            LinkAttribute::OperState(state),
+            // What the kernel shows while the queues are still noop.
+            LinkAttribute::Qdisc("noqueue".into()),
+        ];
+        msg
+    }
+
+    #[test]
+    fn a_link_with_carrier_waits_for_link_watch() {
+        let up = LinkFlags::Up | LinkFlags::LowerUp;
+        assert_eq!(not_carrying(&link("eth0", up, 1, State::Down)).as_deref(), Some("eth0"));
+        assert_eq!(not_carrying(&link("eth0", up, 1, State::LowerLayerDown)).as_deref(), Some("eth0"));
+        assert_eq!(not_carrying(&link("eth0", up | LinkFlags::Running, 1, State::Up)), None);
+        assert_eq!(not_carrying(&link("sw", up, 1, State::Unknown)), None, "no operational state to wait for");
+        assert_eq!(
+            not_carrying(&link("eth1", LinkFlags::Up, 0, State::LowerLayerDown)),
+            None,
+            "no carrier: nothing to carry"
+        );
+        assert_eq!(not_carrying(&link("eth2", LinkFlags::empty(), 1, State::Down)), None, "down on purpose");
+        assert_eq!(not_carrying(&link("lo", LinkFlags::Up | LinkFlags::Loopback, 1, State::Down)), None);
     }
 }
