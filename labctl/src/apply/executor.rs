@@ -692,7 +692,12 @@ fn settle_ipv6(
     steps: &[(usize, &Step)],
     tracker: &mut Tracker<'_>,
 ) -> Result<(), ApplyError> {
-    one_by_one(steps, tracker, |step| Ok(super::settle::ipv6(&nodes[step.node()].netns)?))
+    one_by_one(steps, tracker, |step| {
+        let netns = &nodes[step.node()].netns;
+        // IPv6 starts on a link only once link-watch has made it ready.
+        super::settle::ipv6_links(netns)?;
+        Ok(super::settle::ipv6(netns)?)
+    })
 }
 
 /// Runs `run` on each step in turn, stopping at the first failure or at Ctrl-C.

@@ -9,7 +9,10 @@
 //! first ARP was lost to it. IFLA_QDISC does not show this (it names the
 //! device's discipline, `noqueue`, set when the device opened, not the
 //! queues'); the operational state does: link-watch sets it to UP just
-//! before it activates the queues.
+//! before it activates the queues. [`ipv6_links`] also waits until IPv6
+//! has seen each such link ready (IF_READY in the link's IPv6 flags): IPv6
+//! starts a link's addresses, DAD and MLD only then, so [`ipv6`] before it
+//! would find nothing pending and return early.
 //!
 //! [`Step::SettleIpv6`](crate::plan::Step::SettleIpv6): waits, inside a
 //! node, until its IPv6 will send nothing more by itself: no address is
@@ -24,7 +27,9 @@ use std::fs::File;
 use std::time::{Duration, Instant};
 
 use futures::TryStreamExt;
-use rtnetlink::packet_route::link::{LinkAttribute, LinkFlags, LinkMessage, State};
+use rtnetlink::packet_route::link::{
+    AfSpecInet6, AfSpecUnspec, Inet6IfaceFlags, LinkAttribute, LinkFlags, LinkMessage, State,
+};
 
 use crate::observe::ObserveError;
 
@@ -41,7 +46,7 @@ const LIMIT: Duration = Duration::from_secs(5);
 pub enum SettleError {
     #[error("IPv6 did not settle within {LIMIT:?}: {0}")]
     Timeout(String),
-    #[error("links did not start carrying packets within {LIMIT:?}: {0}")]
+    #[error("links were not ready within {LIMIT:?}: {0}")]
     Links(String),
     #[error("cannot list links: {0}")]
     Netlink(String),
@@ -71,26 +76,37 @@ pub fn ipv6(netns: &File) -> Result<(), SettleError> {
 /// Waits until every device in the namespace behind `netns` that is up,
 /// with its carrier, has been handled by link-watch (operational state UP).
 pub fn links(netns: &File) -> Result<(), SettleError> {
+    wait_for_links(netns, not_carrying)
+}
+
+/// [`links`], and until IPv6 has seen each of those links ready: what
+/// [`ipv6`] then waits for has all started.
+pub fn ipv6_links(netns: &File) -> Result<(), SettleError> {
+    wait_for_links(netns, |msg| not_carrying(msg).or_else(|| ipv6_not_started(msg)))
+}
+
+/// Polls the namespace's links until `waiting` names none of them.
+fn wait_for_links(netns: &File, waiting: fn(&LinkMessage) -> Option<String>) -> Result<(), SettleError> {
     // observe's query: a handle opened inside the namespace, on its own thread.
-    let waiting = crate::observe::netlink::query(netns, |handle| async move {
+    let left = crate::observe::netlink::query(netns, |handle| async move {
         let started = Instant::now();
         loop {
             let mut dump = handle.link().get().execute();
-            let mut waiting = Vec::new();
+            let mut left = Vec::new();
             while let Some(msg) = dump.try_next().await.map_err(ObserveError::netlink("dump links"))? {
-                waiting.extend(not_carrying(&msg));
+                left.extend(waiting(&msg));
             }
-            if waiting.is_empty() || started.elapsed() > LIMIT {
-                return Ok(waiting);
+            if left.is_empty() || started.elapsed() > LIMIT {
+                return Ok(left);
             }
             tokio::time::sleep(Duration::from_millis(2)).await;
         }
     })
     .map_err(|e| SettleError::Netlink(e.to_string()))?;
-    if waiting.is_empty() {
+    if left.is_empty() {
         Ok(())
     } else {
-        Err(SettleError::Links(format!("{} not yet operationally up", waiting.join(", "))))
+        Err(SettleError::Links(left.join(", ")))
     }
 }
 
@@ -98,19 +114,50 @@ pub fn links(netns: &File) -> Result<(), SettleError> {
 /// handled it: its operational state is neither UP nor UNKNOWN (devices
 /// that do not report one, as `lo`), so its queues may still be `noop`.
 fn not_carrying(msg: &LinkMessage) -> Option<String> {
-    let up = msg.header.flags.contains(LinkFlags::Up) && !msg.header.flags.contains(LinkFlags::Loopback);
-    let mut carrier = false;
-    let mut handled = false;
-    let mut name = None;
-    for attribute in &msg.attributes {
-        match attribute {
-            LinkAttribute::Carrier(c) => carrier = *c != 0,
-            LinkAttribute::OperState(state) => handled = matches!(state, State::Up | State::Unknown),
-            LinkAttribute::IfName(n) => name = Some(n.clone()),
-            _ => {}
+    let waiting = up_with_carrier(msg)
+        && !msg.attributes.iter().any(|a| matches!(a, LinkAttribute::OperState(State::Up | State::Unknown)));
+    waiting.then(|| format!("{} not yet operationally up", link_name(msg)))
+}
+
+/// The link's name if it is up with a carrier, IPv6 is on and has not yet
+/// seen the link ready (IF_READY): its addresses, DAD and MLD reports are
+/// still to start.
+fn ipv6_not_started(msg: &LinkMessage) -> Option<String> {
+    let waiting = up_with_carrier(msg)
+        && msg.attributes.iter().any(|a| match a {
+            LinkAttribute::AfSpecUnspec(families) => ipv6_not_ready(families),
+            _ => false,
+        });
+    waiting.then(|| format!("{} not yet ready for IPv6", link_name(msg)))
+}
+
+fn up_with_carrier(msg: &LinkMessage) -> bool {
+    let flags = msg.header.flags;
+    flags.contains(LinkFlags::Up)
+        && !flags.contains(LinkFlags::Loopback)
+        && msg.attributes.iter().any(|a| matches!(a, LinkAttribute::Carrier(c) if *c != 0))
+}
+
+fn link_name(msg: &LinkMessage) -> String {
+    msg.attributes
+        .iter()
+        .find_map(|a| match a {
+            LinkAttribute::IfName(n) => Some(n.clone()),
+            _ => None,
+        })
+        .unwrap_or_else(|| format!("if{}", msg.header.index))
+}
+
+/// IPv6 is enabled on the link and has not marked it ready.
+fn ipv6_not_ready(families: &[AfSpecUnspec]) -> bool {
+    families.iter().any(|family| match family {
+        AfSpecUnspec::Inet6(ipv6) => {
+            let enabled = ipv6.iter().any(|a| matches!(a, AfSpecInet6::DevConf(conf) if conf.disable_ipv6 == 0));
+            let ready = ipv6.iter().any(|a| matches!(a, AfSpecInet6::Flags(f) if f.contains(Inet6IfaceFlags::Ready)));
+            enabled && !ready
         }
-    }
-    (up && carrier && !handled).then(|| name.unwrap_or_else(|| format!("if{}", msg.header.index)))
+        _ => false,
+    })
 }
 
 /// What still has work pending, as `eth0 2001:db8::1 tentative` / `eth0 ff02::1:ff00:1 report due`.
@@ -170,8 +217,9 @@ mod tests {
     #[test]
     fn a_link_with_carrier_waits_for_link_watch() {
         let up = LinkFlags::Up | LinkFlags::LowerUp;
-        assert_eq!(not_carrying(&link("eth0", up, 1, State::Down)).as_deref(), Some("eth0"));
-        assert_eq!(not_carrying(&link("eth0", up, 1, State::LowerLayerDown)).as_deref(), Some("eth0"));
+        let waiting = Some("eth0 not yet operationally up");
+        assert_eq!(not_carrying(&link("eth0", up, 1, State::Down)).as_deref(), waiting);
+        assert_eq!(not_carrying(&link("eth0", up, 1, State::LowerLayerDown)).as_deref(), waiting);
         assert_eq!(not_carrying(&link("eth0", up | LinkFlags::Running, 1, State::Up)), None);
         assert_eq!(not_carrying(&link("sw", up, 1, State::Unknown)), None, "no operational state to wait for");
         assert_eq!(
@@ -181,5 +229,27 @@ mod tests {
         );
         assert_eq!(not_carrying(&link("eth2", LinkFlags::empty(), 1, State::Down)), None, "down on purpose");
         assert_eq!(not_carrying(&link("lo", LinkFlags::Up | LinkFlags::Loopback, 1, State::Down)), None);
+    }
+
+    fn with_ipv6(mut msg: LinkMessage, disabled: bool, ready: bool) -> LinkMessage {
+        let mut conf = rtnetlink::packet_route::link::Inet6DevConf::default();
+        conf.disable_ipv6 = i32::from(disabled);
+        let flags = if ready { Inet6IfaceFlags::Ready } else { Inet6IfaceFlags::empty() };
+        msg.attributes.push(LinkAttribute::AfSpecUnspec(vec![AfSpecUnspec::Inet6(vec![
+            AfSpecInet6::Flags(flags),
+            AfSpecInet6::DevConf(conf),
+        ])]));
+        msg
+    }
+
+    #[test]
+    fn an_ipv6_link_waits_until_ipv6_saw_it_ready() {
+        let up = LinkFlags::Up | LinkFlags::LowerUp | LinkFlags::Running;
+        let eth0 = || link("eth0", up, 1, State::Up);
+        let waiting = Some("eth0 not yet ready for IPv6");
+        assert_eq!(ipv6_not_started(&with_ipv6(eth0(), false, false)).as_deref(), waiting);
+        assert_eq!(not_carrying(&with_ipv6(eth0(), false, false)), None, "carrying already");
+        assert_eq!(ipv6_not_started(&with_ipv6(eth0(), false, true)), None);
+        assert_eq!(ipv6_not_started(&with_ipv6(eth0(), true, false)), None, "IPv6 off: nothing to start");
     }
 }
