@@ -661,6 +661,11 @@ fn attach_xdp(
     steps: &[(usize, &Step)],
     tracker: &mut Tracker<'_>,
 ) -> Result<(), ApplyError> {
+    // An XDP program changes its veth's peer (features, MTU limit): only
+    // once link-watch has handled every link.
+    for node in nodes.values() {
+        super::settle::links(&node.netns).map_err(ApplyError::Links)?;
+    }
     one_by_one(steps, tracker, |step| {
         let attachment = super::xdp::Attachment::of(step).expect("an XDP phase step");
         super::xdp::attach(attachment, &nodes[step.node()].netns).map(drop).map_err(StepError::from)
