@@ -48,7 +48,7 @@ pub struct Args {
     /// Packets per second at most [default: flat out]
     #[arg(long)]
     rate: Option<u64>,
-    /// With --rate: packets per burst, sent back to back, bursts spaced to keep the rate
+    /// With --rate: packets per burst, sent back to back, bursts spaced to keep the rate (a late burst goes out alone, never merged with the next)
     #[arg(long, requires = "rate")]
     burst: Option<u64>,
     /// Flows (distinct source ports), for RSS/RPS to spread
