@@ -1,18 +1,21 @@
 //! Waits at the end of `up` for work the kernel finishes after it answered.
 //!
 //! [`links`]: every device that is up and has its carrier carries packets.
-//! A veth's carrier comes on at once, but the end that was opened first
-//! (while its peer was still down) keeps its transmit queues on the `noop`
-//! discipline, which drops everything (drop reason QDISC_DROP in
-//! `__dev_queue_xmit`), until the kernel's link-watch work handles the
-//! carrier event: on a loaded machine up to a second later, and a lab's
-//! first ARP was lost to it. IFLA_QDISC does not show this (it names the
-//! device's discipline, `noqueue`, set when the device opened, not the
-//! queues'); the operational state does: link-watch sets it to UP just
-//! before it activates the queues. [`ipv6_links`] also waits until IPv6
-//! has seen each such link ready (IF_READY in the link's IPv6 flags): IPv6
-//! starts a link's addresses, DAD and MLD only then, so [`ipv6`] before it
-//! would find nothing pending and return early.
+//! A veth's carrier comes on at once, but the end that was up before its
+//! peer keeps its transmit queues on the `noop` discipline, which drops
+//! everything (drop reason QDISC_DROP in `__dev_queue_xmit`), until
+//! `dev_activate` runs with the carrier on, which is the kernel's
+//! link-watch work: on a loaded machine up to seconds later, and a lab's
+//! first ARP was lost to it. A link dump does not tell: IFLA_QDISC names
+//! the device's discipline (`noqueue` once it is up), not its queues', and
+//! a veth that link-watch has not reached says operstate UNKNOWN. A link's
+//! own RTM_GETLINK, unlike a dump, runs that link's pending link-watch work
+//! before answering (`rtnl_getlink` calls `linkwatch_sync_dev`), so each up
+//! link is asked for by its index, and must then say operstate UP (or
+//! UNKNOWN, for devices without carrier events). [`ipv6_links`] also waits
+//! until IPv6 has seen each such link ready (IF_READY in the link's IPv6
+//! flags): IPv6 starts a link's addresses, DAD and MLD only then, so
+//! [`ipv6`] before it would find nothing pending and return early.
 //!
 //! [`Step::SettleIpv6`](crate::plan::Step::SettleIpv6): waits, inside a
 //! node, until its IPv6 will send nothing more by itself: no address is
@@ -91,10 +94,13 @@ fn wait_for_links(netns: &File, waiting: fn(&LinkMessage) -> Option<String>) -> 
     let left = crate::observe::netlink::query(netns, |handle| async move {
         let started = Instant::now();
         loop {
-            let mut dump = handle.link().get().execute();
             let mut left = Vec::new();
-            while let Some(msg) = dump.try_next().await.map_err(ObserveError::netlink("dump links"))? {
-                left.extend(waiting(&msg));
+            for index in up_links(&handle).await? {
+                // The link's own get, not the dump: it runs the link's pending link-watch work.
+                let mut one = handle.link().get().match_index(index).execute();
+                while let Some(msg) = one.try_next().await.map_err(ObserveError::netlink("get link"))? {
+                    left.extend(waiting(&msg));
+                }
             }
             if left.is_empty() || started.elapsed() > LIMIT {
                 return Ok(left);
@@ -108,6 +114,19 @@ fn wait_for_links(netns: &File, waiting: fn(&LinkMessage) -> Option<String>) -> 
     } else {
         Err(SettleError::Links(left.join(", ")))
     }
+}
+
+/// The indexes of the namespace's links that are up, loopback aside.
+async fn up_links(handle: &rtnetlink::Handle) -> Result<Vec<u32>, ObserveError> {
+    let mut dump = handle.link().get().execute();
+    let mut up = Vec::new();
+    while let Some(msg) = dump.try_next().await.map_err(ObserveError::netlink("dump links"))? {
+        let flags = msg.header.flags;
+        if flags.contains(LinkFlags::Up) && !flags.contains(LinkFlags::Loopback) {
+            up.push(msg.header.index);
+        }
+    }
+    Ok(up)
 }
 
 /// The link's name if it is up with a carrier yet link-watch has not
