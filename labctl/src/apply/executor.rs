@@ -314,9 +314,7 @@ pub fn execute(
                 });
             }
             // `up` returns once every link carries packets (apply/settle.rs).
-            for node in nodes.values() {
-                super::settle::links(&node.netns).map_err(ApplyError::Links)?;
-            }
+            settle_links(&nodes)?;
             Ok(timings)
         });
         // No namespace may appear after this returns: rollback starts then.
@@ -663,12 +661,28 @@ fn attach_xdp(
 ) -> Result<(), ApplyError> {
     // An XDP program changes its veth's peer (features, MTU limit): only
     // once link-watch has handled every link.
-    for node in nodes.values() {
-        super::settle::links(&node.netns).map_err(ApplyError::Links)?;
-    }
+    settle_links(nodes)?;
     one_by_one(steps, tracker, |step| {
         let attachment = super::xdp::Attachment::of(step).expect("an XDP phase step");
         super::xdp::attach(attachment, &nodes[step.node()].netns).map(drop).map_err(StepError::from)
+    })
+}
+
+/// Threads that wait for the nodes' links at once.
+const SETTLERS: usize = 8;
+
+/// Waits until every node's links carry packets (apply/settle.rs), several
+/// nodes at a time: each node's wait is a few netlink round trips from a
+/// thread inside it, and a 250-node lab would otherwise pay them in turn.
+fn settle_links(nodes: &HashMap<String, Node>) -> Result<(), ApplyError> {
+    let all: Vec<&File> = nodes.values().map(|node| &node.netns).collect();
+    let chunk = all.len().div_ceil(SETTLERS).max(1);
+    std::thread::scope(|scope| {
+        let waits: Vec<_> = all
+            .chunks(chunk)
+            .map(|part| scope.spawn(move || part.iter().try_for_each(|netns| super::settle::links(netns))))
+            .collect();
+        waits.into_iter().try_for_each(|w| w.join().expect("a settling thread panicked").map_err(ApplyError::Links))
     })
 }
 
