@@ -631,6 +631,53 @@ def test_vrf_vlan(pfs):
         report("PASS", "vrf-vlan", "VRF blue (table 10) with eth0.10 and eth1 enslaved, an 802.1Q trunk through a VLAN-filtering bridge, QinQ 802.1ad 100 / 802.1Q 20; h1 reached h2 through the VRF; down left nothing")
 
 
+TC_LAB = r"""
+lab { name = "tcv" }
+local h1, h2 = node("h1"), node("h2")
+link(h1, h2, { "198.18.0.1/24", "198.18.0.2/24" })
+local FILTERS = [[
+set -e
+tc qdisc add dev eth0 clsact
+tc filter add dev eth0 ingress pref 10 protocol ip flower ip_proto udp dst_port 4242 action drop
+tc filter add dev eth0 ingress pref 20 protocol ip matchall action pass
+]]
+experiment("gact", function(x)
+  local r = x.h2:run{ "sh", "-c", FILTERS }
+  x:expect(r.status == 0, "tc: " .. r.stderr)
+  local moved = x:delta({ "h2:eth0:tc:ingress/10", "h2:eth0:tc:ingress/20" }, function()
+    x.h1:send{ to = "198.18.0.2", dport = 4242, count = 5 }
+    -- Echo replies come back only after h2 classified the requests, and the UDP went first.
+    x.h1:ping("198.18.0.2", { count = 3, interval = 0.05 })
+  end)
+  local drop, pass = moved["h2:eth0:tc:ingress/10"], moved["h2:eth0:tc:ingress/20"]
+  print(("flower drop: %d matched, %d dropped; matchall pass: %d"):format(drop.packets or 0, drop.drops or 0, pass.packets or 0))
+  x:expect(drop.packets == 5 and drop.drops == 5, "flower's gact drop: 5 matched and dropped")
+  -- The 3 echo requests and send's one path probe (UDP to port 9) pass pref 10 and match pref 20.
+  x:expect(pass.packets == 4, "matchall's gact pass: 4 packets")
+end)
+"""
+
+
+def test_tc_filter_counters(pfs):
+    """tc filters of the classifiers and actions this machine's kernel lacks
+    (flower, matchall, gact), read by `x:counters` with their drops."""
+    for module in ["cls_flower", "cls_matchall", "act_gact", "sch_ingress"]:
+        sh("modprobe", module, check=False)
+    before = host_state(pfs)
+    run = labctl("run", write_lab("tcv", TC_LAB), "--out", os.path.join(OUT, "tcv"), check=False)
+    problems = []
+    if run.returncode != 0:
+        problems.append(f"run exited {run.returncode}: {run.stdout[-1500:]} {run.stderr[-800:]}")
+    diff = differences(before, host_state(pfs))
+    if diff:
+        problems.append(f"not restored: {diff}")
+    counted = [line for line in run.stderr.splitlines() if line.startswith("flower drop:")]
+    if problems:
+        report("FAIL", "tc-filter-counters", "; ".join(problems))
+    else:
+        report("PASS", "tc-filter-counters", f"{counted[0] if counted else run.stdout[-300:]}; down left nothing")
+
+
 def main():
     print(f"guest kernel {os.uname().release}", flush=True)
     pfs = setup()
@@ -656,6 +703,7 @@ def main():
         ("cpu-limit", lambda: test_cpu_limit(pfs)),
         ("netem-impairments", lambda: test_netem_impairments(pfs)),
         ("vrf-vlan", lambda: test_vrf_vlan(pfs)),
+        ("tc-filter-counters", lambda: test_tc_filter_counters(pfs)),
     ]
     for name, test in tests:
         if only and name not in only.split(","):

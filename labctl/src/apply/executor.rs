@@ -25,6 +25,7 @@ use super::schedule::{self, Scheduler};
 use super::state::LabState;
 use super::{interrupt, sysctl, ApplyError};
 use crate::plan::{Device, Phase, Plan, Step};
+use crate::sys::in_parts::in_parts;
 use crate::sys::netns::{self, NetnsError, ThreadNetns};
 
 #[derive(Debug, thiserror::Error)]
@@ -676,14 +677,10 @@ const SETTLERS: usize = 8;
 /// thread inside it, and a 250-node lab would otherwise pay them in turn.
 fn settle_links(nodes: &HashMap<String, Node>) -> Result<(), ApplyError> {
     let all: Vec<&File> = nodes.values().map(|node| &node.netns).collect();
-    let chunk = all.len().div_ceil(SETTLERS).max(1);
-    std::thread::scope(|scope| {
-        let waits: Vec<_> = all
-            .chunks(chunk)
-            .map(|part| scope.spawn(move || part.iter().try_for_each(|netns| super::settle::links(netns))))
-            .collect();
-        waits.into_iter().try_for_each(|w| w.join().expect("a settling thread panicked").map_err(ApplyError::Links))
-    })
+    in_parts(&all, SETTLERS, |part| part.iter().try_for_each(|netns| super::settle::links(netns)))
+        .into_iter()
+        .collect::<Result<(), _>>()
+        .map_err(ApplyError::Links)
 }
 
 /// Loss programs (apply/impair/loss.rs), one by one, each from a thread in its node.

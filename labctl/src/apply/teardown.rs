@@ -10,6 +10,7 @@ use nix::sys::signal::{kill, Signal};
 use nix::unistd::Pid;
 
 use crate::plan::Step;
+use crate::sys::in_parts::in_parts;
 use crate::sys::netns::{self, NetnsError};
 
 #[derive(Debug, Default)]
@@ -48,23 +49,11 @@ const UNBINDERS: usize = 8;
 /// (`namespace_unlock`); waits from several threads share grace periods,
 /// so most of `down`'s time on a large lab goes, not the CPU's.
 fn unbind_all(names: &[&str]) -> Result<usize, NetnsError> {
-    let chunk = names.len().div_ceil(UNBINDERS).max(1);
-    std::thread::scope(|scope| {
-        let workers: Vec<_> = names
-            .chunks(chunk)
-            .map(|part| {
-                scope.spawn(move || {
-                    let mut existed = 0;
-                    for name in part {
-                        existed += usize::from(netns::exists(name));
-                        netns::remove(name)?;
-                    }
-                    Ok::<usize, NetnsError>(existed)
-                })
-            })
-            .collect();
-        workers.into_iter().map(|w| w.join().expect("an unbinding thread panicked")).sum()
-    })
+    let unbind = |name: &&str| {
+        let existed = usize::from(netns::exists(name));
+        netns::remove(name).map(|()| existed)
+    };
+    in_parts(names, UNBINDERS, |part| part.iter().map(unbind).sum::<Result<usize, _>>()).into_iter().sum()
 }
 
 /// (device, inode) of each namespace that still exists.

@@ -1,6 +1,6 @@
 //! Counters: `x:counters` (absolute values now), `x:delta` (what moved while
 //! a function ran; nftables rule counters such as
-//! `"r1:nft:inet/filter/forward/class-e"` among them, see observe.rs), and a node's tables, `x:neighbours`, `x:routes`,
+//! `"r1:nft:inet/filter/forward/class-e"` and tc filters such as `"r1:eth0:tc:ingress/10"` among them, see observe.rs), and a node's tables, `x:neighbours`, `x:routes`,
 //! `x:rules` and a bridge's `x:fdb`.
 
 use mlua::{Function, Lua, LuaSerdeExt, Table, UserDataMethods, Value};
@@ -9,7 +9,7 @@ use super::observe as look;
 use super::options::{bad_argument, names, Options};
 use super::runtime::{fail, lua_error, Runtime};
 
-/// The counter names of `specs`, the nftables ones checked for their
+/// The counter names of `specs`, the nftables and tc ones checked for their
 /// shape at the calling line (a rule that does not exist is found on reading).
 fn checked(lua: &Lua, what: &str, specs: Value) -> mlua::Result<Vec<String>> {
     let specs = names(lua, what, specs)?;
@@ -19,6 +19,13 @@ fn checked(lua: &Lua, what: &str, specs: Value) -> mlua::Result<Vec<String>> {
                 lua,
                 format!("{what}: {spec:?} does not name an nftables counter"),
                 look::NFT_SPEC_HELP,
+            ));
+        }
+        if spec.split(':').nth(2) == Some("tc") && look::tc_spec(spec).is_err() {
+            return Err(bad_argument(
+                lua,
+                format!("{what}: {spec:?} does not name a tc filter's counters"),
+                look::TC_SPEC_HELP,
             ));
         }
     }

@@ -1,6 +1,6 @@
 //! What `x:counters`, `x:delta` and `x:capture` read, addressed by the lab's
 //! names: `"h1:eth0"` (link stats64), `"r1"` (the node's SNMP and netstat
-//! counters), `"softnet"`, `"softirqs"` and `"cputime"` (per CPU, machine-wide).
+//! counters), `"r1:nft:..."` (nftables rules), `"r1:eth0:tc:..."` (tc filters), `"softnet"`, `"softirqs"` and `"cputime"` (per CPU, machine-wide).
 
 use std::collections::BTreeMap;
 use std::fs::File;
@@ -30,12 +30,82 @@ pub enum LookError {
     NftSpec(String),
     #[error("{spec}: no nftables rule {rule:?} with a counter in {node} (its counted rules: {known})")]
     NoNftRule { spec: String, node: String, rule: String, known: String },
+    #[error("{0:?}: {TC_SPEC_HELP}")]
+    TcSpec(String),
+    #[error("{spec}: no tc filter {filter:?} on {interface} (its filters: {known})")]
+    NoTcFilter { spec: String, interface: String, filter: String, known: String },
+    #[error(
+        "{spec}: the kernel counts nothing for {filter}: it has no actions (a classid-only match or a \
+         direct-action BPF program), and tc keeps statistics per action; give it one (tc's `action ...`)"
+    )]
+    TcFilterUncounted { spec: String, filter: String },
 }
 
 /// How an nftables counter is named in `x:counters`.
 pub const NFT_SPEC_HELP: &str =
     "name an nftables rule's counter as \"r1:nft:<family>/<table>/<chain>/<comment or handle>\" \
      (family one of inet, ip, ip6, arp, bridge, netdev), or all of a node's as \"r1:nft\"";
+
+/// How a tc filter's counters are named in `x:counters`.
+pub const TC_SPEC_HELP: &str = "name a tc filter's counters as \"r1:eth0:tc:<block>/<pref>[/<handle>]\" \
+     (block one of ingress, egress, root; a BPF filter's program name may stand for its pref), \
+     or all of an interface's as \"r1:eth0:tc\"";
+
+/// A tc filter as `x:counters` names it: block, pref (or BPF program name), handle.
+type TcFilterName<'a> = (&'a str, &'a str, Option<&'a str>);
+
+/// `"r1:eth0:tc"` → (r1, eth0, None); `"r1:eth0:tc:ingress/10/800::800"` → (r1, eth0, Some((ingress, 10, Some(800::800)))).
+pub fn tc_spec(spec: &str) -> std::result::Result<(&str, &str, Option<TcFilterName<'_>>), ()> {
+    let mut parts = spec.splitn(4, ':');
+    let (node, ifname, _tc) = (parts.next().ok_or(())?, parts.next().ok_or(())?, parts.next().ok_or(())?);
+    if node.is_empty() || ifname.is_empty() {
+        return Err(());
+    }
+    let Some(filter) = parts.next() else { return Ok((node, ifname, None)) };
+    let mut path = filter.splitn(3, '/');
+    let (block, which, handle) = (path.next().ok_or(())?, path.next().ok_or(())?, path.next());
+    if !counters::TC_BLOCKS.contains(&block) || which.is_empty() || handle == Some("") {
+        return Err(());
+    }
+    Ok((node, ifname, Some((block, which, handle))))
+}
+
+/// The counters of one tc filter (summed over the handles a pref holds), or of every counted filter on the interface.
+fn tc(
+    netns: &File,
+    spec: &str,
+    (node, ifname): (&str, &str),
+    filter: Option<TcFilterName<'_>>,
+) -> Result<BTreeMap<String, u64>> {
+    let filters = counters::tc_filters(netns, ifname).map_err(at(spec))?;
+    let Some((block, which, handle)) = filter else {
+        return Ok(filters
+            .iter()
+            .filter(|f| f.is_counted())
+            .flat_map(|f| f.counters().map(|(k, v)| (format!("{}.{k}", f.name()), v)))
+            .collect());
+    };
+    let found: Vec<&counters::TcFilter> = filters.iter().filter(|f| f.is(block, which, handle)).collect();
+    if found.is_empty() {
+        let known: Vec<String> = filters.iter().map(|f| f.name()).collect();
+        return Err(LookError::NoTcFilter {
+            spec: spec.to_string(),
+            interface: format!("{node}:{ifname}"),
+            filter: [block, which].into_iter().chain(handle).collect::<Vec<_>>().join("/"),
+            known: if known.is_empty() { "none".into() } else { known.join(", ") },
+        });
+    }
+    if !found.iter().any(|f| f.is_counted()) {
+        return Err(LookError::TcFilterUncounted { spec: spec.to_string(), filter: found[0].name() });
+    }
+    let mut sum = BTreeMap::new();
+    for f in found.iter().filter(|f| f.is_counted()) {
+        for (k, v) in f.counters() {
+            *sum.entry(k.to_string()).or_insert(0) += v;
+        }
+    }
+    Ok(sum)
+}
 
 /// `"r1:nft"` → (r1, None); `"r1:nft:inet/filter/input/drop-udp"` → (r1, Some([inet, filter, input, drop-udp])).
 pub fn nft_spec(spec: &str) -> std::result::Result<(&str, Option<[&str; 4]>), ()> {
@@ -111,6 +181,11 @@ pub fn read(specs: &[String], netns: &BTreeMap<String, File>) -> Result<Counters
             _ if spec.split(':').nth(1) == Some("nft") => {
                 let (node, rule) = nft_spec(spec).map_err(|_| LookError::NftSpec(spec.clone()))?;
                 nft(node_ns(netns, node)?, spec, rule)?
+            }
+            // "r1:eth0:tc": every tc filter with actions on r1:eth0; "r1:eth0:tc:ingress/10": one.
+            _ if spec.split(':').nth(2) == Some("tc") => {
+                let (node, ifname, filter) = tc_spec(spec).map_err(|_| LookError::TcSpec(spec.clone()))?;
+                tc(node_ns(netns, node)?, spec, (node, ifname), filter)?
             }
             _ => match spec.split_once(':') {
                 Some((node, ifname)) => counters::link_stats(node_ns(netns, node)?, ifname).map_err(at(spec))?,

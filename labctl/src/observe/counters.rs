@@ -2,7 +2,7 @@
 //! deterministic order (BTreeMap, sorted lists), ready for a snapshot.
 //!
 //! Per-namespace: [`link_stats`], [`qdisc_stats`], [`snmp`], [`neighbours`],
-//! [`routes`], [`nft_counters`] (nftables rule counters). Global (per CPU, not per namespace): [`softnet`], [`softirqs`], [`cpu_times`].
+//! [`routes`], [`nft_counters`] (nftables rule counters), [`tc_filters`] (tc filters and their actions' counters). Global (per CPU, not per namespace): [`softnet`], [`softirqs`], [`cpu_times`].
 //! [`Delta`] turns two snapshots of a counter map into what moved.
 
 mod delta;
@@ -11,6 +11,7 @@ mod link;
 mod nft;
 mod procfs;
 mod tables;
+mod tc_filters;
 
 pub use delta::Delta;
 pub use fdb::{fdb, rules, FdbEntry, RuleEntry};
@@ -22,3 +23,4 @@ pub use procfs::{
 };
 pub use tables::{neighbours, routes, Neighbour, Route};
 pub(crate) use tables::{neighbours_on, routes_on};
+pub use tc_filters::{tc_filters, TcFilter, BLOCKS as TC_BLOCKS};

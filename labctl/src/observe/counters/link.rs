@@ -41,6 +41,11 @@ async fn link_by_name(handle: &Handle, ifname: &str) -> Result<LinkMessage> {
         .ok_or_else(no_such)
 }
 
+/// The interface's index, by name.
+pub(super) async fn link_index(handle: &Handle, ifname: &str) -> Result<u32> {
+    Ok(link_by_name(handle, ifname).await?.header.index)
+}
+
 async fn stats64(handle: &Handle, ifname: &str) -> Result<Stats64> {
     let msg = link_by_name(handle, ifname).await?;
     msg.attributes
@@ -131,7 +136,7 @@ impl QdiscStats {
 /// dump filtered here: the kernel dumps all interfaces regardless.
 pub fn qdisc_stats(netns: &File, ifname: &str) -> Result<Vec<QdiscStats>> {
     query(netns, |handle| async move {
-        let index = link_by_name(&handle, ifname).await?.header.index;
+        let index = link_index(&handle, ifname).await?;
         let mut dump = handle.qdisc().get().execute();
         let mut qdiscs = Vec::new();
         while let Some(msg) = dump.try_next().await.map_err(ObserveError::netlink("dump qdiscs"))? {
