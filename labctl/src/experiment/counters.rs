@@ -14,14 +14,14 @@ use super::runtime::{fail, lua_error, Runtime};
 fn checked(lua: &Lua, what: &str, specs: Value) -> mlua::Result<Vec<String>> {
     let specs = names(lua, what, specs)?;
     for spec in &specs {
-        if spec.split(':').nth(1) == Some("nft") && look::nft_spec(spec).is_err() {
+        if look::is_nft(spec) && look::nft_spec(spec).is_err() {
             return Err(bad_argument(
                 lua,
                 format!("{what}: {spec:?} does not name an nftables counter"),
                 look::NFT_SPEC_HELP,
             ));
         }
-        if spec.split(':').nth(2) == Some("tc") && look::tc_spec(spec).is_err() {
+        if look::is_tc(spec) && look::tc_spec(spec).is_err() {
             return Err(bad_argument(
                 lua,
                 format!("{what}: {spec:?} does not name a tc filter's counters"),

@@ -54,6 +54,16 @@ pub const TC_SPEC_HELP: &str = "name a tc filter's counters as \"r1:eth0:tc:<blo
 /// A tc filter as `x:counters` names it: block, pref (or BPF program name), handle.
 type TcFilterName<'a> = (&'a str, &'a str, Option<&'a str>);
 
+/// True for a name of the nftables form (`"r1:nft..."`), well formed or not.
+pub fn is_nft(spec: &str) -> bool {
+    spec.split(':').nth(1) == Some("nft")
+}
+
+/// True for a name of the tc form (`"r1:eth0:tc..."`), well formed or not.
+pub fn is_tc(spec: &str) -> bool {
+    spec.split(':').nth(2) == Some("tc")
+}
+
 /// `"r1:eth0:tc"` → (r1, eth0, None); `"r1:eth0:tc:ingress/10/800::800"` → (r1, eth0, Some((ingress, 10, Some(800::800)))).
 pub fn tc_spec(spec: &str) -> std::result::Result<(&str, &str, Option<TcFilterName<'_>>), ()> {
     let mut parts = spec.splitn(4, ':');
@@ -95,14 +105,13 @@ fn tc(
             known: if known.is_empty() { "none".into() } else { known.join(", ") },
         });
     }
-    if !found.iter().any(|f| f.is_counted()) {
+    let counted: Vec<&&counters::TcFilter> = found.iter().filter(|f| f.is_counted()).collect();
+    if counted.is_empty() {
         return Err(LookError::TcFilterUncounted { spec: spec.to_string(), filter: found[0].name() });
     }
     let mut sum = BTreeMap::new();
-    for f in found.iter().filter(|f| f.is_counted()) {
-        for (k, v) in f.counters() {
-            *sum.entry(k.to_string()).or_insert(0) += v;
-        }
+    for (k, v) in counted.iter().flat_map(|f| f.counters()) {
+        *sum.entry(k.to_string()).or_insert(0) += v;
     }
     Ok(sum)
 }
@@ -178,12 +187,12 @@ pub fn read(specs: &[String], netns: &BTreeMap<String, File>) -> Result<Counters
                 qdiscs(node_ns(netns, node)?, rest.trim_end_matches(":qdisc")).map_err(at(spec))?
             }
             // "r1:nft": every nftables rule with a counter; "r1:nft:inet/filter/input/drop-udp": one.
-            _ if spec.split(':').nth(1) == Some("nft") => {
+            _ if is_nft(spec) => {
                 let (node, rule) = nft_spec(spec).map_err(|_| LookError::NftSpec(spec.clone()))?;
                 nft(node_ns(netns, node)?, spec, rule)?
             }
             // "r1:eth0:tc": every tc filter with actions on r1:eth0; "r1:eth0:tc:ingress/10": one.
-            _ if spec.split(':').nth(2) == Some("tc") => {
+            _ if is_tc(spec) => {
                 let (node, ifname, filter) = tc_spec(spec).map_err(|_| LookError::TcSpec(spec.clone()))?;
                 tc(node_ns(netns, node)?, spec, (node, ifname), filter)?
             }

@@ -13,7 +13,7 @@ use futures::TryStreamExt;
 use rtnetlink::packet_core::{Nla, NlaBuffer, NlasIterator, Parseable};
 use rtnetlink::packet_route::tc::{
     TcAction, TcActionAttribute, TcAttribute, TcFilterBpfOption, TcFilterFlowerOption, TcFilterMatchAllOption,
-    TcFilterU32Option, TcHandle, TcMessage, TcOption, TcStats2,
+    TcFilterU32Option, TcMessage, TcOption, TcStats2,
 };
 use rtnetlink::Handle;
 use serde::{Deserialize, Serialize};
@@ -102,7 +102,7 @@ async fn dump_block(handle: &Handle, index: i32, block: &str) -> Result<Vec<TcFi
 /// A filter from its RTM_NEWTFILTER; `None` for the per-pref chain head the
 /// dump also sends (handle 0, no options).
 fn filter_from(msg: &TcMessage, block: &str) -> Option<TcFilter> {
-    let raw_handle = u32::from(msg.header.handle.major) << 16 | u32::from(msg.header.handle.minor);
+    let raw_handle = u32::from(msg.header.handle);
     if raw_handle == 0 {
         return None;
     }
@@ -122,7 +122,7 @@ fn filter_from(msg: &TcMessage, block: &str) -> Option<TcFilter> {
             _ => {}
         }
     }
-    filter.handle = print_handle(&filter.kind, msg.header.handle);
+    filter.handle = print_handle(&filter.kind, raw_handle);
     filter.actions = actions.iter().map(action_kind).collect();
     if let Some(first) = actions.first() {
         (filter.packets, filter.bytes, filter.drops, filter.overlimits) = action_stats(first);
@@ -187,8 +187,7 @@ fn action_stats(action: &TcAction) -> (u64, u64, u64, u64) {
 }
 
 /// tc's spelling: u32's `htid:hash:node` (`800::800`, a hash table `800:`), hex for the others (`0x1`).
-fn print_handle(kind: &str, handle: TcHandle) -> String {
-    let raw = u32::from(handle.major) << 16 | u32::from(handle.minor);
+fn print_handle(kind: &str, raw: u32) -> String {
     if kind != "u32" {
         return format!("{raw:#x}");
     }
@@ -209,11 +208,10 @@ mod tests {
 
     #[test]
     fn handles_print_like_tc() {
-        let h = |raw: u32| TcHandle { major: (raw >> 16) as u16, minor: raw as u16 };
-        assert_eq!(print_handle("u32", h(0x8000_0800)), "800::800");
-        assert_eq!(print_handle("u32", h(0x8000_1801)), "800:1:801");
-        assert_eq!(print_handle("u32", h(0x8000_0000)), "800:");
-        assert_eq!(print_handle("bpf", h(1)), "0x1");
+        assert_eq!(print_handle("u32", 0x8000_0800), "800::800");
+        assert_eq!(print_handle("u32", 0x8000_1801), "800:1:801");
+        assert_eq!(print_handle("u32", 0x8000_0000), "800:");
+        assert_eq!(print_handle("bpf", 1), "0x1");
     }
 
     #[test]
